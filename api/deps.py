@@ -1,0 +1,60 @@
+"""Dependencies: settings, and the long-lived clients built from them (one per process)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+import dagster as dg
+from fastapi import Depends, HTTPException, status
+
+from api.query import QueryEngine
+from lakehouse.names import InvalidName, validate_name
+from lakehouse.settings import S3Config, Settings, get_settings
+from lakehouse.storage import ObjectStore
+
+
+@lru_cache
+def _store(config: S3Config) -> ObjectStore:
+    return ObjectStore(config)
+
+
+@lru_cache
+def _instance(dagster_home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(dagster_home))
+
+
+@lru_cache
+def _engine(settings_json: str) -> QueryEngine:
+    settings = Settings.model_validate_json(settings_json)
+    return QueryEngine(settings, _instance(settings.resolved_dagster_home))
+
+
+def get_store(settings: Annotated[Settings, Depends(get_settings)]) -> ObjectStore:
+    return _store(settings.s3())
+
+
+def get_instance(settings: Annotated[Settings, Depends(get_settings)]) -> dg.DagsterInstance:
+    return _instance(settings.resolved_dagster_home)
+
+
+def get_engine(settings: Annotated[Settings, Depends(get_settings)]) -> QueryEngine:
+    return _engine(settings.model_dump_json())
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
+EngineDep = Annotated[QueryEngine, Depends(get_engine)]
+
+
+def dataset_name(name: str) -> str:
+    """`name` if it is a valid dataset name; else 422 with a valid name to use instead."""
+    try:
+        return validate_name(name)
+    except InvalidName as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail={"message": str(exc), "name": name, "suggested_name": exc.suggestion},
+        ) from exc

@@ -1,0 +1,24 @@
+"""The FastAPI app: routers under /v1, health at /health."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from api.routes import catalog, health, ingest, sql
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Lakehouse API",
+        description="Drop CSV files, query them as Parquet datasets with SQL.",
+        version="0.1.0",
+    )
+    v1 = APIRouter(prefix="/v1")
+    for module in (ingest, sql, catalog):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

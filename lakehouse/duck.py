@@ -1,0 +1,56 @@
+"""DuckDB set-up shared by the conversion and the query API: httpfs and the S3 secret.
+
+httpfs is loaded from the `duckdb-extension-httpfs` wheel; DuckDB never downloads anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import duckdb_extension_httpfs
+
+from lakehouse.settings import S3Config
+
+
+def httpfs_path() -> Path:
+    folder = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+    path = folder / "httpfs.duckdb_extension"
+    if not path.exists():
+        raise RuntimeError(
+            f"no httpfs extension for DuckDB {duckdb.__version__} at {path}: install "
+            f"duckdb-extension-httpfs=={duckdb.__version__}"
+        )
+    return path
+
+
+def connection_config(memory_limit: str, threads: int) -> dict[str, Any]:
+    """Config for every connection we open: no extension is ever fetched or auto-loaded."""
+    return {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "memory_limit": memory_limit,
+        "threads": threads,
+    }
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def attach_s3(con: duckdb.DuckDBPyConnection, s3: S3Config) -> None:
+    """Load httpfs and add a secret so `s3://<bucket>/...` reads and writes reach the store."""
+    con.execute(f"LOAD {sql_string(str(httpfs_path()))}")
+    con.execute(
+        "CREATE OR REPLACE SECRET lakehouse_s3 ("
+        f" TYPE s3, KEY_ID {sql_string(s3.access_key)}, SECRET {sql_string(s3.secret_key)},"
+        f" REGION {sql_string(s3.region)}, ENDPOINT {sql_string(s3.endpoint_host)},"
+        f" URL_STYLE {sql_string(s3.url_style)}, USE_SSL {str(s3.use_ssl).lower()})"
+    )

@@ -1,0 +1,87 @@
+"""One settings object for the API, the Dagster code and the stack launcher.
+
+Every field is read from a `LAKEHOUSE_*` environment variable when the settings are first
+asked for (never at import time); the defaults run the local stack as-is.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class S3Config(BaseModel, frozen=True):
+    """How to reach the object store: plain S3 API, nothing server-specific."""
+
+    endpoint: str
+    bucket: str
+    region: str
+    access_key: str
+    secret_key: str
+    url_style: Literal["path", "vhost"]
+
+    @property
+    def endpoint_host(self) -> str:
+        """`host:port` of the endpoint, as DuckDB's S3 secret wants it."""
+        return urlsplit(self.endpoint).netloc
+
+    @property
+    def use_ssl(self) -> bool:
+        return urlsplit(self.endpoint).scheme == "https"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
+
+    s3_endpoint: str = Field("http://127.0.0.1:8333", description="S3 API endpoint URL.")
+    s3_bucket: str = Field("lakehouse", description="Bucket holding landing files and datasets.")
+    s3_region: str = Field("us-east-1", description="Region sent when signing requests.")
+    s3_access_key: str = Field("lakehouse", description="Read-write access key.")
+    s3_secret_key: str = Field("lakehouse-secret-key", description="Read-write secret key.")
+    s3_url_style: Literal["path", "vhost"] = Field(
+        "path", description="'path' for MinIO/SeaweedFS, 'vhost' for AWS virtual hosts."
+    )
+
+    state_dir: Path = Field(
+        Path(".lakehouse"), description="Local state: S3 server data, Dagster home, logs."
+    )
+    dagster_home: Path | None = Field(
+        None, description="Dagster instance directory; defaults to <state_dir>/dagster."
+    )
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    webserver_port: int = 3000
+
+    ingest_part_bytes: int = Field(
+        8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Multipart upload part size."
+    )
+    sample_rows: int = Field(2000, ge=10, description="Rows read to infer a CSV's schema.")
+
+    sql_max_rows: int = Field(10_000, ge=1, description="Most rows one /v1/sql answer returns.")
+    duckdb_memory_limit: str = Field("1GB", description="DuckDB memory_limit per process.")
+    duckdb_threads: int = Field(2, ge=1, description="DuckDB threads per process.")
+
+    def s3(self) -> S3Config:
+        return S3Config(
+            endpoint=self.s3_endpoint,
+            bucket=self.s3_bucket,
+            region=self.s3_region,
+            access_key=self.s3_access_key,
+            secret_key=self.s3_secret_key,
+            url_style=self.s3_url_style,
+        )
+
+    @property
+    def resolved_dagster_home(self) -> Path:
+        return (self.dagster_home or self.state_dir / "dagster").absolute()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,270 @@
+"""Start and stop the whole local stack: S3 server, Dagster daemon and webserver, API.
+
+One implementation for `lakehouse up` (make up) and for the tests, which run the same
+processes on free ports in a temporary directory. Each process runs in its own process
+group, so stopping it also stops what it spawned (Dagster's code servers and runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from lakehouse.settings import Settings
+from lakehouse.storage import ObjectStore, StoreUnavailable
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STOP_GRACE_SECONDS = 15
+
+
+class StackError(RuntimeError):
+    """A process of the stack did not start or did not become healthy."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as the LAKEHOUSE_* variables that reproduce them in a child process."""
+    env = {
+        f"LAKEHOUSE_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
+    env["DAGSTER_HOME"] = str(settings.resolved_dagster_home)
+    return env
+
+
+def _bin(name: str) -> str:
+    """An executable installed beside this Python (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise StackError(f"{name} is not installed: run `make install`")
+    return found
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    with_webserver: bool = True
+    local_s3: bool = True  # False when the settings point at an S3 server run elsewhere
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir.absolute()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    @property
+    def webserver_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.webserver_port}"
+
+    # -- starting -------------------------------------------------------------------------
+
+    def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """Start every process and wait until each is healthy; on failure stop them all."""
+        try:
+            if self.local_s3:
+                progress("object store (SeaweedFS S3)")
+                self.start_s3()
+            progress("Dagster daemon")
+            self.start_daemon()
+            if self.with_webserver:
+                progress("Dagster webserver")
+                self.start_webserver()
+            progress("API")
+            self.start_api()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_s3(self) -> None:
+        s3_dir = self.state_dir / "s3"
+        (s3_dir / "data").mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "lakehouse",
+                    "credentials": [
+                        {
+                            "accessKey": self.settings.s3_access_key,
+                            "secretKey": self.settings.s3_secret_key,
+                        }
+                    ],
+                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                }
+            ]
+        }
+        config = s3_dir / "s3.json"
+        config.write_text(json.dumps(identities))
+        config.chmod(0o600)
+        port = urlsplit(self.settings.s3_endpoint).port or 8333
+        internal = {
+            f"-{flag}={free_port()}"
+            for flag in (
+                "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+                "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port",
+                "admin.port.grpc",
+            )
+        }  # fmt: skip
+        self._spawn(
+            "s3",
+            [
+                _bin("weed"), "mini", f"-dir={s3_dir / 'data'}",
+                "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+                f"-s3.port={port}", f"-s3.config={config}", f"-bucket={self.settings.s3_bucket}",
+                "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                *sorted(internal),
+            ],
+            cwd=s3_dir,
+        )  # fmt: skip
+        self._wait("s3", self._s3_ready, timeout=60)
+
+    def start_daemon(self) -> None:
+        self._prepare_dagster_home()
+        self._spawn("dagster-daemon", [_bin("dagster-daemon"), "run", *self._workspace()])
+        self._wait("dagster-daemon", self._daemon_ready, timeout=120)
+
+    def start_webserver(self) -> None:
+        self._prepare_dagster_home()
+        self._spawn(
+            "dagster-webserver",
+            [
+                _bin("dagster-webserver"), "-h", "127.0.0.1",
+                "-p", str(self.settings.webserver_port), *self._workspace(),
+            ],
+        )  # fmt: skip
+        self._wait("dagster-webserver", self._http_ok(f"{self.webserver_url}/server_info"), 120)
+
+    def start_api(self) -> None:
+        self._spawn(
+            "api",
+            [
+                sys.executable, "-m", "uvicorn", "api.main:app",
+                "--host", self.settings.api_host, "--port", str(self.settings.api_port),
+                "--no-access-log",
+            ],
+        )  # fmt: skip
+        self._wait("api", self._http_ok(f"{self.api_url}/health"), timeout=60)
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def stop(self, name: str | None = None) -> None:
+        """Stop every process (or the one named), newest first: TERM, then KILL if need be."""
+        for process in reversed([p for p in self.processes if name in (None, p.name)]):
+            _stop_group(process.popen)
+            self.processes.remove(process)
+
+    def dead(self) -> list[Process]:
+        return [p for p in self.processes if not p.alive()]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _workspace(self) -> list[str]:
+        return ["-w", str(PROJECT_ROOT / "workspace.yaml")]
+
+    def _prepare_dagster_home(self) -> None:
+        home = self.settings.resolved_dagster_home
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+
+    def _spawn(self, name: str, argv: list[str], cwd: Path = PROJECT_ROOT) -> None:
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env={**os.environ, **settings_env(self.settings)},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(Process(name, popen, log))
+
+    def _wait(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
+        process = next(p for p in self.processes if p.name == name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not process.alive():
+                raise StackError(f"{name} exited ({process.popen.returncode}):\n{process.tail()}")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise StackError(f"{name} not healthy after {timeout:.0f}s:\n{process.tail()}")
+
+    def _s3_ready(self) -> bool:
+        try:
+            ObjectStore(self.settings.s3()).check()
+        except StoreUnavailable:
+            return False
+        return True
+
+    def _daemon_ready(self) -> bool:
+        from dagster import DagsterInstance  # heavy import, only where needed
+
+        with DagsterInstance.from_config(str(self.settings.resolved_dagster_home)) as instance:
+            beats = instance.get_daemon_heartbeats()
+        return "SENSOR" in beats
+
+    @staticmethod
+    def _http_ok(url: str) -> Callable[[], bool]:
+        def ready() -> bool:
+            try:
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        return ready
+
+
+def _stop_group(popen: subprocess.Popen) -> None:
+    if popen.poll() is not None:
+        return
+    try:
+        os.killpg(popen.pid, signal.SIGTERM)
+        popen.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
+    except ProcessLookupError:
+        popen.wait()
+    # Children (a run worker, a code server) may outlive the group leader briefly.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, signal.SIGKILL)

@@ -1,0 +1,178 @@
+"""The object store, through the plain S3 API (boto3), and the bucket's key layout.
+
+Layout, every part validated before it becomes a key:
+    landing/<dataset>/<ingest_id>.csv       uploaded CSV, as sent
+    ingests/<completed_at>-<ingest_id>.json ingest records, ordered by completion time
+    datasets/<dataset>/part-<ingest_id>.parquet
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lakehouse.names import validate_name
+from lakehouse.settings import S3Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+LANDING = "landing/"
+INGESTS = "ingests/"
+DATASETS = "datasets/"
+RECORD_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+
+class StoreUnavailable(RuntimeError):
+    """The object store refused us or could not be reached (down, wrong keys, no bucket)."""
+
+
+def landing_key(dataset: str, ingest_id: str) -> str:
+    return f"{LANDING}{validate_name(dataset)}/{ingest_id}.csv"
+
+
+def record_key(completed_at: datetime, ingest_id: str) -> str:
+    return f"{INGESTS}{completed_at.strftime(RECORD_TIME_FORMAT)}-{ingest_id}.json"
+
+
+def dataset_prefix(dataset: str) -> str:
+    return f"{DATASETS}{validate_name(dataset)}/"
+
+
+def part_key(dataset: str, ingest_id: str) -> str:
+    return f"{dataset_prefix(dataset)}part-{ingest_id}.parquet"
+
+
+class ObjectStore:
+    """A bucket on an S3 server; every failure to reach it surfaces as `StoreUnavailable`."""
+
+    def __init__(self, config: S3Config) -> None:
+        self.config = config
+        self.bucket = config.bucket
+        self.client: S3Client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=config.endpoint,
+            region_name=config.region,
+            aws_access_key_id=config.access_key,
+            aws_secret_access_key=config.secret_key,
+            config=Config(
+                s3={"addressing_style": "path" if config.url_style == "path" else "virtual"},
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+            ),
+        )
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def check(self) -> None:
+        """Raise `StoreUnavailable` unless the bucket answers with our keys."""
+        try:
+            with unavailable_on_error("reach the bucket"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:  # 404: the server answers, the bucket is not there
+            raise StoreUnavailable(f"bucket {self.bucket!r} does not exist") from exc
+
+    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream"):
+        with unavailable_on_error(f"write {key}"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def put_json(self, key: str, value: Any) -> None:
+        self.put_bytes(key, json.dumps(value).encode(), "application/json")
+
+    def get_json(self, key: str) -> Any:
+        with unavailable_on_error(f"read {key}"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return json.loads(body.read())
+
+    def size(self, key: str) -> int:
+        with unavailable_on_error(f"stat {key}"):
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+
+    def list_keys(self, prefix: str, start_after: str = "") -> Iterator[str]:
+        """Keys under `prefix` in key order, starting after `start_after` (S3 lists in order)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        with unavailable_on_error(f"list {prefix}"):
+            for page in paginator.paginate(**kwargs):
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+
+    def delete(self, keys: list[str]) -> None:
+        with unavailable_on_error("delete objects"):
+            for start in range(0, len(keys), 1000):
+                chunk: list[Any] = [{"Key": k} for k in keys[start : start + 1000]]
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})
+
+    def multipart(self, key: str, content_type: str) -> MultipartUpload:
+        return MultipartUpload(self, key, content_type)
+
+
+class MultipartUpload:
+    """Writes one object in parts, so no more than one part is ever held in memory.
+
+    Nothing is visible under `key` until `complete()`; `abort()` discards the parts.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, content_type: str) -> None:
+        self.store, self.key = store, key
+        with unavailable_on_error(f"start upload of {key}"):
+            self.upload_id = store.client.create_multipart_upload(
+                Bucket=store.bucket, Key=key, ContentType=content_type
+            )["UploadId"]
+        self.parts: list[dict[str, Any]] = []
+
+    def write_part(self, data: bytes) -> None:
+        number = len(self.parts) + 1
+        with unavailable_on_error(f"upload part {number} of {self.key}"):
+            etag = self.store.client.upload_part(
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+            )["ETag"]
+        self.parts.append({"ETag": etag, "PartNumber": number})
+
+    def complete(self) -> None:
+        with unavailable_on_error(f"complete upload of {self.key}"):
+            self.store.client.complete_multipart_upload(
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},  # type: ignore[typeddict-item]
+            )
+
+    def abort(self) -> None:
+        with unavailable_on_error(f"abort upload of {self.key}"):
+            self.store.client.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
+            )
+
+
+@contextmanager
+def unavailable_on_error(doing: str) -> Iterator[None]:
+    """Turn boto's connection and permission errors into `StoreUnavailable`.
+
+    A missing key (`NoSuchKey`, 404) is not the store being unavailable: it passes through.
+    """
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in {"NoSuchKey", "404", "NotFound"}:
+            raise
+        raise StoreUnavailable(f"object store refused to {doing}: {code}") from exc
+    except BotoCoreError as exc:
+        raise StoreUnavailable(f"object store unreachable to {doing}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Dagster code: the dataset asset, the ingest sensor, and the catalog they write."""

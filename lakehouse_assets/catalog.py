@@ -1,0 +1,158 @@
+"""The catalog *is* the dataset asset's materializations: the latest one of a partition is
+the dataset's manifest, earlier ones are its earlier versions. Nothing is stored twice.
+
+Written by the asset (`Manifest.to_metadata`), read by the asset and the API
+(`latest_manifests`, `manifest_history`) straight from the Dagster instance.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from dagster import DagsterEventType
+from pydantic import BaseModel
+
+from lakehouse.csvschema import Column
+
+DATASET_ASSET_KEY = dg.AssetKey("dataset")
+
+
+class DataObject(BaseModel):
+    """One Parquet object of a dataset."""
+
+    key: str
+    bytes: int
+    rows: int
+    ingest_id: str
+
+
+class Manifest(BaseModel):
+    dataset_id: str
+    name: str
+    version: int
+    schema_fingerprint: str
+    columns: list[Column]
+    location: str
+    objects: list[DataObject]
+    row_count: int
+    bytes: int
+    source_ingest_ids: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def first(cls, name: str, location: str, columns: list[Column], fingerprint: str) -> Manifest:
+        """The manifest of a dataset before any object: version 0, never materialized."""
+        now = datetime.now(UTC)
+        return cls(
+            dataset_id=str(uuid.uuid4()),
+            name=name,
+            version=0,
+            schema_fingerprint=fingerprint,
+            columns=columns,
+            location=location,
+            objects=[],
+            row_count=0,
+            bytes=0,
+            source_ingest_ids=[],
+            created_at=now,
+            updated_at=now,
+        )
+
+    def with_object(self, obj: DataObject) -> Manifest:
+        """The next version: `obj` appended (replacing an object of the same key, so that
+        re-running an ingest never doubles its rows)."""
+        objects = [o for o in self.objects if o.key != obj.key] + [obj]
+        return self.model_copy(
+            update={
+                "version": self.version + 1,
+                "objects": objects,
+                "row_count": sum(o.rows for o in objects),
+                "bytes": sum(o.bytes for o in objects),
+                "source_ingest_ids": [o.ingest_id for o in objects],
+                "updated_at": datetime.now(UTC),
+            }
+        )
+
+    def to_metadata(self) -> dict[str, dg.MetadataValue]:
+        table_schema = dg.TableSchema(
+            columns=[dg.TableColumn(c.name, c.type, description=c.reason) for c in self.columns]
+        )
+        return {
+            "dagster/row_count": dg.MetadataValue.int(self.row_count),
+            "dagster/column_schema": dg.MetadataValue.table_schema(table_schema),
+            "dagster/uri": dg.MetadataValue.path(self.location),
+            "dagster/table_name": dg.MetadataValue.text(self.name),
+            "dataset_id": dg.MetadataValue.text(self.dataset_id),
+            "version": dg.MetadataValue.int(self.version),
+            "schema_fingerprint": dg.MetadataValue.text(self.schema_fingerprint),
+            "objects": dg.MetadataValue.json([o.model_dump() for o in self.objects]),
+            "object_count": dg.MetadataValue.int(len(self.objects)),
+            "bytes": dg.MetadataValue.int(self.bytes),
+            "source_ingest_ids": dg.MetadataValue.json(self.source_ingest_ids),
+            "created_at": dg.MetadataValue.timestamp(self.created_at),
+        }
+
+    @classmethod
+    def from_event(cls, event: dg.EventLogEntry) -> Manifest:
+        materialization = event.asset_materialization
+        assert materialization is not None and materialization.partition is not None
+        meta: dict[str, Any] = {k: v.value for k, v in materialization.metadata.items()}
+        schema = meta["dagster/column_schema"]
+        return cls(
+            dataset_id=meta["dataset_id"],
+            name=materialization.partition,
+            version=meta["version"],
+            schema_fingerprint=meta["schema_fingerprint"],
+            columns=[Column(c.name, c.type, c.description or "") for c in schema.columns],
+            location=meta["dagster/uri"],
+            objects=meta["objects"],
+            row_count=meta["dagster/row_count"],
+            bytes=meta["bytes"],
+            source_ingest_ids=meta["source_ingest_ids"],
+            created_at=datetime.fromtimestamp(meta["created_at"], UTC),
+            updated_at=datetime.fromtimestamp(event.timestamp, UTC),
+        )
+
+
+def latest_storage_ids(instance: dg.DagsterInstance) -> Mapping[str, int]:
+    """{dataset: storage id of its latest materialization}: one cheap query, which changes
+    exactly when the catalog does."""
+    return instance.get_latest_storage_id_by_partition(
+        DATASET_ASSET_KEY, DagsterEventType.ASSET_MATERIALIZATION
+    )
+
+
+def manifests_by_storage_id(
+    instance: dg.DagsterInstance, storage_ids: list[int]
+) -> dict[int, Manifest]:
+    if not storage_ids:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(DATASET_ASSET_KEY, storage_ids=storage_ids), limit=len(storage_ids)
+    ).records
+    return {r.storage_id: Manifest.from_event(r.event_log_entry) for r in records}
+
+
+def latest_manifests(instance: dg.DagsterInstance) -> dict[str, Manifest]:
+    by_id = manifests_by_storage_id(instance, list(latest_storage_ids(instance).values()))
+    return {m.name: m for m in sorted(by_id.values(), key=lambda m: m.name)}
+
+
+def latest_manifest(instance: dg.DagsterInstance, name: str) -> Manifest | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]), limit=1
+    ).records
+    return Manifest.from_event(records[0].event_log_entry) if records else None
+
+
+def manifest_history(instance: dg.DagsterInstance, name: str, limit: int = 100) -> list[Manifest]:
+    """Every version of `name`, newest first."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]), limit=limit
+    ).records
+    return [Manifest.from_event(r.event_log_entry) for r in records]

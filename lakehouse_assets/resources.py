@@ -1,0 +1,59 @@
+"""Resources, built from the one `Settings` object the API uses too."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from lakehouse.duck import connection_config
+from lakehouse.settings import S3Config, Settings
+from lakehouse.storage import ObjectStore
+
+
+class ObjectStoreResource(dg.ConfigurableResource):
+    """The lakehouse bucket on any S3 server.
+
+    dagster-aws's `S3Resource` has no bucket and no URL-style setting, and MinIO behind a
+    host name needs path-style URLs, so this resource carries both and hands out an
+    `ObjectStore` (boto3 underneath).
+    """
+
+    endpoint: str = Field(description="S3 API endpoint URL.")
+    bucket: str = Field(description="Bucket holding landing files and datasets.")
+    region: str = Field(description="Region used to sign requests.")
+    access_key: str = Field(description="Access key (read-write).")
+    secret_key: str = Field(description="Secret key (read-write).")
+    url_style: str = Field(description="'path' (MinIO, SeaweedFS) or 'vhost' (AWS).")
+
+    def config(self) -> S3Config:
+        return S3Config.model_validate(self.model_dump())
+
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.config())
+
+
+def _from_env(env_name: str, value: str) -> str | dg.EnvVar:
+    """Secrets set in the environment stay references, so the UI never shows their value."""
+    return dg.EnvVar(env_name) if env_name in os.environ else value
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "s3": ObjectStoreResource(
+            endpoint=settings.s3_endpoint,
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            access_key=_from_env("LAKEHOUSE_S3_ACCESS_KEY", settings.s3_access_key),
+            secret_key=_from_env("LAKEHOUSE_S3_SECRET_KEY", settings.s3_secret_key),
+            url_style=settings.s3_url_style,
+        ),
+        "duckdb": DuckDBResource(
+            database=":memory:",
+            connection_config=connection_config(
+                settings.duckdb_memory_limit, settings.duckdb_threads
+            ),
+        ),
+    }
