@@ -11,8 +11,9 @@ STAMP := $(VENV)/.installed
 up: install
 	$(BIN)/lakehouse up
 
+# pytest exits 5 when a selection holds no test: not a failure.
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 install: $(STAMP)
 

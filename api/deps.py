@@ -36,7 +36,14 @@ def get_store(settings: Annotated[Settings, Depends(get_settings)]) -> ObjectSto
 
 
 def get_instance(settings: Annotated[Settings, Depends(get_settings)]) -> dg.DagsterInstance:
-    return _instance(settings.resolved_dagster_home)
+    home = settings.resolved_dagster_home
+    if not home.is_dir():
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"Dagster home {home} does not exist: start the stack (make up) or set "
+            "LAKEHOUSE_DAGSTER_HOME to the instance the Dagster daemon uses",
+        )
+    return _instance(home)
 
 
 def get_engine(settings: Annotated[Settings, Depends(get_settings)]) -> QueryEngine:

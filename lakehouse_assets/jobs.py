@@ -1,7 +1,6 @@
 import dagster as dg
 
 from lakehouse_assets.assets import dataset
-from lakehouse_assets.partitions import dataset_partitions_def
 
 # Tags every ingest run carries: the dataset tag is what dagster.yaml's tag concurrency
 # limit keys on, so runs for one dataset never overlap.
@@ -11,7 +10,6 @@ INGEST_TAG = "lakehouse/ingest_id"
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=[dataset],
-    partitions_def=dataset_partitions_def,
     description="Materialize one ingest: landed CSV -> Parquet, appended to its dataset.",
     # One asset per run: a process per step would only add start-up time.
     executor_def=dg.in_process_executor,

@@ -1,0 +1,53 @@
+"""GET /v1/catalog: read from the Dagster instance."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lakehouse.settings import Settings
+from tests.helpers import materialize_csv
+
+pytestmark = pytest.mark.integration
+
+
+def test_list_get_and_versions(client: TestClient, settings: Settings) -> None:
+    assert client.get("/v1/catalog").json() == {"datasets": []}
+    first = materialize_csv(settings, "people", b"id,name\n1,Ann\n")
+    second = materialize_csv(settings, "people", b"id,name\n2,Bo\n3,Cy\n")
+    materialize_csv(settings, "items", b"sku\nA1\n")
+
+    listing = client.get("/v1/catalog").json()["datasets"]
+    assert [(d["name"], d["version"], d["row_count"]) for d in listing] == [
+        ("items", 1, 1),
+        ("people", 2, 3),
+    ]
+
+    manifest = client.get("/v1/catalog/people").json()
+    for field in ("dataset_id", "name", "schema_fingerprint", "objects", "created_at"):
+        assert manifest[field]
+    assert manifest["updated_at"] >= manifest["created_at"]
+    assert manifest["row_count"] == 3 and manifest["version"] == 2
+    assert manifest["location"] == f"s3://{settings.s3_bucket}/datasets/people/"
+    assert [(c["name"], c["type"]) for c in manifest["columns"]] == [
+        ("id", "BIGINT"),
+        ("name", "VARCHAR"),
+    ]
+    assert manifest["source_ingest_ids"] == [first.ingest_id, second.ingest_id]
+    assert [o["rows"] for o in manifest["objects"]] == [1, 2]
+
+    versions = client.get("/v1/catalog/people/versions").json()["versions"]
+    assert [(v["version"], v["row_count"]) for v in versions] == [(2, 3), (1, 1)]
+    assert {v["dataset_id"] for v in versions} == {manifest["dataset_id"]}
+
+
+def test_unknown_dataset_is_404(client: TestClient) -> None:
+    response = client.get("/v1/catalog/nothing_here")
+    assert response.status_code == 404
+    assert "nothing_here" in response.json()["detail"]
+
+
+def test_invalid_name_is_422_with_a_suggestion(client: TestClient) -> None:
+    response = client.get("/v1/catalog/Bad-Name")
+    assert response.status_code == 422
+    assert response.json()["detail"]["suggested_name"] == "bad_name"

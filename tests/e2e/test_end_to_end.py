@@ -1,0 +1,143 @@
+"""The whole path on real processes: S3 server, Dagster daemon and webserver, API.
+
+Upload over HTTP -> the sensor starts the run (no manual step) -> Parquet in the bucket
+-> catalog -> SQL; then the webserver stops (the API must not need it), then every
+process stops and starts again (nothing may change).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import httpx
+import pyarrow.dataset as pads
+import pytest
+from pyarrow import fs
+
+from lakehouse.duck import attach_s3
+from lakehouse.settings import Settings
+from lakehouse.stack import Stack, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+GROUP_BY = "SELECT role, count(*) FROM workers_500k WHERE state='IL' GROUP BY role ORDER BY role"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = Settings(
+        state_dir=tmp_path_factory.mktemp("stack"),
+        s3_endpoint=f"http://127.0.0.1:{free_port()}",
+        s3_access_key="e2e-access",
+        s3_secret_key="e2e-secret-key",
+        api_port=free_port(),
+        webserver_port=free_port(),
+    )
+    stack = Stack(settings, with_webserver=True)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def file_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(size):
+            yield chunk
+
+
+def wait_for_version(api: str, name: str, version: int, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{api}/v1/catalog/{name}", timeout=10)
+        if response.status_code == 200 and response.json()["version"] >= version:
+            return response.json()
+        time.sleep(0.5)
+    raise AssertionError(f"{name} did not reach version {version} in {timeout}s")
+
+
+def sql_rows(api: str, query: str) -> list[dict]:
+    response = httpx.post(f"{api}/v1/sql", json={"sql": query}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["rows"]
+
+
+def expected_from_csv(csv: Path) -> tuple[int, list[dict]]:
+    con = duckdb.connect()
+    count = con.sql(f"SELECT count(*) FROM read_csv('{csv}')").fetchone()
+    rows = con.sql(GROUP_BY.replace("workers_500k", f"read_csv('{csv}')")).fetchall()
+    assert count is not None
+    return count[0], [{"role": role, "count_star()": n} for role, n in rows]
+
+
+def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Path) -> None:
+    api = stack.api_url
+    response = httpx.post(
+        f"{api}/v1/ingest",
+        params={"name": "workers_500k"},
+        content=file_chunks(workers_csv),
+        headers={"content-type": "text/csv"},
+        timeout=300,
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["bytes"] == workers_csv.stat().st_size
+
+    manifest = wait_for_version(api, "workers_500k", 1)
+    assert manifest["row_count"] == 500_000
+    assert {c["name"]: c["type"] for c in manifest["columns"]} == {
+        "worker_id": "BIGINT", "first_name": "VARCHAR", "last_name": "VARCHAR",
+        "email": "VARCHAR", "state": "VARCHAR", "city": "VARCHAR", "role": "VARCHAR",
+        "agency": "VARCHAR", "hourly_rate": "DOUBLE", "weekly_hours": "BIGINT",
+        "is_active": "BOOLEAN", "hire_date": "DATE", "last_shift_at": "TIMESTAMP",
+        "rating": "DOUBLE", "years_experience": "BIGINT", "notes": "VARCHAR",
+    }  # fmt: skip
+
+    count, by_role = expected_from_csv(workers_csv)
+    assert count == 500_000
+    assert sql_rows(api, "SELECT count(*) FROM workers_500k") == [{"count_star()": 500_000}]
+    assert sql_rows(api, GROUP_BY) == by_role
+
+    assert_plain_readers_see_the_parquet(stack.settings, manifest)
+
+    # The API reads the instance, not the UI: it answers with the webserver down.
+    stack.stop("dagster-webserver")
+    assert httpx.get(f"{api}/v1/catalog/workers_500k", timeout=10).json() == manifest
+    assert sql_rows(api, GROUP_BY) == by_role
+
+    stack.stop()
+    stack.start()
+    assert httpx.get(f"{api}/v1/catalog/workers_500k", timeout=10).json() == manifest
+    assert sql_rows(api, "SELECT count(*) FROM workers_500k") == [{"count_star()": 500_000}]
+    assert sql_rows(api, GROUP_BY) == by_role
+
+
+def assert_plain_readers_see_the_parquet(settings: Settings, manifest: dict) -> None:
+    urls = [f"s3://{settings.s3_bucket}/{o['key']}" for o in manifest["objects"]]
+    con = duckdb.connect()
+    attach_s3(con, settings.s3())
+    assert con.execute("SELECT count(*) FROM read_parquet(?)", [urls]).fetchone() == (500_000,)
+
+    s3 = fs.S3FileSystem(
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        endpoint_override=settings.s3_endpoint,
+        region=settings.s3_region,
+    )
+    paths = [url.removeprefix("s3://") for url in urls]
+    assert pads.dataset(paths, format="parquet", filesystem=s3).count_rows() == 500_000
+
+
+def test_multipart_upload_is_materialized_by_the_sensor(stack: Stack) -> None:
+    api = stack.api_url
+    response = httpx.post(
+        f"{api}/v1/ingest",
+        params={"name": "shifts"},
+        files={"file": ("shifts.csv", b"shift_id,worker_id,hours\n1,10,8.5\n2,11,4\n")},
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    manifest = wait_for_version(api, "shifts", 1)
+    assert manifest["source_ingest_ids"] == [response.json()["ingest_id"]]
+    assert sql_rows(api, "SELECT sum(hours) AS h FROM shifts") == [{"h": 12.5}]

@@ -1,0 +1,38 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lakehouse.ingests import IngestRecord, Landing
+from lakehouse.settings import Settings
+from lakehouse.storage import ObjectStore
+from lakehouse_assets.assets import IngestConfig
+from lakehouse_assets.assets import dataset as dataset_asset
+from lakehouse_assets.partitions import DATASETS_PARTITIONS
+from lakehouse_assets.resources import build_resources
+
+
+def land_csv(store: ObjectStore, dataset: str, data: bytes) -> IngestRecord:
+    """Land `data` as the API does (one part) and record the ingest."""
+    return Landing(store, dataset, sample_rows=1000).finish(data)
+
+
+def resources_for(settings: Settings) -> dict:
+    return build_resources(settings)
+
+
+def materialize_csv(settings: Settings, dataset: str, data: bytes) -> IngestRecord:
+    """Land `data` and materialize it into the Dagster instance at the settings' home, as the
+    sensor's run would; raises if the run fails."""
+    record = land_csv(ObjectStore(settings.s3()), dataset, data)
+    with dg.DagsterInstance.from_config(str(settings.resolved_dagster_home)) as instance:
+        instance.add_dynamic_partitions(DATASETS_PARTITIONS, [dataset])
+        dg.materialize(
+            [dataset_asset],
+            instance=instance,
+            partition_key=dataset,
+            resources=build_resources(settings),
+            run_config=dg.RunConfig(ops={"dataset": IngestConfig(ingest_record_key=record.key)}),
+        )
+    return record
