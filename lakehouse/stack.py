@@ -41,13 +41,15 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as the LAKEHOUSE_* variables that reproduce them in a child process."""
+    """The settings as the LAKEHOUSE_* variables that reproduce them in a child process
+    (paths made absolute: children run in the project directory)."""
     env = {
         f"LAKEHOUSE_{name.upper()}": str(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }
-    env["DAGSTER_HOME"] = str(settings.resolved_dagster_home)
+    env["LAKEHOUSE_STATE_DIR"] = str(settings.state_dir.absolute())
+    env["LAKEHOUSE_DAGSTER_HOME"] = env["DAGSTER_HOME"] = str(settings.resolved_dagster_home)
     return env
 
 
@@ -198,9 +200,15 @@ class Stack:
         return ["-w", str(PROJECT_ROOT / "workspace.yaml")]
 
     def _prepare_dagster_home(self) -> None:
+        """Copy dagster.yaml in and create the instance's storage once, here: processes that
+        find a fresh SQLite home at the same moment race to create its tables."""
+        from dagster import DagsterInstance  # heavy import, only where needed
+
         home = self.settings.resolved_dagster_home
         home.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        with DagsterInstance.from_config(str(home)):
+            pass
 
     def _spawn(self, name: str, argv: list[str], cwd: Path = PROJECT_ROOT) -> None:
         logs = self.state_dir / "logs"
