@@ -18,6 +18,7 @@ def create_app() -> FastAPI:
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.state.uploads_in_flight = 0  # see routes.ingest.upload_slot
     return app
 
 

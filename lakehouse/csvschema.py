@@ -12,8 +12,10 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 DELIMITERS = (",", ";", "\t", "|")
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -66,8 +68,19 @@ def fingerprint(columns: list[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
 
 
-def infer_schema(sample: bytes, *, complete: bool, max_rows: int = 2000) -> CsvSchema:
-    """Infer the schema from `sample`, the first bytes of a file (`complete` if all of it)."""
+def infer_schema(
+    sample: bytes,
+    *,
+    complete: bool,
+    max_rows: int = 2000,
+    contract: Sequence[Column] | None = None,
+) -> CsvSchema:
+    """Infer the schema from `sample`, the first bytes of a file (`complete` if all of it).
+
+    With a `contract` (the dataset's current columns) and the same header, a column whose
+    sampled values all fit the contract's type takes that type: a file whose sample happens
+    to hold only integers still appends to a DOUBLE column.
+    """
     text = _decode(sample, complete=complete)
     if not text.strip():
         raise NotCsv("the file is empty: send a CSV with a header line")
@@ -84,7 +97,50 @@ def infer_schema(sample: bytes, *, complete: bool, max_rows: int = 2000) -> CsvS
             if kind is not None and kind not in kinds[i]:
                 kinds[i][kind] = (value, rows.line_num)
     columns = tuple(_column(name, seen) for name, seen in zip(names, kinds, strict=True))
+    if contract is not None and [c.name for c in contract] == names:
+        columns = tuple(
+            _conform(column, seen, agreed)
+            for column, seen, agreed in zip(columns, kinds, contract, strict=True)
+        )
     return CsvSchema(delimiter=delimiter, columns=columns, renamed=renamed)
+
+
+# Which value kinds each type reads without loss.
+_FITS: dict[str, set[str]] = {
+    "BOOLEAN": {"boolean"},
+    "BIGINT": {"integer"},
+    "DOUBLE": {"integer", "decimal"},
+    "DATE": {"date"},
+    "TIMESTAMP": {"date", "timestamp"},
+}
+
+
+def _conform(column: Column, seen: dict[str, tuple[str, int]], agreed: Column) -> Column:
+    if column.type == agreed.type:
+        return column
+    if agreed.type == "VARCHAR" or set(seen) <= _FITS.get(agreed.type, set()):
+        return Column(
+            column.name,
+            agreed.type,
+            f"{agreed.type.lower()}: the dataset's type, and every sampled value fits it",
+        )
+    return column
+
+
+def schema_diff(current: Sequence[Column], upload: Sequence[Column]) -> dict[str, Any]:
+    """What differs between a dataset's columns and an upload's, column by column."""
+    now = {c.name: c.type for c in current}
+    new = {c.name: c.type for c in upload}
+    return {
+        "added": [{"name": n, "type": t} for n, t in new.items() if n not in now],
+        "removed": [{"name": n, "type": t} for n, t in now.items() if n not in new],
+        "type_changed": [
+            {"name": n, "dataset_type": now[n], "upload_type": t, "reason": reason}
+            for n, t, reason in ((c.name, c.type, c.reason) for c in upload)
+            if n in now and now[n] != t
+        ],
+        "order_changed": [n for n in now if n in new] != [n for n in new if n in now],
+    }
 
 
 def value_kind(value: str) -> str | None:

@@ -62,6 +62,16 @@ class Settings(BaseSettings):
         8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Multipart upload part size."
     )
     sample_rows: int = Field(2000, ge=10, description="Rows read to infer a CSV's schema.")
+    max_upload_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="Largest upload, counted after decompression."
+    )
+    max_concurrent_uploads: int = Field(4, ge=1, description="Uploads in flight per API process.")
+    max_reject_share: float = Field(
+        0.01, ge=0, le=1, description="Share of unparseable rows above which an ingest fails."
+    )
+    ingest_wait_seconds: float = Field(
+        300, ge=0, description="Longest an ingest with wait=true waits for its run."
+    )
 
     sql_max_rows: int = Field(10_000, ge=1, description="Most rows one /v1/sql answer returns.")
     duckdb_memory_limit: str = Field("1GB", description="DuckDB memory_limit per process.")

@@ -1,14 +1,18 @@
 """The object store, through the plain S3 API (boto3), and the bucket's key layout.
 
 Layout, every part validated before it becomes a key:
-    landing/<dataset>/<ingest_id>.csv       uploaded CSV, as sent
-    ingests/<completed_at>-<ingest_id>.json ingest records, ordered by completion time
-    datasets/<dataset>/part-<ingest_id>.parquet
+    landing/<dataset>/<ingest_id>.csv            uploaded CSV (decompressed)
+    ingests/<completed_at>-<ingest_id>.json      ingest records, ordered by completion time
+    receipts/<ingest_id>.json                    the same record, found by ingest id
+    claims/<dataset>/<sha256>.json               which ingest first sent these bytes
+    datasets/<dataset>/part-<ingest_id>.parquet  the dataset's objects
+    datasets/<dataset>/rejects/part-<ingest_id>.parquet  rows that did not parse
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -26,20 +30,47 @@ if TYPE_CHECKING:
 
 LANDING = "landing/"
 INGESTS = "ingests/"
+RECEIPTS = "receipts/"
+CLAIMS = "claims/"
 DATASETS = "datasets/"
 RECORD_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
+INGEST_ID = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{8}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class StoreUnavailable(RuntimeError):
     """The object store refused us or could not be reached (down, wrong keys, no bucket)."""
 
 
+class InvalidIngestId(ValueError):
+    pass
+
+
+def validate_ingest_id(ingest_id: str) -> str:
+    if not INGEST_ID.match(ingest_id):
+        raise InvalidIngestId(
+            f"invalid ingest id {ingest_id!r}: ids look like 20261122T020428428745-c917ac03"
+        )
+    return ingest_id
+
+
 def landing_key(dataset: str, ingest_id: str) -> str:
-    return f"{LANDING}{validate_name(dataset)}/{ingest_id}.csv"
+    return f"{LANDING}{validate_name(dataset)}/{validate_ingest_id(ingest_id)}.csv"
 
 
 def record_key(completed_at: datetime, ingest_id: str) -> str:
-    return f"{INGESTS}{completed_at.strftime(RECORD_TIME_FORMAT)}-{ingest_id}.json"
+    stamp = completed_at.strftime(RECORD_TIME_FORMAT)
+    return f"{INGESTS}{stamp}-{validate_ingest_id(ingest_id)}.json"
+
+
+def receipt_key(ingest_id: str) -> str:
+    return f"{RECEIPTS}{validate_ingest_id(ingest_id)}.json"
+
+
+def claim_key(dataset: str, sha256: str) -> str:
+    if not SHA256.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"{CLAIMS}{validate_name(dataset)}/{sha256}.json"
 
 
 def dataset_prefix(dataset: str) -> str:
@@ -47,7 +78,11 @@ def dataset_prefix(dataset: str) -> str:
 
 
 def part_key(dataset: str, ingest_id: str) -> str:
-    return f"{dataset_prefix(dataset)}part-{ingest_id}.parquet"
+    return f"{dataset_prefix(dataset)}part-{validate_ingest_id(ingest_id)}.parquet"
+
+
+def rejects_key(dataset: str, ingest_id: str) -> str:
+    return f"{dataset_prefix(dataset)}rejects/part-{validate_ingest_id(ingest_id)}.parquet"
 
 
 class ObjectStore:
@@ -88,6 +123,32 @@ class ObjectStore:
 
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value).encode(), "application/json")
+
+    def put_json_if_absent(self, key: str, value: Any) -> bool:
+        """Write `key` only if no object has it (S3 conditional write); False if one did."""
+        if self.exists(key):
+            return False
+        with unavailable_on_error(f"write {key}"):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=json.dumps(value).encode(),
+                    ContentType="application/json",
+                    IfNoneMatch="*",
+                )
+            except ClientError as exc:
+                if error_code(exc) in {"PreconditionFailed", "412"}:
+                    return False  # another writer got there first
+                raise
+        return True
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except ClientError:
+            return False
+        return True
 
     def get_json(self, key: str) -> Any:
         with unavailable_on_error(f"read {key}"):
@@ -170,9 +231,13 @@ def unavailable_on_error(doing: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code in {"NoSuchKey", "404", "NotFound"}:
             raise
         raise StoreUnavailable(f"object store refused to {doing}: {code}") from exc
     except BotoCoreError as exc:
         raise StoreUnavailable(f"object store unreachable to {doing}: {exc}") from exc
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")

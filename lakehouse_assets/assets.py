@@ -2,13 +2,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from lakehouse.convert import ConversionError, csv_to_parquet
+from lakehouse.convert import ConversionError, Converted, csv_to_parquet, write_rejects
 from lakehouse.duck import attach_s3
 from lakehouse.ingests import IngestRecord, read_record
-from lakehouse.storage import ObjectStore, dataset_prefix, part_key
+from lakehouse.storage import ObjectStore, dataset_prefix, part_key, rejects_key
 from lakehouse_assets.catalog import DataObject, Manifest, latest_manifest
 from lakehouse_assets.partitions import dataset_partitions_def
-from lakehouse_assets.resources import ObjectStoreResource
+from lakehouse_assets.resources import IngestPolicy, ObjectStoreResource
 
 LAKEHOUSE_GROUP = "lakehouse"
 
@@ -29,33 +29,40 @@ def dataset(
     config: IngestConfig,
     s3: ObjectStoreResource,
     duckdb: DuckDBResource,
+    ingest_policy: IngestPolicy,
 ) -> dg.MaterializeResult:
     """A dataset: the Parquet objects under `datasets/<name>/` that its latest manifest lists.
 
-    Each run converts one landed CSV (one ingest) into one Parquet object and appends it to
-    the dataset's object list; the materialization's metadata is the new manifest.
+    Each run converts one landed CSV (one ingest) into one Parquet object and either appends
+    it to the dataset's object list or, for `mode=replace`, makes it the whole list; the
+    materialization's metadata is the new manifest.
     """
     name = context.partition_key
     store = s3.store()
     record = read_record(store, config.ingest_record_key)
     if record.dataset != name:
         raise dg.Failure(f"ingest {record.ingest_id} is for {record.dataset!r}, not {name!r}")
-    previous = latest_manifest(context.instance, name) or Manifest.first(
-        name,
-        store.url(dataset_prefix(name)),
-        list(record.csv_schema.columns),
-        record.csv_schema.fingerprint,
-    )
-    if previous.schema_fingerprint != record.csv_schema.fingerprint:
+    schema = record.csv_schema
+    previous = latest_manifest(context.instance, name)
+    if previous and record.mode == "append" and previous.schema_fingerprint != schema.fingerprint:
         raise dg.Failure(
-            f"ingest {record.ingest_id} has schema {record.csv_schema.fingerprint}, but dataset "
-            f"{name!r} has {previous.schema_fingerprint}: refusing to mix schemas"
+            f"ingest {record.ingest_id} has schema {schema.fingerprint}, but dataset {name!r} "
+            f"has {previous.schema_fingerprint}: upload it again with mode=replace"
         )
-    obj = _convert(context, store, duckdb, record)
-    manifest = previous.with_object(obj)
+    obj, rejects = _convert(context, store, duckdb, record, ingest_policy.max_reject_share)
+    columns = list(schema.columns)
+    if previous is None:
+        previous = Manifest.first(
+            name, store.url(dataset_prefix(name)), columns, schema.fingerprint
+        )
+    manifest = (
+        previous.appended(obj, rejects)
+        if record.mode == "append"
+        else previous.replaced(obj, rejects, columns, schema.fingerprint)
+    )
     context.log.info(
-        f"{name} v{manifest.version}: +{obj.rows} rows from ingest {record.ingest_id}, "
-        f"{manifest.row_count} rows in {len(manifest.objects)} objects"
+        f"{name} v{manifest.version} ({record.mode}): +{obj.rows} rows from ingest "
+        f"{record.ingest_id}, {manifest.row_count} rows in {len(manifest.objects)} objects"
     )
     return dg.MaterializeResult(
         metadata={**manifest.to_metadata(), "source_ingest_id": record.ingest_id}
@@ -67,7 +74,9 @@ def _convert(
     store: ObjectStore,
     duckdb: DuckDBResource,
     record: IngestRecord,
-) -> DataObject:
+    max_reject_share: float,
+) -> tuple[DataObject, DataObject | None]:
+    """The ingest as one Parquet object, and its rejected rows as another (if any)."""
     target = part_key(record.dataset, record.ingest_id)
     with duckdb.get_connection() as con:
         attach_s3(con, store.config)
@@ -76,8 +85,41 @@ def _convert(
                 con, store.url(record.landing_key), store.url(target), record.csv_schema
             )
         except ConversionError as exc:
-            raise dg.Failure(f"ingest {record.ingest_id} could not be converted: {exc}") from exc
-    context.log.info(f"wrote {converted.rows} rows to {store.url(target)}")
-    return DataObject(
+            raise dg.Failure(f"ingest {record.ingest_id} could not be read: {exc}") from exc
+        if converted.rejected_share > max_reject_share:
+            store.delete([target])  # never listed in a manifest: nobody can be reading it
+            raise _too_many_rejects(record, converted, max_reject_share)
+        rejects = None
+        if converted.rejected:
+            rejects_target = rejects_key(record.dataset, record.ingest_id)
+            write_rejects(con, store.url(rejects_target))
+            rejects = DataObject(
+                key=rejects_target,
+                bytes=store.size(rejects_target),
+                rows=converted.rejected,
+                ingest_id=record.ingest_id,
+            )
+    context.log.info(
+        f"wrote {converted.rows} rows to {store.url(target)}; {converted.rejected} rejected"
+    )
+    obj = DataObject(
         key=target, bytes=store.size(target), rows=converted.rows, ingest_id=record.ingest_id
+    )
+    return obj, rejects
+
+
+def _too_many_rejects(record: IngestRecord, converted: Converted, allowed: float) -> dg.Failure:
+    total = converted.rows + converted.rejected
+    return dg.Failure(
+        description=(
+            f"{converted.rejected} of {total} rows ({converted.rejected_share:.2%}) could not "
+            f"be read, more than the {allowed:.2%} allowed: fix them (samples below, with line "
+            f"numbers) and upload again; dataset {record.dataset!r} is unchanged"
+        ),
+        metadata={
+            "rejected_rows": converted.rejected,
+            "total_rows": total,
+            "samples": dg.MetadataValue.json(converted.samples),
+        },
+        allow_retries=False,
     )

@@ -41,6 +41,9 @@ class Manifest(BaseModel):
     row_count: int
     bytes: int
     source_ingest_ids: list[str]
+    # Rows that did not parse, kept with their line and reason (the `<name>__rejects` view).
+    rejects: list[DataObject] = []
+    rejected_rows: int = 0
     created_at: datetime
     updated_at: datetime
 
@@ -63,10 +66,24 @@ class Manifest(BaseModel):
             updated_at=now,
         )
 
-    def with_object(self, obj: DataObject) -> Manifest:
-        """The next version: `obj` appended (replacing an object of the same key, so that
-        re-running an ingest never doubles its rows)."""
-        objects = [o for o in self.objects if o.key != obj.key] + [obj]
+    def appended(self, obj: DataObject, rejects: DataObject | None) -> Manifest:
+        """The next version with `obj` added. An object of the same key is replaced, so
+        re-running an ingest never doubles its rows."""
+        return self._next_version(
+            [o for o in self.objects if o.key != obj.key] + [obj],
+            [r for r in self.rejects if r.ingest_id != obj.ingest_id] + _listed(rejects),
+        )
+
+    def replaced(
+        self, obj: DataObject, rejects: DataObject | None, columns: list[Column], fingerprint: str
+    ) -> Manifest:
+        """The next version made of `obj` alone, with its columns: earlier versions stay in
+        the history, the dataset keeps its id."""
+        return self.model_copy(
+            update={"columns": columns, "schema_fingerprint": fingerprint}
+        )._next_version([obj], _listed(rejects))
+
+    def _next_version(self, objects: list[DataObject], rejects: list[DataObject]) -> Manifest:
         return self.model_copy(
             update={
                 "version": self.version + 1,
@@ -74,6 +91,8 @@ class Manifest(BaseModel):
                 "row_count": sum(o.rows for o in objects),
                 "bytes": sum(o.bytes for o in objects),
                 "source_ingest_ids": [o.ingest_id for o in objects],
+                "rejects": rejects,
+                "rejected_rows": sum(r.rows for r in rejects),
                 "updated_at": datetime.now(UTC),
             }
         )
@@ -94,6 +113,8 @@ class Manifest(BaseModel):
             "object_count": dg.MetadataValue.int(len(self.objects)),
             "bytes": dg.MetadataValue.int(self.bytes),
             "source_ingest_ids": dg.MetadataValue.json(self.source_ingest_ids),
+            "rejects": dg.MetadataValue.json([r.model_dump() for r in self.rejects]),
+            "rejected_rows": dg.MetadataValue.int(self.rejected_rows),
             "created_at": dg.MetadataValue.timestamp(self.created_at),
         }
 
@@ -114,9 +135,15 @@ class Manifest(BaseModel):
             row_count=meta["dagster/row_count"],
             bytes=meta["bytes"],
             source_ingest_ids=meta["source_ingest_ids"],
+            rejects=meta.get("rejects", []),
+            rejected_rows=meta.get("rejected_rows", 0),
             created_at=datetime.fromtimestamp(meta["created_at"], UTC),
             updated_at=datetime.fromtimestamp(event.timestamp, UTC),
         )
+
+
+def _listed(obj: DataObject | None) -> list[DataObject]:
+    return [obj] if obj is not None else []
 
 
 def latest_storage_ids(instance: dg.DagsterInstance) -> Mapping[str, int]:

@@ -35,6 +35,15 @@ class ObjectStoreResource(dg.ConfigurableResource):
         return ObjectStore(self.config())
 
 
+class IngestPolicy(dg.ConfigurableResource):
+    """How strict materialization is with the rows of an upload."""
+
+    max_reject_share: float = Field(
+        description="Largest share of rows that may be rejected (unparseable) before the "
+        "whole ingest fails and the dataset stays as it was.",
+    )
+
+
 def _from_env(env_name: str, value: str) -> str | dg.EnvVar:
     """Secrets set in the environment stay references, so the UI never shows their value."""
     return dg.EnvVar(env_name) if env_name in os.environ else value
@@ -50,6 +59,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             secret_key=_from_env("LAKEHOUSE_S3_SECRET_KEY", settings.s3_secret_key),
             url_style=settings.s3_url_style,
         ),
+        "ingest_policy": IngestPolicy(max_reject_share=settings.max_reject_share),
         "duckdb": DuckDBResource(
             database=":memory:",
             connection_config=connection_config(

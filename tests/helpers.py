@@ -15,7 +15,7 @@ from lakehouse_assets.resources import build_resources
 
 def land_csv(store: ObjectStore, dataset: str, data: bytes) -> IngestRecord:
     """Land `data` as the API does (one part) and record the ingest."""
-    return Landing(store, dataset, sample_rows=1000).finish(data)
+    return Landing(store, dataset, sample_rows=1000).finish(data).record
 
 
 def resources_for(settings: Settings) -> dict:

@@ -1,25 +1,42 @@
-"""POST /v1/ingest: stream a CSV into the landing area and record the ingest."""
+"""POST /v1/ingest: stream a CSV into the landing area; GET /v1/ingest/{id}: follow it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+import dagster as dg
+from botocore.exceptions import ClientError
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import SettingsDep, StoreDep, dataset_name
+from api.deps import InstanceDep, SettingsDep, StoreDep, dataset_name
 from lakehouse.csvschema import Column, NotCsv
-from lakehouse.ingests import Landing
-from lakehouse.storage import StoreUnavailable
+from lakehouse.ingests import (
+    Contract,
+    IngestRecord,
+    Landed,
+    Landing,
+    Mode,
+    SchemaConflict,
+    read_receipt,
+)
+from lakehouse.storage import InvalidIngestId, StoreUnavailable
+from lakehouse.streams import BadGzip, Gunzip, SizeCap, TooLarge
+from lakehouse_assets.catalog import Manifest, latest_manifest
+from lakehouse_assets.ingest_status import FINAL, IngestError, IngestStatus, ingest_status
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
 
 READ_CHUNK = 256 * 1024
+WAIT_POLL_SECONDS = 0.25
+RETRY_AFTER_SECONDS = 2
 
 
 class InferredSchema(BaseModel):
@@ -29,18 +46,72 @@ class InferredSchema(BaseModel):
     renamed: dict[str, str] = Field(description="New header name -> the header as sent.")
 
 
-class IngestReceipt(BaseModel):
+class IngestAnswer(BaseModel):
     ingest_id: str
     dataset: str
-    status: str = Field(description="'landed': stored and recorded, waiting for its run.")
+    mode: Mode
+    status: str = Field(description="landed, queued, running, materialized or failed.")
+    duplicate: bool = Field(
+        False, description="True: these bytes were appended before; this is that ingest."
+    )
     bytes: int
     sha256: str
+    received_at: datetime
     inferred_schema: InferredSchema
+    run_id: str | None = None
+    version: int | None = Field(None, description="The dataset version it produced.")
+    error: IngestError | None = None
+    manifest: Manifest | None = Field(None, description="With wait, once materialized.")
 
 
-async def body_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The CSV bytes: the multipart field `file`, or else the raw request body."""
+def answer(record: IngestRecord, state: IngestStatus, **extra: Any) -> IngestAnswer:
+    schema = record.csv_schema
+    return IngestAnswer(
+        ingest_id=record.ingest_id,
+        dataset=record.dataset,
+        mode=record.mode,
+        bytes=record.bytes,
+        sha256=record.sha256,
+        received_at=record.received_at,
+        inferred_schema=InferredSchema(
+            delimiter=schema.delimiter,
+            fingerprint=schema.fingerprint,
+            columns=list(schema.columns),
+            renamed=schema.renamed,
+        ),
+        **state.model_dump(),
+        **extra,
+    )
+
+
+async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[None]:
+    """One of the process's upload slots, or 503 + Retry-After when all are taken."""
+    state = request.app.state
+    in_flight = state.uploads_in_flight
+    if in_flight >= settings.max_concurrent_uploads:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"{in_flight} uploads already in flight, the most this server takes at "
+            f"once: retry after {RETRY_AFTER_SECONDS} s",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    state.uploads_in_flight = in_flight + 1
+    try:
+        yield
+    finally:
+        state.uploads_in_flight -= 1
+
+
+async def body_chunks(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+    """The CSV bytes, decompressed, from the multipart field `file` or the raw body."""
+    declared = request.headers.get("content-length")
+    gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
+    if declared and declared.isdigit() and int(declared) > max_bytes and not gzipped:
+        raise TooLarge(max_bytes)  # no need to read a byte of it
+    cap = SizeCap(max_bytes)
+    source = _raw_chunks(request)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        # Starlette spools the file part to disk (memory stays bounded) before we read it.
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -48,19 +119,31 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
                 status.HTTP_400_BAD_REQUEST,
                 detail="multipart upload has no file field named 'file': send -F file=@data.csv",
             )
-        while chunk := await upload.read(READ_CHUNK):
-            yield chunk
-    else:
-        async for chunk in request.stream():
-            yield chunk
+        gzipped = gzipped or (upload.filename or "").endswith(".gz")
+        source = _file_chunks(upload)
+    gunzip = Gunzip() if gzipped else None
+    async for chunk in source:
+        for piece in gunzip.feed(chunk) if gunzip else (chunk,):
+            yield cap.check(piece)
+    if gunzip:
+        gunzip.finish()
 
 
-async def land(request: Request, landing: Landing, part_bytes: int) -> bytes:
-    """Stream the body into the store, one part uploading while the next arrives; returns
-    the last, short part."""
+async def _raw_chunks(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        yield chunk
+
+
+async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(READ_CHUNK):
+        yield chunk
+
+
+async def land(request: Request, landing: Landing, part_bytes: int, max_bytes: int) -> Landed:
+    """Stream the body into the store, one part uploading while the next arrives."""
     buffer = bytearray()
     pending: asyncio.Future[None] | None = None
-    async for chunk in body_chunks(request):
+    async for chunk in body_chunks(request, max_bytes):
         buffer += chunk
         if len(buffer) >= part_bytes:
             part, buffer = bytes(buffer[:part_bytes]), buffer[part_bytes:]
@@ -69,12 +152,21 @@ async def land(request: Request, landing: Landing, part_bytes: int) -> bytes:
             pending = asyncio.ensure_future(run_in_threadpool(landing.write_part, part))
     if pending is not None:
         await pending
-    return bytes(buffer)
+    return await run_in_threadpool(landing.finish, bytes(buffer))
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(upload_slot)],
+    responses={
+        200: {"description": "Duplicate bytes, or materialized while waiting."},
+        400: {"description": "Empty, not UTF-8 CSV text, or broken gzip."},
+        409: {"description": "Columns differ from the dataset's; the diff says how."},
+        413: {"description": "Larger than the upload limit (after decompression)."},
+        422: {"description": "Invalid dataset name, or (with wait) the ingest failed."},
+        503: {"description": "Too many uploads in flight (Retry-After), or store down."},
+    },
     openapi_extra={
         "requestBody": {
             "content": {
@@ -93,48 +185,129 @@ async def land(request: Request, landing: Landing, part_bytes: int) -> bytes:
 )
 async def ingest(
     request: Request,
+    response: Response,
     settings: SettingsDep,
     store: StoreDep,
+    instance: InstanceDep,
     name: Annotated[str, Query(description="Dataset name: ^[a-z][a-z0-9_]{0,62}$")],
-) -> IngestReceipt:
-    """Land a CSV (raw body or multipart field `file`) for dataset `name`.
+    mode: Annotated[Mode, Query(description="append (default) or replace")] = "append",
+    wait: Annotated[
+        str | None, Query(description="true, or seconds: answer once materialized or failed")
+    ] = None,
+) -> IngestAnswer:
+    """Land a CSV (raw body, or multipart field `file`; gzip by `Content-Encoding: gzip` or
+    a `.gz` file name) for dataset `name`.
 
     Answers 202 with the ingest id and the schema inferred from the first rows; the ingest
-    sensor then materializes it into the dataset.
+    sensor then materializes it. Bytes already appended to this dataset answer 200 with the
+    earlier ingest and add nothing.
     """
-    landing = Landing(store, dataset_name(name), sample_rows=settings.sample_rows)
+    name = dataset_name(name)
+    wait_seconds = _wait_seconds(wait, settings.ingest_wait_seconds)
+    contract = None
+    if mode == "append":
+        current = await run_in_threadpool(latest_manifest, instance, name)
+        if current is not None:
+            contract = Contract(current.columns, current.schema_fingerprint)
+    landing = Landing(store, name, mode=mode, contract=contract, sample_rows=settings.sample_rows)
     try:
-        last_part = await land(request, landing, settings.ingest_part_bytes)
-        record = await run_in_threadpool(landing.finish, last_part)
-    except NotCsv as exc:
-        await _abort(landing)
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
-    except StoreUnavailable as exc:
-        await _abort(landing)
+        landed = await land(request, landing, settings.ingest_part_bytes, settings.max_upload_bytes)
+    except BaseException as exc:
+        # If the store is gone, the unfinished multipart upload never became visible anyway.
+        with contextlib.suppress(StoreUnavailable):
+            await run_in_threadpool(landing.abort)
+        refusal = _refusal(exc)
+        if refusal is exc:
+            raise
+        raise refusal from exc
+    record = landed.record
+    if landed.duplicate:
+        response.status_code = status.HTTP_200_OK
+        state = await run_in_threadpool(ingest_status, instance, record)
+        return answer(record, state, duplicate=True)
+    if wait_seconds:
+        return await _wait(instance, record, wait_seconds, response)
+    return answer(record, IngestStatus(status="landed"))
+
+
+@router.get("/{ingest_id}")
+def get_ingest(ingest_id: str, store: StoreDep, instance: InstanceDep) -> IngestAnswer:
+    """Where an ingest stands: landed, queued, running, materialized (with the dataset
+    version it produced) or failed (with the reason, and bad rows with line numbers)."""
+    record = _receipt(store, ingest_id)
+    return answer(record, ingest_status(instance, record))
+
+
+def _receipt(store: StoreDep, ingest_id: str) -> IngestRecord:
+    try:
+        return read_receipt(store, ingest_id)
+    except InvalidIngestId as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    except ClientError as exc:
         raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"no ingest {ingest_id!r}: use the ingest_id that POST /v1/ingest returned",
+        ) from exc
+
+
+async def _wait(
+    instance: dg.DagsterInstance, record: IngestRecord, seconds: float, response: Response
+) -> IngestAnswer:
+    deadline = time.monotonic() + seconds
+    while True:
+        state = await run_in_threadpool(ingest_status, instance, record)
+        if state.status in FINAL or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+    if state.status == "failed":
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=answer(record, state).model_dump(mode="json"),
+        )
+    if state.status == "materialized":
+        response.status_code = status.HTTP_200_OK
+        manifest = await run_in_threadpool(latest_manifest, instance, record.dataset)
+        return answer(record, state, manifest=manifest)
+    return answer(record, state)  # still on its way: 202, follow GET /v1/ingest/{id}
+
+
+def _wait_seconds(wait: str | None, default: float) -> float:
+    if wait is None or wait.lower() in {"false", "0", ""}:
+        return 0.0
+    if wait.lower() == "true":
+        return default
+    try:
+        seconds = float(wait)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"wait={wait!r}: use wait=true or a number of seconds, e.g. wait=60",
+        )
+    return seconds
+
+
+def _refusal(exc: BaseException) -> BaseException:
+    """The HTTP answer for why an upload was refused (unknown errors pass through)."""
+    if isinstance(exc, SchemaConflict):
+        return HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail={
+                "message": str(exc),
+                "dataset": exc.dataset,
+                "upload_fingerprint": exc.upload_fingerprint,
+                **exc.diff,
+            },
+        )
+    if isinstance(exc, TooLarge):
+        return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc))
+    if isinstance(exc, NotCsv | BadGzip):
+        return HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc))
+    if isinstance(exc, StoreUnavailable):
+        return HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail=f"{exc}; nothing was stored, retry when the object store is back",
-        ) from exc
-    except BaseException:
-        await _abort(landing)
-        raise
-    schema = record.csv_schema
-    return IngestReceipt(
-        ingest_id=record.ingest_id,
-        dataset=record.dataset,
-        status="landed",
-        bytes=record.bytes,
-        sha256=record.sha256,
-        inferred_schema=InferredSchema(
-            delimiter=schema.delimiter,
-            fingerprint=schema.fingerprint,
-            columns=list(schema.columns),
-            renamed=schema.renamed,
-        ),
-    )
-
-
-async def _abort(landing: Landing) -> None:
-    # If the store is gone, the unfinished multipart upload never became visible anyway.
-    with contextlib.suppress(StoreUnavailable):
-        await run_in_threadpool(landing.abort)
+            headers={"Retry-After": "10"},
+        )
+    return exc

@@ -7,7 +7,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse.convert import ConversionError, csv_to_parquet
+from lakehouse.convert import csv_to_parquet, write_rejects
 from lakehouse.csvschema import infer_schema
 
 
@@ -61,9 +61,23 @@ def test_blank_and_duplicate_headers_keep_their_new_names(tmp_path: Path) -> Non
     assert convert(tmp_path, b"id,,id\n1,2,3\n") == [(1, 2, 3)]
 
 
-def test_a_value_past_the_sample_that_does_not_fit_fails_clearly(tmp_path: Path) -> None:
-    source = tmp_path / "in.csv"
-    source.write_bytes(b"n\n" + b"1\n" * 50 + b"oops\n")
-    schema = infer_schema(b"n\n1\n", complete=True)
-    with pytest.raises(ConversionError, match="oops"):
-        csv_to_parquet(duckdb.connect(), str(source), str(tmp_path / "o.parquet"), schema)
+def test_rows_that_do_not_parse_are_rejected_with_line_and_reason(tmp_path: Path) -> None:
+    source, target, rejects = (tmp_path / n for n in ("in.csv", "o.parquet", "r.parquet"))
+    source.write_bytes(b"id,name,n\n1,a,5\n2,b\n3,c,7,extra\n4,d,x\n5,e,6\n")
+    schema = infer_schema(b"id,name,n\n1,a,5\n", complete=True)
+    con = duckdb.connect()
+    converted = csv_to_parquet(con, str(source), str(target), schema)
+    assert (converted.rows, converted.rejected) == (2, 3)
+    assert converted.rejected_share == 3 / 5
+    assert [(s["line"], s["error_type"]) for s in converted.samples] == [
+        (3, "MISSING COLUMNS"),
+        (4, "TOO MANY COLUMNS"),
+        (5, "CAST"),
+    ]
+    assert converted.samples[2]["csv_line"] == "4,d,x"
+    assert pq.read_table(target).to_pylist() == [
+        {"id": 1, "name": "a", "n": 5},
+        {"id": 5, "name": "e", "n": 6},
+    ]
+    write_rejects(con, str(rejects))
+    assert [r["line"] for r in pq.read_table(rejects).to_pylist()] == [3, 4, 5]

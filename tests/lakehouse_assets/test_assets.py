@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from lakehouse.duck import attach_s3
-from lakehouse.ingests import IngestRecord
+from lakehouse.ingests import IngestRecord, Landing
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore
 from lakehouse_assets.assets import IngestConfig, dataset
@@ -102,13 +102,50 @@ def test_an_ingest_with_another_schema_fails_and_changes_nothing(
     assert manifest is not None and manifest.version == 1 and manifest.row_count == 1
 
 
-def test_a_row_that_does_not_fit_fails_the_run_with_the_value(
+def test_a_few_bad_rows_are_rejected_and_kept_with_their_reasons(
     instance: dg.DagsterInstance, settings: Settings, store: ObjectStore
 ) -> None:
-    # The sample (first 1000 rows) says integer; row 1500 says otherwise.
+    # The sample (first 1000 rows) says integer; row 1500 says otherwise: 1 of 1501 < 1%.
     data = b"n\n" + b"1\n" * 1500 + b"not-a-number\n"
-    result = materialize(instance, settings, land_csv(store, "counts", data))
+    assert materialize(instance, settings, land_csv(store, "counts", data)).success
+    manifest = latest_manifest(instance, "counts")
+    assert manifest is not None
+    assert (manifest.row_count, manifest.rejected_rows) == (1500, 1)
+    con = duckdb.connect()
+    attach_s3(con, settings.s3())
+    rejects = con.sql(f"SELECT line, csv_line FROM '{store.url(manifest.rejects[0].key)}'")
+    assert rejects.fetchall() == [(1502, "not-a-number")]
+
+
+def test_too_many_bad_rows_fail_the_ingest_and_leave_the_dataset_as_it_was(
+    instance: dg.DagsterInstance, settings: Settings, store: ObjectStore
+) -> None:
+    assert materialize(instance, settings, land_csv(store, "counts", b"n\n1\n")).success
+    data = b"n\n" + b"1\n" * 1000 + b"bad\n" * 20  # 2% rejected, more than the 1% allowed
+    record = land_csv(store, "counts", data)
+    result = materialize(instance, settings, record)
     assert not result.success
-    failure = result.get_step_failure_events()[0].step_failure_data.error
-    assert failure is not None and "not-a-number" in failure.to_string()
-    assert latest_manifest(instance, "counts") is None
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure is not None and "20 of 1020 rows" in (failure.description or "")
+    assert failure.metadata["samples"].value[0]["line"] == 1002  # type: ignore[index]
+    manifest = latest_manifest(instance, "counts")
+    assert manifest is not None and (manifest.version, manifest.row_count) == (1, 1)
+    assert not store.exists(f"datasets/counts/part-{record.ingest_id}.parquet")
+
+
+def test_replace_starts_a_new_object_list_and_keeps_the_history(
+    instance: dg.DagsterInstance, settings: Settings, store: ObjectStore
+) -> None:
+    assert materialize(instance, settings, land_csv(store, "prices", b"sku,p\nA,1\n")).success
+    assert materialize(instance, settings, land_csv(store, "prices", b"sku,p\nB,2\n")).success
+    replacement = Landing(store, "prices", mode="replace").finish(b"sku,price,cur\nC,3.5,EUR\n")
+    assert materialize(instance, settings, replacement.record).success
+
+    current = latest_manifest(instance, "prices")
+    history = manifest_history(instance, "prices")
+    assert current is not None
+    assert (current.version, current.row_count) == (3, 1)
+    assert current.source_ingest_ids == [replacement.record.ingest_id]
+    assert [c.name for c in current.columns] == ["sku", "price", "cur"]
+    assert [(m.version, m.row_count) for m in history] == [(3, 1), (2, 2), (1, 1)]
+    assert {m.dataset_id for m in history} == {current.dataset_id}

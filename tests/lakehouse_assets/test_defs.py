@@ -14,4 +14,4 @@ def test_definitions_load_and_resolve() -> None:
     assert definitions.resolve_assets_def("dataset").partitions_def is not None
     for schedule in definitions.schedules or []:
         definitions.resolve_schedule_def(schedule.name)  # type: ignore[union-attr]
-    assert set(definitions.resources or {}) == {"s3", "duckdb"}
+    assert set(definitions.resources or {}) == {"s3", "duckdb", "ingest_policy"}
