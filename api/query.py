@@ -20,6 +20,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from lakehouse.duck import attach_s3, connection_config, sql_identifier, sql_string
+from lakehouse.names import REJECTS_SUFFIX
 from lakehouse.settings import Settings
 from lakehouse_assets.catalog import Manifest, latest_storage_ids, manifests_by_storage_id
 
@@ -36,16 +37,42 @@ class QueryResult:
     elapsed_ms: float
 
 
-def view_sql(manifest: Manifest, bucket_url: str) -> str:
-    name = sql_identifier(manifest.name)
-    if not manifest.objects:
-        # A dataset with no rows yet still has its columns.
-        columns = ", ".join(
-            f"CAST(NULL AS {c.type}) AS {sql_identifier(c.name)}" for c in manifest.columns
-        )
-        return f"CREATE OR REPLACE VIEW {name} AS SELECT {columns} WHERE false"
-    urls = ", ".join(sql_string(f"{bucket_url}/{o.key}") for o in manifest.objects)
-    return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{urls}])"
+REJECT_COLUMNS: list[tuple[str, str]] = [
+    ("line", "UBIGINT"),
+    ("column_name", "VARCHAR"),
+    ("error_type", "VARCHAR"),
+    ("error_message", "VARCHAR"),
+    ("csv_line", "VARCHAR"),
+]
+
+
+def view_statements(manifest: Manifest, bucket_url: str) -> list[str]:
+    """The dataset's view, and its `<name>__rejects` view of the rows that did not parse."""
+    columns = [(c.name, c.type) for c in manifest.columns]
+    return [
+        _view(manifest.name, [o.key for o in manifest.objects], columns, bucket_url),
+        _view(
+            rejects_view(manifest.name),
+            [r.key for r in manifest.rejects],
+            REJECT_COLUMNS,
+            bucket_url,
+        ),
+    ]
+
+
+def rejects_view(name: str) -> str:
+    return f"{name}{REJECTS_SUFFIX}"
+
+
+def _view(name: str, keys: list[str], columns: list[tuple[str, str]], bucket_url: str) -> str:
+    if not keys:
+        # No objects (a header-only file, no rejects): still a view with its columns.
+        typed = ", ".join(f"CAST(NULL AS {t}) AS {sql_identifier(n)}" for n, t in columns)
+        body = f"SELECT {typed} WHERE false"
+    else:
+        urls = ", ".join(sql_string(f"{bucket_url}/{key}") for key in keys)
+        body = f"SELECT * FROM read_parquet([{urls}])"
+    return f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS {body}"
 
 
 class QueryEngine:
@@ -75,9 +102,11 @@ class QueryEngine:
         with self._lock:
             changed = [sid for name, sid in current.items() if self._catalog.get(name) != sid]
             for manifest in manifests_by_storage_id(self.instance, changed).values():
-                self._con.execute(view_sql(manifest, self.bucket_url))
+                for statement in view_statements(manifest, self.bucket_url):
+                    self._con.execute(statement)
             for gone in set(self._catalog) - set(current):
-                self._con.execute(f"DROP VIEW IF EXISTS {sql_identifier(gone)}")
+                for view in (gone, rejects_view(gone)):
+                    self._con.execute(f"DROP VIEW IF EXISTS {sql_identifier(view)}")
             self._catalog = current
 
     def execute(self, sql: str, max_rows: int) -> QueryResult:

@@ -3,6 +3,7 @@ Dagster home per test, and the workers fixture file."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack, free_port
+from lakehouse.stack import PROJECT_ROOT, Stack, free_port
 from lakehouse.storage import ObjectStore
 from lakehouse.workers import write_workers_csv
 
@@ -37,6 +38,7 @@ def settings(s3_server: Settings, tmp_path: Path) -> Settings:
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     ObjectStore(s3_server.s3()).client.create_bucket(Bucket=bucket)
     (tmp_path / "dagster").mkdir()
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
     return s3_server.model_copy(
         update={"s3_bucket": bucket, "state_dir": tmp_path, "dagster_home": tmp_path / "dagster"}
     )

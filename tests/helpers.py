@@ -9,6 +9,7 @@ from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore
 from lakehouse_assets.assets import IngestConfig
 from lakehouse_assets.assets import dataset as dataset_asset
+from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG
 from lakehouse_assets.partitions import DATASETS_PARTITIONS
 from lakehouse_assets.resources import build_resources
 
@@ -22,17 +23,27 @@ def resources_for(settings: Settings) -> dict:
     return build_resources(settings)
 
 
-def materialize_csv(settings: Settings, dataset: str, data: bytes) -> IngestRecord:
-    """Land `data` and materialize it into the Dagster instance at the settings' home, as the
-    sensor's run would; raises if the run fails."""
+def materialize_csv(
+    settings: Settings, dataset: str, data: bytes, *, raise_on_error: bool = True
+) -> IngestRecord:
+    """Land `data` and materialize it into the Dagster instance at the settings' home, with
+    the tags the sensor's run carries."""
     record = land_csv(ObjectStore(settings.s3()), dataset, data)
+    materialize_record(settings, record, raise_on_error=raise_on_error)
+    return record
+
+
+def materialize_record(
+    settings: Settings, record: IngestRecord, *, raise_on_error: bool = True
+) -> dg.ExecuteInProcessResult:
     with dg.DagsterInstance.from_config(str(settings.resolved_dagster_home)) as instance:
-        instance.add_dynamic_partitions(DATASETS_PARTITIONS, [dataset])
-        dg.materialize(
+        instance.add_dynamic_partitions(DATASETS_PARTITIONS, [record.dataset])
+        return dg.materialize(
             [dataset_asset],
             instance=instance,
-            partition_key=dataset,
+            partition_key=record.dataset,
             resources=build_resources(settings),
             run_config=dg.RunConfig(ops={"dataset": IngestConfig(ingest_record_key=record.key)}),
+            tags={DATASET_TAG: record.dataset, INGEST_TAG: record.ingest_id},
+            raise_on_error=raise_on_error,
         )
-    return record

@@ -19,6 +19,7 @@ def test_valid_names_pass(name: str) -> None:
         ("x" * 64, "x" * 63),
         ("../../etc", "etc"),
         ("a;DROP TABLE b", "a_drop_table_b"),
+        ("orders__rejects", "orders"),  # reserved: the view of a dataset's rejected rows
     ],
 )
 def test_invalid_names_are_refused_with_a_valid_suggestion(name: str, suggestion: str) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from lakehouse.ingests import IngestRecord
+from lakehouse.ingests import IngestRecord, new_ingest_id
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore
 from lakehouse_assets.partitions import DATASETS_PARTITIONS
@@ -97,7 +97,7 @@ def test_record_keys_sort_by_completion_time() -> None:
     now = datetime.now(UTC)
     keys = [
         IngestRecord.model_construct(
-            ingest_id=f"id{i}", completed_at=now + timedelta(seconds=i)
+            ingest_id=new_ingest_id(), completed_at=now + timedelta(seconds=i)
         ).key
         for i in range(3)
     ]
