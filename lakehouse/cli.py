@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import signal
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
+import httpx
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
 
 from lakehouse.settings import get_settings
 from lakehouse.stack import Stack, StackError
 from lakehouse.workers import write_workers_csv
 
 console = Console()
+CHUNK = 1024 * 1024
+
+
+def default_api() -> str:
+    settings = get_settings()
+    return f"http://{settings.api_host}:{settings.api_port}"
+
+
+api_option = click.option(
+    "--api", default=default_api, show_default="from LAKEHOUSE_API_HOST/PORT", help="API URL."
+)
 
 
 @click.group()
@@ -66,3 +85,117 @@ def make_workers(path: Path, rows: int, seed: int) -> None:
     """Write the staffing-domain test CSV (workers_500k.csv by default size)."""
     write_workers_csv(path, rows=rows, seed=seed)
     console.print(f"wrote {rows} rows to {path}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Dataset name, e.g. workers_500k.")
+@click.option("--mode", type=click.Choice(["append", "replace"]), default="append")
+@click.option("--wait", is_flag=True, help="Wait until the ingest is materialized or failed.")
+@api_option
+def ingest(file: Path, name: str, mode: str, wait: bool, api: str) -> None:
+    """Upload FILE (CSV, or .gz) to dataset NAME, with a progress bar."""
+    size = file.stat().st_size
+    headers = {"content-type": "text/csv"}
+    if file.suffix == ".gz":
+        headers["content-encoding"] = "gzip"
+    columns = [*Progress.get_default_columns()[:1], BarColumn(), DownloadColumn(),
+               TransferSpeedColumn()]  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"uploading {file.name}", total=size)
+
+        def chunks() -> Iterator[bytes]:
+            with file.open("rb") as source:
+                while chunk := source.read(CHUNK):
+                    progress.advance(task, len(chunk))
+                    yield chunk
+            progress.update(task, description="waiting for the run" if wait else "recording")
+
+        params = {"name": name, "mode": mode, **({"wait": "true"} if wait else {})}
+        response = _request("POST", f"{api}/v1/ingest", params=params, content=chunks(),
+                            headers=headers)  # fmt: skip
+    body = response.json()
+    if response.status_code >= 400:
+        _fail(response)
+    _print_ingest(body)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option("--max-rows", type=int, default=None, help="Rows to return at most.")
+@api_option
+def sql(query: str, fmt: str, max_rows: int | None, api: str) -> None:
+    """Run QUERY against the datasets and print the result."""
+    payload: dict[str, Any] = {"sql": query}
+    if max_rows:
+        payload["max_rows"] = max_rows
+    response = _request("POST", f"{api}/v1/sql", json=payload)
+    if response.status_code >= 400:
+        _fail(response)
+    answer = response.json()
+    names = [c["name"] for c in answer["columns"]]
+    if fmt == "json":
+        click.echo(json.dumps(answer["rows"], indent=2))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows([row[n] for n in names] for row in answer["rows"])
+    else:
+        table = Table(*names)
+        for row in answer["rows"]:
+            table.add_row(*("NULL" if row[n] is None else str(row[n]) for n in names))
+        console.print(table)
+        more = " (truncated)" if answer["truncated"] else ""
+        console.print(f"{answer['row_count']} rows{more} in {answer['elapsed_ms']:.1f} ms")
+
+
+@main.command()
+@click.argument("name", required=False)
+@api_option
+def catalog(name: str | None, api: str) -> None:
+    """List the datasets, or show dataset NAME's manifest."""
+    response = _request("GET", f"{api}/v1/catalog" + (f"/{name}" if name else ""))
+    if response.status_code >= 400:
+        _fail(response)
+    if name:
+        manifest = response.json()
+        console.print(f"[bold]{name}[/] v{manifest['version']}: {manifest['row_count']} rows, "
+                      f"{len(manifest['objects'])} objects at {manifest['location']}")  # fmt: skip
+        table = Table("column", "type", "why")
+        for column in manifest["columns"]:
+            table.add_row(column["name"], column["type"], column["reason"])
+        console.print(table)
+        return
+    table = Table("dataset", "version", "rows", "bytes", "updated")
+    for d in response.json()["datasets"]:
+        table.add_row(d["name"], str(d["version"]), f"{d['row_count']:,}", f"{d['bytes']:,}",
+                      d["updated_at"])  # fmt: skip
+    console.print(table)
+
+
+def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    try:
+        return httpx.request(method, url, timeout=None, **kwargs)
+    except httpx.ConnectError as exc:
+        raise click.ClickException(f"cannot reach the API at {url}: is `make up` running?") from exc
+
+
+def _fail(response: httpx.Response) -> None:
+    detail = response.json().get("detail")
+    text = detail if isinstance(detail, str) else json.dumps(detail, indent=2)
+    raise click.ClickException(f"{response.status_code}: {text}")
+
+
+def _print_ingest(body: dict[str, Any]) -> None:
+    schema = body["inferred_schema"]
+    note = " (these bytes were sent before: nothing added)" if body["duplicate"] else ""
+    console.print(f"ingest [bold]{body['ingest_id']}[/] -> {body['dataset']} "
+                  f"({body['mode']}): {body['status']}{note}")  # fmt: skip
+    console.print(f"  {body['bytes']:,} bytes, {len(schema['columns'])} columns, "
+                  f"schema {schema['fingerprint']}")  # fmt: skip
+    if manifest := body.get("manifest"):
+        console.print(f"  dataset v{manifest['version']}: {manifest['row_count']:,} rows, "
+                      f"{manifest['rejected_rows']:,} rejected in total")  # fmt: skip
+    if body["status"] not in {"materialized", "failed"}:
+        console.print(f"  follow it: GET /v1/ingest/{body['ingest_id']}")

@@ -7,7 +7,6 @@ process stops and starts again (nothing may change).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from pyarrow import fs
 
 from lakehouse.duck import attach_s3
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack, free_port
+from lakehouse.stack import Stack
+from tests.e2e.conftest import file_chunks, sql_rows, start_stack, wait_for_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -28,40 +28,9 @@ GROUP_BY = "SELECT role, count(*) FROM workers_500k WHERE state='IL' GROUP BY ro
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = Settings(
-        state_dir=tmp_path_factory.mktemp("stack"),
-        s3_endpoint=f"http://127.0.0.1:{free_port()}",
-        s3_access_key="e2e-access",
-        s3_secret_key="e2e-secret-key",
-        api_port=free_port(),
-        webserver_port=free_port(),
-    )
-    stack = Stack(settings, with_webserver=True)
-    stack.start()
+    stack = start_stack(tmp_path_factory.mktemp("stack"), webserver=True)
     yield stack
     stack.stop()
-
-
-def file_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := source.read(size):
-            yield chunk
-
-
-def wait_for_version(api: str, name: str, version: int, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{api}/v1/catalog/{name}", timeout=10)
-        if response.status_code == 200 and response.json()["version"] >= version:
-            return response.json()
-        time.sleep(0.5)
-    raise AssertionError(f"{name} did not reach version {version} in {timeout}s")
-
-
-def sql_rows(api: str, query: str) -> list[dict]:
-    response = httpx.post(f"{api}/v1/sql", json={"sql": query}, timeout=60)
-    assert response.status_code == 200, response.text
-    return response.json()["rows"]
 
 
 def expected_from_csv(csv: Path) -> tuple[int, list[dict]]:

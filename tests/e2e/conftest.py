@@ -1,0 +1,62 @@
+"""Helpers for tests on the whole stack, each process real and separate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lakehouse.settings import Settings
+from lakehouse.stack import Stack, free_port
+
+
+def start_stack(state_dir: Path, *, webserver: bool = False, **settings: Any) -> Stack:
+    stack = Stack(
+        Settings(
+            state_dir=state_dir,
+            s3_endpoint=f"http://127.0.0.1:{free_port()}",
+            s3_access_key="e2e-access",
+            s3_secret_key="e2e-secret-key",
+            api_port=free_port(),
+            webserver_port=free_port(),
+            **settings,
+        ),
+        with_webserver=webserver,
+    )
+    stack.start()
+    return stack
+
+
+def file_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(size):
+            yield chunk
+
+
+def wait_for_version(api: str, name: str, version: int, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{api}/v1/catalog/{name}", timeout=10)
+        if response.status_code == 200 and response.json()["version"] >= version:
+            return response.json()
+        time.sleep(0.5)
+    raise AssertionError(f"{name} did not reach version {version} in {timeout}s")
+
+
+def wait_for_ingest(api: str, ingest_id: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        receipt = httpx.get(f"{api}/v1/ingest/{ingest_id}", timeout=10).json()
+        if receipt["status"] in {"materialized", "failed"}:
+            return receipt
+        time.sleep(0.5)
+    raise AssertionError(f"ingest {ingest_id} not materialized or failed in {timeout}s")
+
+
+def sql_rows(api: str, query: str) -> list[dict]:
+    response = httpx.post(f"{api}/v1/sql", json={"sql": query}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["rows"]

@@ -1,0 +1,181 @@
+"""Issue 3 on the real stack: exactly-once pickup, waiting, duplicates, bounded memory."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+
+from lakehouse.stack import Stack
+from lakehouse_assets.jobs import INGEST_TAG
+from tests.e2e.conftest import sql_rows, start_stack, wait_for_ingest
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+GIB = 1024**3
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("guarantees"), max_upload_bytes=GIB + 1024**2)
+    yield stack
+    stack.stop()
+
+
+def csv_rows(first: int, count: int) -> bytes:
+    return b"id,label\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(first, first + count))
+
+
+def post(api: str, name: str, body: bytes, **params: str) -> httpx.Response:
+    return httpx.post(
+        f"{api}/v1/ingest", params={"name": name, **params}, content=body, timeout=300
+    )
+
+
+def runs_for(stack: Stack, ingest_id: str) -> int:
+    with dg.DagsterInstance.from_config(str(stack.settings.resolved_dagster_home)) as instance:
+        return len(instance.get_runs(dg.RunsFilter(tags={INGEST_TAG: ingest_id})))
+
+
+def test_wait_answers_with_the_manifest(stack: Stack) -> None:
+    response = post(stack.api_url, "waited", csv_rows(0, 10), wait="true")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "materialized" and body["version"] == 1
+    assert body["manifest"]["row_count"] == 10
+
+
+def test_wait_answers_with_the_error_when_the_ingest_fails(stack: Stack) -> None:
+    body = b"n\n" + b"1\n" * 2100 + b"oops\n" * 50  # past the sample, 2.3% bad rows
+    response = post(stack.api_url, "failing", body, wait="120")
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["status"] == "failed"
+    assert detail["error"]["rejected_rows"] == 50
+    assert detail["error"]["samples"][0] == {
+        "line": 2102, "column": "n", "error_type": "CAST",
+        "error": detail["error"]["samples"][0]["error"], "csv_line": "oops",
+    }  # fmt: skip
+    assert httpx.get(f"{stack.api_url}/v1/catalog/failing").status_code == 404
+
+
+def test_a_header_only_file_is_a_valid_empty_dataset(stack: Stack) -> None:
+    response = post(stack.api_url, "empty_one", b"a,b,c\n", wait="true")
+    assert response.status_code == 200, response.text
+    assert response.json()["manifest"]["row_count"] == 0
+    assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM empty_one") == [{"n": 0}]
+
+
+def test_the_same_file_twice_gives_one_set_of_rows(stack: Stack) -> None:
+    body = csv_rows(0, 1000)
+    first = post(stack.api_url, "twice", body, wait="true")
+    second = post(stack.api_url, "twice", body, wait="true")
+    assert first.status_code == 200 and second.status_code == 200
+    assert second.json()["duplicate"] is True
+    assert second.json()["ingest_id"] == first.json()["ingest_id"]
+    assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM twice") == [{"n": 1000}]
+
+
+def test_twenty_concurrent_uploads_to_five_datasets_each_materialize_once(stack: Stack) -> None:
+    def upload(i: int) -> tuple[str, str, int, int]:
+        name, rows = f"burst_{i % 5}", 100 + i
+        refused = 0
+        while (response := post(stack.api_url, name, csv_rows(i * 1000, rows))).status_code == 503:
+            refused += 1
+            time.sleep(float(response.headers["retry-after"]) / 4)
+        assert response.status_code == 202, response.text
+        return name, response.json()["ingest_id"], rows, refused
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(upload, range(20)))
+    assert sum(refused for *_, refused in results) > 0, "expected some 503s with 20 at once"
+
+    expected: dict[str, tuple[set[str], int]] = defaultdict(lambda: (set(), 0))
+    for name, ingest_id, rows, _ in results:
+        assert wait_for_ingest(stack.api_url, ingest_id)["status"] == "materialized"
+        ids, total = expected[name]
+        expected[name] = (ids | {ingest_id}, total + rows)
+    for name, (ids, total) in expected.items():
+        manifest = httpx.get(f"{stack.api_url}/v1/catalog/{name}").json()
+        assert sorted(manifest["source_ingest_ids"]) == sorted(ids)  # each once, none lost
+        assert manifest["row_count"] == total
+        assert manifest["version"] == len(ids)
+        assert sql_rows(stack.api_url, f"SELECT count(*) AS n FROM {name}") == [{"n": total}]
+    assert all(runs_for(stack, ingest_id) == 1 for _, ingest_id, *_ in results)
+
+
+def test_uploads_while_the_daemon_is_down_are_materialized_once_it_is_back(
+    stack: Stack,
+) -> None:
+    stack.stop("dagster-daemon")
+    ids = [
+        post(stack.api_url, "offline", csv_rows(i * 100, 10)).json()["ingest_id"] for i in (1, 2, 3)
+    ]
+    time.sleep(2)
+    assert {httpx.get(f"{stack.api_url}/v1/ingest/{i}").json()["status"] for i in ids} == {"landed"}
+    stack.start_daemon()
+    assert [wait_for_ingest(stack.api_url, i)["status"] for i in ids] == ["materialized"] * 3
+    assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM offline") == [{"n": 30}]
+    assert [runs_for(stack, i) for i in ids] == [1, 1, 1]
+
+
+def test_a_1_gib_upload_keeps_the_api_memory_bounded(stack: Stack) -> None:
+    api_pid = next(p.popen.pid for p in stack.processes if p.name == "api")
+    httpx.post(f"{stack.api_url}/v1/sql", json={"sql": "SELECT 1"})  # warm up
+    idle = rss_kib(api_pid, "VmRSS")
+
+    block = b"".join(b"%d,some text for row %d\n" % (i, i) for i in range(40_000))
+    blocks = GIB // len(block)
+
+    def body() -> Iterator[bytes]:
+        yield b"id,label\n"
+        for _ in range(blocks):
+            yield block
+
+    response = httpx.post(
+        f"{stack.api_url}/v1/ingest", params={"name": "huge"}, content=body(), timeout=900
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["bytes"] == 9 + blocks * len(block) > 0.99 * GIB
+    peak = rss_kib(api_pid, "VmHWM")  # the highest resident size the process ever had
+    growth_mib = (peak - idle) / 1024
+    print(f"API RSS idle {idle / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB, +{growth_mib:.0f}")
+    assert growth_mib < 200
+
+
+def rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+def test_the_command_line_ingests_queries_and_lists(stack: Stack, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lakehouse.cli import main
+
+    data = tmp_path / "shifts.csv"
+    data.write_bytes(b"shift,hours\n1,8.5\n2,4\n")
+    runner, api = CliRunner(), ["--api", stack.api_url]
+    result = runner.invoke(main, ["ingest", str(data), "--name", "cli_shifts", "--wait", *api])
+    assert result.exit_code == 0, result.output
+    assert "materialized" in result.output and "2 rows" in result.output
+
+    result = runner.invoke(
+        main, ["sql", "SELECT sum(hours) AS h FROM cli_shifts", "--format", "csv", *api]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["h", "12.5"]
+
+    result = runner.invoke(main, ["catalog", *api])
+    assert result.exit_code == 0 and "cli_shifts" in result.output
+
+    result = runner.invoke(main, ["ingest", str(data), "--name", "Bad-Name", *api])
+    assert result.exit_code == 1 and "suggested_name" in result.output
