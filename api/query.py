@@ -4,39 +4,40 @@ The views point at exactly the objects of each dataset's current manifest. Befor
 query the engine asks the Dagster instance for {dataset: latest materialization id} (one
 cheap query) and rebuilds only the views whose id changed, so a dataset materialized a
 moment ago is queryable on the next request and nothing is rebuilt when nothing changed.
+
+Each query runs on its own cursor (queries run in parallel), under a time limit and a
+row limit, after `sqlguard.inspect` accepted it. Views are swapped only while no query is
+binding, so a query sees each dataset at exactly one version, and reports which.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
+from api.formats import json_value
+from api.sqlguard import Refused, inspect
 from lakehouse.duck import attach_s3, connection_config, sql_identifier, sql_string
 from lakehouse.names import REJECTS_SUFFIX
 from lakehouse.settings import Settings
-from lakehouse_assets.catalog import Manifest, latest_storage_ids, manifests_by_storage_id
+from lakehouse.storage import DATASETS
+from lakehouse_assets.catalog import (
+    Manifest,
+    latest_storage_ids,
+    manifest_history,
+    manifests_by_storage_id,
+)
 
-
-class QueryError(ValueError):
-    """The statement failed for a reason the caller can fix (syntax, unknown table...)."""
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    columns: list[dict[str, str]]
-    rows: list[dict[str, Any]]
-    truncated: bool
-    elapsed_ms: float
-
-
+BATCH_ROWS = 65_536
 REJECT_COLUMNS: list[tuple[str, str]] = [
     ("line", "UBIGINT"),
     ("column_name", "VARCHAR"),
@@ -46,25 +47,59 @@ REJECT_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
-def view_statements(manifest: Manifest, bucket_url: str) -> list[str]:
-    """The dataset's view, and its `<name>__rejects` view of the rows that did not parse."""
-    columns = [(c.name, c.type) for c in manifest.columns]
-    return [
-        _view(manifest.name, [o.key for o in manifest.objects], columns, bucket_url),
-        _view(
-            rejects_view(manifest.name),
-            [r.key for r in manifest.rejects],
-            REJECT_COLUMNS,
-            bucket_url,
-        ),
-    ]
+class QueryError(ValueError):
+    """The statement failed for a reason the caller can fix (syntax, unknown table...)."""
+
+
+class QueryRefused(QueryError):
+    """The statement is not allowed (not read-only, reads files, settings...)."""
+
+
+class QueryTimeout(QueryError):
+    """The statement ran past the time limit and was interrupted."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[dict[str, str]]
+    rows: list[dict[str, Any]]
+    truncated: bool
+    elapsed_ms: float
+    datasets: dict[str, int]  # dataset -> the catalog version the query read
+
+
+@dataclass
+class Running:
+    """A query bound and running on its own cursor; `close()` it when done reading."""
+
+    columns: list[dict[str, str]]  # name and DuckDB type
+    reader: pa.RecordBatchReader
+    datasets: dict[str, int]
+    close: Callable[[], None]
 
 
 def rejects_view(name: str) -> str:
     return f"{name}{REJECTS_SUFFIX}"
 
 
-def _view(name: str, keys: list[str], columns: list[tuple[str, str]], bucket_url: str) -> str:
+def view_statements(manifest: Manifest, bucket_url: str, temporary: bool = False) -> list[str]:
+    """The dataset's view, and its `<name>__rejects` view of the rows that did not parse."""
+    columns = [(c.name, c.type) for c in manifest.columns]
+    return [
+        _view(manifest.name, [o.key for o in manifest.objects], columns, bucket_url, temporary),
+        _view(
+            rejects_view(manifest.name),
+            [r.key for r in manifest.rejects],
+            REJECT_COLUMNS,
+            bucket_url,
+            temporary,
+        ),
+    ]
+
+
+def _view(
+    name: str, keys: list[str], columns: list[tuple[str, str]], bucket_url: str, temporary: bool
+) -> str:
     if not keys:
         # No objects (a header-only file, no rejects): still a view with its columns.
         typed = ", ".join(f"CAST(NULL AS {t}) AS {sql_identifier(n)}" for n, t in columns)
@@ -72,12 +107,39 @@ def _view(name: str, keys: list[str], columns: list[tuple[str, str]], bucket_url
     else:
         urls = ", ".join(sql_string(f"{bucket_url}/{key}") for key in keys)
         body = f"SELECT * FROM read_parquet([{urls}])"
-    return f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS {body}"
+    kind = "TEMP VIEW" if temporary else "VIEW"
+    return f"CREATE OR REPLACE {kind} {sql_identifier(name)} AS {body}"
+
+
+class ReadWriteLock:
+    """Many readers (queries binding) or one writer (a view swap)."""
+
+    def __init__(self) -> None:
+        self._readers = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._readers == 0)
+            yield
 
 
 class QueryEngine:
     def __init__(self, settings: Settings, instance: dg.DagsterInstance) -> None:
         self.instance = instance
+        self.settings = settings
         self.bucket_url = f"s3://{settings.s3_bucket}"
         resource = DuckDBResource(
             database=":memory:",
@@ -87,9 +149,19 @@ class QueryEngine:
         )
         self._exit = ExitStack()
         self._con = self._exit.enter_context(resource.get_connection())
-        attach_s3(self._con, settings.s3())
-        self._lock = threading.Lock()
+        attach_s3(self._con, settings.query_s3())
+        self._lock_down()
+        self._views = ReadWriteLock()
+        self._refreshing = threading.Lock()
         self._catalog: Mapping[str, int] = {}
+        self._versions: dict[str, int] = {}
+
+    def _lock_down(self) -> None:
+        """From here on this DuckDB reads the datasets prefix and nothing else."""
+        allowed = sql_string(f"{self.bucket_url}/{DATASETS}")
+        self._con.execute(f"SET allowed_directories = [{allowed}]")
+        self._con.execute("SET enable_external_access = false")
+        self._con.execute("SET lock_configuration = true")
 
     def close(self) -> None:
         self._exit.close()
@@ -99,37 +171,101 @@ class QueryEngine:
         current = latest_storage_ids(self.instance)
         if current == self._catalog:
             return
-        with self._lock:
+        with self._refreshing:
             changed = [sid for name, sid in current.items() if self._catalog.get(name) != sid]
-            for manifest in manifests_by_storage_id(self.instance, changed).values():
-                for statement in view_statements(manifest, self.bucket_url):
-                    self._con.execute(statement)
-            for gone in set(self._catalog) - set(current):
-                for view in (gone, rejects_view(gone)):
-                    self._con.execute(f"DROP VIEW IF EXISTS {sql_identifier(view)}")
-            self._catalog = current
+            manifests = manifests_by_storage_id(self.instance, changed).values()
+            gone = set(self._catalog) - set(current)
+            with self._views.writing():
+                self._con.execute("BEGIN")
+                for manifest in manifests:
+                    for statement in view_statements(manifest, self.bucket_url):
+                        self._con.execute(statement)
+                    self._versions[manifest.name] = manifest.version
+                for name in gone:
+                    for view in (name, rejects_view(name)):
+                        self._con.execute(f"DROP VIEW IF EXISTS {sql_identifier(view)}")
+                    self._versions.pop(name, None)
+                self._con.execute("COMMIT")
+                self._catalog = current
 
-    def execute(self, sql: str, max_rows: int) -> QueryResult:
-        self.refresh()
+    def execute(self, sql: str, max_rows: int, as_of: Mapping[str, int]) -> QueryResult:
+        """Run `sql` and fetch up to `max_rows` rows, as JSON-safe values."""
         started = time.perf_counter()
-        cursor = self._con.cursor()
+        running = self.start(sql, as_of)
         try:
-            cursor.execute(sql)
-            if cursor.description is None:
-                raise QueryError("the statement returned no result set")
-            names = [d[0] for d in cursor.description]
-            columns = [
-                {"name": n, "type": str(d[1])}
-                for n, d in zip(names, cursor.description, strict=False)
-            ]
-            fetched = cursor.fetchmany(max_rows + 1)
+            rows: list[dict[str, Any]] = []
+            for batch in running.reader:
+                rows.extend(batch.to_pylist())
+                if len(rows) > max_rows:
+                    break
+        except duckdb.InterruptException as exc:
+            raise self._timeout() from exc
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
         finally:
-            cursor.close()
+            running.close()
         return QueryResult(
-            columns=columns,
-            rows=[dict(zip(names, row, strict=True)) for row in fetched[:max_rows]],
-            truncated=len(fetched) > max_rows,
+            columns=running.columns,
+            rows=[{k: json_value(v) for k, v in row.items()} for row in rows[:max_rows]],
+            truncated=len(rows) > max_rows,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            datasets=running.datasets,
+        )
+
+    def start(self, sql: str, as_of: Mapping[str, int]) -> Running:
+        """Check, bind and start `sql` on a new cursor under the time limit; the caller
+        reads `reader` and must call `close()`."""
+        try:
+            tables = inspect(self._con, sql).tables
+        except Refused as exc:
+            raise QueryRefused(str(exc)) from exc
+        except duckdb.Error as exc:
+            raise QueryError(str(exc)) from exc
+        self.refresh()
+        pinned = self._pinned(as_of)
+        cursor = self._con.cursor()
+        timer = threading.Timer(self.settings.sql_timeout_seconds, cursor.interrupt)
+        timer.start()
+
+        def close() -> None:
+            timer.cancel()
+            cursor.close()
+
+        try:
+            for manifest in pinned.values():
+                for statement in view_statements(manifest, self.bucket_url, temporary=True):
+                    cursor.execute(statement)
+            with self._views.reading():
+                datasets = {
+                    name: pinned[name].version if name in pinned else self._versions[name]
+                    for name in sorted(tables)
+                    if name in self._versions or name in pinned
+                }
+                cursor.execute(sql)
+            reader = cursor.to_arrow_reader(BATCH_ROWS)
+        except duckdb.InterruptException as exc:
+            close()
+            raise self._timeout() from exc
+        except duckdb.Error as exc:
+            close()
+            raise QueryError(str(exc)) from exc
+        columns = [{"name": d[0], "type": str(d[1])} for d in cursor.description or []]
+        return Running(columns=columns, reader=reader, datasets=datasets, close=close)
+
+    def _pinned(self, as_of: Mapping[str, int]) -> dict[str, Manifest]:
+        """The manifests of the earlier versions asked for, by dataset."""
+        pinned: dict[str, Manifest] = {}
+        for name, version in as_of.items():
+            history = manifest_history(self.instance, name, limit=10_000)
+            match = next((m for m in history if m.version == version), None)
+            if match is None:
+                known = ", ".join(str(m.version) for m in reversed(history)) or "none"
+                raise QueryError(f"dataset {name!r} has no version {version} (versions: {known})")
+            pinned[name] = match
+        return pinned
+
+    def _timeout(self) -> QueryTimeout:
+        return QueryTimeout(
+            f"the query ran longer than {self.settings.sql_timeout_seconds:g} s, the limit, "
+            "and was stopped: filter or aggregate more, or ask for fewer rows"
         )

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     s3_url_style: Literal["path", "vhost"] = Field(
         "path", description="'path' for MinIO/SeaweedFS, 'vhost' for AWS virtual hosts."
     )
+    s3_query_access_key: str = Field(
+        "lakehouse-query",
+        description="Key the SQL engine reads with: read-only on datasets/ (empty: the "
+        "read-write key).",
+    )
+    s3_query_secret_key: str = Field("lakehouse-query-secret-key", description="Its secret.")
 
     state_dir: Path = Field(
         Path(".lakehouse"), description="Local state: S3 server data, Dagster home, logs."
@@ -73,7 +79,11 @@ class Settings(BaseSettings):
         300, ge=0, description="Longest an ingest with wait=true waits for its run."
     )
 
-    sql_max_rows: int = Field(10_000, ge=1, description="Most rows one /v1/sql answer returns.")
+    sql_default_rows: int = Field(10_000, ge=1, description="Rows a /v1/sql answer returns.")
+    sql_max_rows: int = Field(
+        1_000_000, ge=1, description="Most rows a request may ask for with max_rows."
+    )
+    sql_timeout_seconds: float = Field(30, gt=0, description="Time limit of one query.")
     duckdb_memory_limit: str = Field("1GB", description="DuckDB memory_limit per process.")
     duckdb_threads: int = Field(2, ge=1, description="DuckDB threads per process.")
 
@@ -85,6 +95,14 @@ class Settings(BaseSettings):
             access_key=self.s3_access_key,
             secret_key=self.s3_secret_key,
             url_style=self.s3_url_style,
+        )
+
+    def query_s3(self) -> S3Config:
+        """How the SQL engine reaches the store: with the read-only key, if there is one."""
+        if not self.s3_query_access_key:
+            return self.s3()
+        return self.s3().model_copy(
+            update={"access_key": self.s3_query_access_key, "secret_key": self.s3_query_secret_key}
         )
 
     @property

@@ -131,6 +131,21 @@ class Stack:
                 }
             ]
         }
+        if self.settings.s3_query_access_key:
+            bucket = self.settings.s3_bucket
+            identities["identities"].append(
+                {
+                    "name": "lakehouse-query",
+                    "credentials": [
+                        {
+                            "accessKey": self.settings.s3_query_access_key,
+                            "secretKey": self.settings.s3_query_secret_key,
+                        }
+                    ],
+                    # The SQL engine's key: read datasets/, nothing else, never write.
+                    "actions": [f"Read:{bucket}/datasets/*", f"List:{bucket}"],
+                }
+            )
         config = s3_dir / "s3.json"
         config.write_text(json.dumps(identities))
         config.chmod(0o600)

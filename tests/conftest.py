@@ -35,12 +35,24 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.fixture
 def settings(s3_server: Settings, tmp_path: Path) -> Settings:
     """Settings for one test: its own bucket and Dagster home, so tests never see each other."""
+    return isolated_settings(s3_server, tmp_path)
+
+
+def isolated_settings(s3_server: Settings, tmp_path: Path) -> Settings:
+    """Settings with a new bucket and a new Dagster home under `tmp_path`."""
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     ObjectStore(s3_server.s3()).client.create_bucket(Bucket=bucket)
     (tmp_path / "dagster").mkdir()
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
+    # The server's read-only query key is granted on its own bucket only (see
+    # test_query_key_reads_datasets_only): a per-test bucket is read with the main key.
     return s3_server.model_copy(
-        update={"s3_bucket": bucket, "state_dir": tmp_path, "dagster_home": tmp_path / "dagster"}
+        update={
+            "s3_bucket": bucket,
+            "s3_query_access_key": "",
+            "state_dir": tmp_path,
+            "dagster_home": tmp_path / "dagster",
+        }
     )
 
 

@@ -1,23 +1,30 @@
-"""POST /v1/sql: one query in DuckDB over the datasets' views."""
+"""POST /v1/sql: one read-only query in DuckDB over the datasets' views."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
-from api.query import QueryError
+from api.formats import MEDIA_TYPES, format_for, stream
+from api.query import QueryError, QueryTimeout, Running
 
 router = APIRouter(prefix="/sql", tags=["sql"])
 
 
 class SqlRequest(BaseModel):
-    sql: str = Field(min_length=1, description="One SQL query; each dataset is a view.")
+    sql: str = Field(min_length=1, description="One SELECT; each dataset is a view.")
     max_rows: int | None = Field(
-        None, ge=1, description="Rows to return at most (capped by the server's maximum)."
+        None, ge=1, description="Rows to return at most (default and cap set by the server)."
+    )
+    as_of: dict[str, int] = Field(
+        {}, description='Earlier versions to read, e.g. {"workers_500k": 3}.'
     )
 
 
@@ -32,20 +39,65 @@ class SqlAnswer(BaseModel):
     row_count: int
     truncated: bool = Field(description="True when the result had more rows than returned.")
     elapsed_ms: float
+    datasets: dict[str, int] = Field(description="Each dataset read -> the version read.")
 
 
-@router.post("")
-def run_sql(body: SqlRequest, engine: EngineDep, settings: SettingsDep) -> SqlAnswer:
-    """Run `sql` and answer with its columns (name, DuckDB type) and rows."""
-    max_rows = min(body.max_rows or settings.sql_max_rows, settings.sql_max_rows)
+@router.post(
+    "",
+    response_model=SqlAnswer,
+    responses={
+        200: {"content": {media: {} for media in MEDIA_TYPES.values()}},
+        400: {"description": "Refused statement, syntax error, unknown dataset or column."},
+        504: {"description": "The query ran past the time limit and was stopped."},
+    },
+)
+async def run_sql(
+    body: SqlRequest,
+    engine: EngineDep,
+    settings: SettingsDep,
+    format: Annotated[
+        str | None, Query(description="json (default), csv, ndjson, arrow or parquet")
+    ] = None,
+    accept: Annotated[str, Header()] = "application/json",
+) -> Any:
+    """Run one read-only query. JSON answers carry columns (name, DuckDB type), rows,
+    row_count, truncated, elapsed_ms and the version of each dataset read; CSV, NDJSON,
+    Arrow IPC and Parquet answers stream, with the versions in `X-Lakehouse-Datasets`."""
+    fmt = format_for(format, accept)
+    if fmt is None:
+        raise HTTPException(
+            status.HTTP_406_NOT_ACCEPTABLE,
+            detail=f"unknown format {format!r}: use one of {', '.join(MEDIA_TYPES)}",
+        )
+    max_rows = min(body.max_rows or settings.sql_default_rows, settings.sql_max_rows)
     try:
-        result = engine.execute(body.sql, max_rows)
+        if fmt == "json":
+            result = await run_in_threadpool(engine.execute, body.sql, max_rows, body.as_of)
+            return SqlAnswer(
+                columns=[SqlColumn(**c) for c in result.columns],
+                rows=result.rows,
+                row_count=len(result.rows),
+                truncated=result.truncated,
+                elapsed_ms=result.elapsed_ms,
+                datasets=result.datasets,
+            )
+        running = await run_in_threadpool(engine.start, body.sql, body.as_of)
+    except QueryTimeout as exc:
+        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=str(exc)) from exc
     except QueryError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
-    return SqlAnswer(
-        columns=[SqlColumn(**c) for c in result.columns],
-        rows=jsonable_encoder(result.rows),
-        row_count=len(result.rows),
-        truncated=result.truncated,
-        elapsed_ms=result.elapsed_ms,
+    return StreamingResponse(
+        _chunks(running, fmt, max_rows),
+        media_type=MEDIA_TYPES[fmt],
+        headers={
+            "X-Lakehouse-Datasets": json.dumps(running.datasets),
+            "X-Lakehouse-Row-Limit": str(max_rows),
+        },
     )
+
+
+def _chunks(running: Running, fmt: str, max_rows: int) -> Iterator[bytes]:
+    try:
+        yield from stream(fmt, running.reader, max_rows)
+    finally:
+        running.close()
