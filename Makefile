@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install check lint bench clean
+.PHONY: up test install check bench clean
 
 up: install
 	$(BIN)/lakehouse up
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Full benchmark on the real stack (~10 min): writes docs/BENCHMARKS.md.
+bench: install
+	$(BIN)/python -m bench.run
 
 check: install
 	$(BIN)/ruff check .

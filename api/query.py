@@ -153,6 +153,8 @@ class QueryEngine:
         self._lock_down()
         self._views = ReadWriteLock()
         self._refreshing = threading.Lock()
+        # The base connection is not thread-safe: it only hands out cursors, one at a time.
+        self._base = threading.Lock()
         self._catalog: Mapping[str, int] = {}
         self._versions: dict[str, int] = {}
 
@@ -175,18 +177,22 @@ class QueryEngine:
             changed = [sid for name, sid in current.items() if self._catalog.get(name) != sid]
             manifests = manifests_by_storage_id(self.instance, changed).values()
             gone = set(self._catalog) - set(current)
-            with self._views.writing():
-                self._con.execute("BEGIN")
+            with self._views.writing(), self._cursor() as cursor:
+                cursor.execute("BEGIN")
                 for manifest in manifests:
                     for statement in view_statements(manifest, self.bucket_url):
-                        self._con.execute(statement)
+                        cursor.execute(statement)
                     self._versions[manifest.name] = manifest.version
                 for name in gone:
                     for view in (name, rejects_view(name)):
-                        self._con.execute(f"DROP VIEW IF EXISTS {sql_identifier(view)}")
+                        cursor.execute(f"DROP VIEW IF EXISTS {sql_identifier(view)}")
                     self._versions.pop(name, None)
-                self._con.execute("COMMIT")
+                cursor.execute("COMMIT")
                 self._catalog = current
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._base:
+            return self._con.cursor()
 
     def execute(self, sql: str, max_rows: int, as_of: Mapping[str, int]) -> QueryResult:
         """Run `sql` and fetch up to `max_rows` rows, as JSON-safe values."""
@@ -215,15 +221,20 @@ class QueryEngine:
     def start(self, sql: str, as_of: Mapping[str, int]) -> Running:
         """Check, bind and start `sql` on a new cursor under the time limit; the caller
         reads `reader` and must call `close()`."""
+        cursor = self._cursor()
         try:
-            tables = inspect(self._con, sql).tables
+            tables = inspect(cursor, sql).tables
+            self.refresh()
+            pinned = self._pinned(as_of)
         except Refused as exc:
+            cursor.close()
             raise QueryRefused(str(exc)) from exc
         except duckdb.Error as exc:
+            cursor.close()
             raise QueryError(str(exc)) from exc
-        self.refresh()
-        pinned = self._pinned(as_of)
-        cursor = self._con.cursor()
+        except QueryError:
+            cursor.close()
+            raise
         timer = threading.Timer(self.settings.sql_timeout_seconds, cursor.interrupt)
         timer.start()
 

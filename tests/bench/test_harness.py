@@ -1,0 +1,36 @@
+"""The benchmark harness, small: it must run end to end and report every figure.
+No thresholds: timings on a shared machine are not test results."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+FIGURES = [
+    "upload -> queryable",
+    "conversion CSV in S3 -> Parquet in S3, 5,000 rows",
+    "conversion CSV in S3 -> Parquet in S3, 10,000 rows",
+    "upload throughput through /v1/ingest",
+    "/v1/sql median latency, count(*)",
+    "/v1/sql median latency, group-by",
+    "/v1/sql throughput, 8 concurrent clients",
+    "API peak memory during",
+    "scaling: upload -> materialized",
+]
+
+
+def test_the_small_benchmark_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    subprocess.run(
+        [sys.executable, "-m", "bench.run", "--small", "--out", str(out)], check=True, timeout=900
+    )
+    report = out.read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == len(FIGURES) + 1  # and the header
+    for figure in FIGURES:
+        assert any(row.startswith(f"| {figure}") for row in rows), figure
+    for row in rows[1:]:
+        assert row.rstrip().endswith(("| yes |", "| **no** |")), row
