@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import boto3
@@ -243,8 +244,8 @@ class Bench:
             self.sql(query)  # warm both paths the same way
             con.execute(query).fetchall()
             runs = 10 * self.size.repeats
-            direct = median_time(lambda q=query: con.execute(q).fetchall(), runs)
-            api = median_time(lambda q=query: self.sql(q), runs)
+            direct = median_time(partial(_fetch_all, con, query), runs)
+            api = median_time(partial(self.sql, query), runs)
             budget = 1.5 * direct + 0.005
             self.report.add(
                 Figure(
@@ -340,6 +341,10 @@ class Bench:
                 "per-row cost " + " -> ".join(f"{p * 1e6:.2f} us" for p in per_row),
             )
         )
+
+
+def _fetch_all(con: duckdb.DuckDBPyConnection, query: str) -> list:
+    return con.execute(query).fetchall()
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
