@@ -267,7 +267,7 @@ class QueryEngine:
         """The manifests of the earlier versions asked for, by dataset."""
         pinned: dict[str, Manifest] = {}
         for name, version in as_of.items():
-            history = manifest_history(self.instance, name, limit=10_000)
+            history = manifest_history(self.instance, name)
             match = next((m for m in history if m.version == version), None)
             if match is None:
                 known = ", ".join(str(m.version) for m in reversed(history)) or "none"

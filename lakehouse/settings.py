@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         None, description="Dagster instance directory; defaults to <state_dir>/dagster."
     )
 
+    postgres_url: str = Field(
+        "",
+        description="Dagster instance storage in Postgres, e.g. "
+        "postgresql://user:pass@host:5432/dagster; empty: SQLite under the Dagster home.",
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     webserver_port: int = 3000
@@ -77,6 +83,25 @@ class Settings(BaseSettings):
     )
     ingest_wait_seconds: float = Field(
         300, ge=0, description="Longest an ingest with wait=true waits for its run."
+    )
+
+    compaction_cron: str = Field("0 2 * * *", description="When compaction_schedule runs.")
+    compaction_min_objects: int = Field(
+        8, ge=2, description="Compact a dataset once its object list is this long."
+    )
+    compaction_target_mb: int = Field(256, ge=1, description="Target size of compacted files.")
+    compaction_sort_keys: dict[str, list[str]] = Field(
+        {}, description='Per dataset, columns compaction sorts by: {"workers": ["state"]}.'
+    )
+    cleanup_cron: str = Field("30 3 * * *", description="When cleanup_schedule runs.")
+    landing_retention_days: float = Field(
+        7, ge=0, description="Age after which unreferenced landing files are deleted."
+    )
+    object_grace_minutes: float = Field(
+        60,
+        ge=0,
+        description="How long replaced dataset objects stay readable after a new "
+        "version stops listing them.",
     )
 
     sql_default_rows: int = Field(10_000, ge=1, description="Rows a /v1/sql answer returns.")

@@ -53,6 +53,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+POSTGRES_STORAGE = """
+storage:
+  # LAKEHOUSE_POSTGRES_URL is set: runs, events and schedules live in Postgres.
+  postgres:
+    postgres_url:
+      env: LAKEHOUSE_POSTGRES_URL
+"""
+
+
+def write_instance_yaml(home: Path, *, postgres: bool) -> None:
+    """The project's dagster.yaml, switched to Postgres storage when one is configured."""
+    text = (PROJECT_ROOT / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(text + (POSTGRES_STORAGE if postgres else ""))
+
+
 def _bin(name: str) -> str:
     """An executable installed beside this Python (the venv), else on PATH."""
     beside = Path(sys.executable).parent / name
@@ -221,7 +236,7 @@ class Stack:
 
         home = self.settings.resolved_dagster_home
         home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        write_instance_yaml(home, postgres=bool(self.settings.postgres_url))
         with DagsterInstance.from_config(str(home)):
             pass
 

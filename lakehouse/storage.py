@@ -161,6 +161,11 @@ class ObjectStore:
 
     def list_keys(self, prefix: str, start_after: str = "") -> Iterator[str]:
         """Keys under `prefix` in key order, starting after `start_after` (S3 lists in order)."""
+        for key, _ in self.list_objects(prefix, start_after):
+            yield key
+
+    def list_objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, datetime]]:
+        """(key, last modified) under `prefix`, in key order."""
         paginator = self.client.get_paginator("list_objects_v2")
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if start_after:
@@ -168,7 +173,7 @@ class ObjectStore:
         with unavailable_on_error(f"list {prefix}"):
             for page in paginator.paginate(**kwargs):
                 for item in page.get("Contents", []):
-                    yield item["Key"]
+                    yield item["Key"], item["LastModified"]
 
     def delete(self, keys: list[str]) -> None:
         with unavailable_on_error("delete objects"):

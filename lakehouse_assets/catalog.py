@@ -27,7 +27,7 @@ class DataObject(BaseModel):
     key: str
     bytes: int
     rows: int
-    ingest_id: str
+    ingest_id: str = ""  # the ingest it holds; empty for a compacted object (several)
 
 
 class Manifest(BaseModel):
@@ -69,9 +69,11 @@ class Manifest(BaseModel):
     def appended(self, obj: DataObject, rejects: DataObject | None) -> Manifest:
         """The next version with `obj` added. An object of the same key is replaced, so
         re-running an ingest never doubles its rows."""
+        objects = [o for o in self.objects if o.key != obj.key] + [obj]
         return self._next_version(
-            [o for o in self.objects if o.key != obj.key] + [obj],
+            objects,
             [r for r in self.rejects if r.ingest_id != obj.ingest_id] + _listed(rejects),
+            sources=_unique([*self.source_ingest_ids, obj.ingest_id]),
         )
 
     def replaced(
@@ -81,16 +83,34 @@ class Manifest(BaseModel):
         the history, the dataset keeps its id."""
         return self.model_copy(
             update={"columns": columns, "schema_fingerprint": fingerprint}
-        )._next_version([obj], _listed(rejects))
+        )._next_version([obj], _listed(rejects), sources=[obj.ingest_id])
 
-    def _next_version(self, objects: list[DataObject], rejects: list[DataObject]) -> Manifest:
+    def compacted(self, objects: list[DataObject]) -> Manifest:
+        """The next version: the same rows and sources in fewer objects."""
+        return self._next_version(objects, self.rejects, sources=self.source_ingest_ids)
+
+    def rebuilt(
+        self,
+        objects: list[DataObject],
+        rejects: list[DataObject],
+        columns: list[Column],
+        fingerprint: str,
+    ) -> Manifest:
+        """The next version: the same sources converted again, maybe with a new schema."""
+        return self.model_copy(
+            update={"columns": columns, "schema_fingerprint": fingerprint}
+        )._next_version(objects, rejects, sources=self.source_ingest_ids)
+
+    def _next_version(
+        self, objects: list[DataObject], rejects: list[DataObject], sources: list[str]
+    ) -> Manifest:
         return self.model_copy(
             update={
                 "version": self.version + 1,
                 "objects": objects,
                 "row_count": sum(o.rows for o in objects),
                 "bytes": sum(o.bytes for o in objects),
-                "source_ingest_ids": [o.ingest_id for o in objects],
+                "source_ingest_ids": sources,
                 "rejects": rejects,
                 "rejected_rows": sum(r.rows for r in rejects),
                 "updated_at": datetime.now(UTC),
@@ -146,6 +166,10 @@ def _listed(obj: DataObject | None) -> list[DataObject]:
     return [obj] if obj is not None else []
 
 
+def _unique(ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
 def latest_storage_ids(instance: dg.DagsterInstance) -> Mapping[str, int]:
     """{dataset: storage id of its latest materialization}: one cheap query, which changes
     exactly when the catalog does."""
@@ -177,9 +201,23 @@ def latest_manifest(instance: dg.DagsterInstance, name: str) -> Manifest | None:
     return Manifest.from_event(records[0].event_log_entry) if records else None
 
 
-def manifest_history(instance: dg.DagsterInstance, name: str, limit: int = 100) -> list[Manifest]:
-    """Every version of `name`, newest first."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]), limit=limit
-    ).records
-    return [Manifest.from_event(r.event_log_entry) for r in records]
+HISTORY_PAGE = 1000
+
+
+def manifest_history(
+    instance: dg.DagsterInstance, name: str, limit: int | None = None
+) -> list[Manifest]:
+    """The versions of `name`, newest first: all of them, or the newest `limit`."""
+    manifests: list[Manifest] = []
+    cursor = None
+    while limit is None or len(manifests) < limit:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]),
+            limit=min(HISTORY_PAGE, limit - len(manifests)) if limit else HISTORY_PAGE,
+            cursor=cursor,
+        )
+        manifests += [Manifest.from_event(r.event_log_entry) for r in page.records]
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return manifests

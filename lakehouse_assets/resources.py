@@ -35,12 +35,23 @@ class ObjectStoreResource(dg.ConfigurableResource):
         return ObjectStore(self.config())
 
 
-class IngestPolicy(dg.ConfigurableResource):
-    """How strict materialization is with the rows of an upload."""
+class LakehousePolicy(dg.ConfigurableResource):
+    """How strict materialization is, and how maintenance treats old files."""
 
     max_reject_share: float = Field(
         description="Largest share of rows that may be rejected (unparseable) before the "
         "whole ingest fails and the dataset stays as it was.",
+    )
+    compaction_min_objects: int = Field(description="Compact once a dataset has this many.")
+    compaction_target_mb: int = Field(description="Target size of compacted files.")
+    compaction_sort_keys: dict[str, list[str]] = Field(
+        description="Per dataset, the columns compaction sorts rows by."
+    )
+    landing_retention_days: float = Field(
+        description="Age after which landing files no catalog version uses are deleted."
+    )
+    object_grace_minutes: float = Field(
+        description="How long objects a newer version no longer lists stay readable."
     )
 
 
@@ -59,7 +70,14 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             secret_key=_from_env("LAKEHOUSE_S3_SECRET_KEY", settings.s3_secret_key),
             url_style=settings.s3_url_style,
         ),
-        "ingest_policy": IngestPolicy(max_reject_share=settings.max_reject_share),
+        "policy": LakehousePolicy(
+            max_reject_share=settings.max_reject_share,
+            compaction_min_objects=settings.compaction_min_objects,
+            compaction_target_mb=settings.compaction_target_mb,
+            compaction_sort_keys=settings.compaction_sort_keys,
+            landing_retention_days=settings.landing_retention_days,
+            object_grace_minutes=settings.object_grace_minutes,
+        ),
         "duckdb": DuckDBResource(
             database=":memory:",
             connection_config=connection_config(

@@ -16,7 +16,7 @@ import dagster as dg
 
 from lakehouse.ingests import read_record
 from lakehouse.storage import INGESTS, RECORD_TIME_FORMAT, StoreUnavailable
-from lakehouse_assets.assets import IngestConfig
+from lakehouse_assets.assets import DatasetConfig
 from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG, ingest_job
 from lakehouse_assets.partitions import DATASETS_PARTITIONS, dataset_partitions_def
 from lakehouse_assets.resources import ObjectStoreResource
@@ -71,7 +71,9 @@ def ingest_sensor(
             dg.RunRequest(
                 run_key=r.ingest_id,
                 partition_key=r.dataset,
-                run_config=dg.RunConfig(ops={"dataset": IngestConfig(ingest_record_key=key)}),
+                run_config=dg.RunConfig(
+                    ops={"dataset": DatasetConfig.model_validate({"ingest_record_key": key})}
+                ),
                 tags={DATASET_TAG: r.dataset, INGEST_TAG: r.ingest_id},
             )
             for key, r in zip(new_keys, records, strict=True)

@@ -3,7 +3,6 @@ Dagster home per test, and the workers fixture file."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.settings import Settings
-from lakehouse.stack import PROJECT_ROOT, Stack, free_port
+from lakehouse.stack import Stack, free_port, write_instance_yaml
 from lakehouse.storage import ObjectStore
 from lakehouse.workers import write_workers_csv
 
@@ -43,7 +42,7 @@ def isolated_settings(s3_server: Settings, tmp_path: Path) -> Settings:
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     ObjectStore(s3_server.s3()).client.create_bucket(Bucket=bucket)
     (tmp_path / "dagster").mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
+    write_instance_yaml(tmp_path / "dagster", postgres=False)
     # The server's read-only query key is granted on its own bucket only (see
     # test_query_key_reads_datasets_only): a per-test bucket is read with the main key.
     return s3_server.model_copy(

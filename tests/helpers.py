@@ -7,7 +7,7 @@ import dagster as dg
 from lakehouse.ingests import IngestRecord, Landing
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore
-from lakehouse_assets.assets import IngestConfig
+from lakehouse_assets.assets import DatasetConfig
 from lakehouse_assets.assets import dataset as dataset_asset
 from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG
 from lakehouse_assets.partitions import DATASETS_PARTITIONS
@@ -43,7 +43,7 @@ def materialize_record(
             instance=instance,
             partition_key=record.dataset,
             resources=build_resources(settings),
-            run_config=dg.RunConfig(ops={"dataset": IngestConfig(ingest_record_key=record.key)}),
+            run_config=dg.RunConfig(ops={"dataset": DatasetConfig(ingest_record_key=record.key)}),
             tags={DATASET_TAG: record.dataset, INGEST_TAG: record.ingest_id},
             raise_on_error=raise_on_error,
         )

@@ -12,7 +12,7 @@ from lakehouse.duck import attach_s3
 from lakehouse.ingests import IngestRecord, Landing
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore
-from lakehouse_assets.assets import IngestConfig, dataset
+from lakehouse_assets.assets import DatasetConfig, dataset
 from lakehouse_assets.catalog import latest_manifest, manifest_history
 from lakehouse_assets.partitions import DATASETS_PARTITIONS
 from tests.helpers import land_csv, resources_for
@@ -33,7 +33,7 @@ def materialize(instance: dg.DagsterInstance, settings: Settings, record: Ingest
         instance=instance,
         partition_key=record.dataset,
         resources=resources_for(settings),
-        run_config=dg.RunConfig(ops={"dataset": IngestConfig(ingest_record_key=record.key)}),
+        run_config=dg.RunConfig(ops={"dataset": DatasetConfig(ingest_record_key=record.key)}),
         raise_on_error=False,
     )
 

@@ -1,0 +1,126 @@
+"""Asset checks on the dataset asset, evaluated on each new manifest *before* it is
+emitted: if a blocking check fails, the run fails and no new version appears, so the API
+keeps serving the previous one."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+from botocore.exceptions import ClientError
+
+from lakehouse.duck import sql_string
+from lakehouse.profile import parquet_source
+from lakehouse.storage import ObjectStore
+from lakehouse_assets.catalog import Manifest
+
+DATASET_ASSET_KEY = dg.AssetKey("dataset")
+
+check_specs = [
+    dg.AssetCheckSpec(
+        "schema_matches_contract",
+        asset=DATASET_ASSET_KEY,
+        blocking=True,
+        description="The Parquet objects have exactly the manifest's columns and types.",
+    ),
+    dg.AssetCheckSpec(
+        "row_count_matches",
+        asset=DATASET_ASSET_KEY,
+        blocking=True,
+        description="The objects hold the manifest's row count, and it is positive unless "
+        "every source file was header-only.",
+    ),
+    dg.AssetCheckSpec(
+        "rejected_share_under_threshold",
+        asset=DATASET_ASSET_KEY,
+        blocking=True,
+        description="Rows that could not be read stay under the allowed share.",
+    ),
+    dg.AssetCheckSpec(
+        "objects_exist_with_recorded_sizes",
+        asset=DATASET_ASSET_KEY,
+        blocking=True,
+        description="Every object the manifest lists is in the bucket with its recorded size.",
+    ),
+]
+
+
+def evaluate(
+    manifest: Manifest,
+    store: ObjectStore,
+    con: duckdb.DuckDBPyConnection,
+    max_reject_share: float,
+    header_only: bool,
+) -> list[dg.AssetCheckResult]:
+    urls = [store.url(o.key) for o in manifest.objects]
+    return [
+        _schema(manifest, con, urls),
+        _rows(manifest, con, urls, header_only),
+        _rejects(manifest, max_reject_share),
+        _objects(manifest, store),
+    ]
+
+
+def _result(name: str, passed: bool, **metadata: object) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        asset_key=DATASET_ASSET_KEY,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=dict(metadata),  # type: ignore[arg-type]
+    )
+
+
+def _schema(manifest: Manifest, con: duckdb.DuckDBPyConnection, urls: list[str]):
+    expected = [(c.name, c.type) for c in manifest.columns]
+    if not urls:
+        return _result("schema_matches_contract", True, note="no objects yet")
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {parquet_source(urls)}").fetchall()
+    except duckdb.Error as exc:
+        return _result("schema_matches_contract", False, error=f"objects unreadable: {exc}")
+    found = [(name, str(kind)) for name, kind, *_ in described]
+    return _result(
+        "schema_matches_contract",
+        found == expected,
+        expected=str(expected),
+        found=str(found),
+    )
+
+
+def _rows(manifest: Manifest, con: duckdb.DuckDBPyConnection, urls: list[str], header_only: bool):
+    counted = 0
+    if urls:
+        try:
+            row = con.execute(
+                "SELECT sum(num_rows) FROM "
+                f"parquet_file_metadata([{', '.join(sql_string(u) for u in urls)}])"
+            ).fetchone()
+        except duckdb.Error as exc:
+            return _result("row_count_matches", False, error=f"objects unreadable: {exc}")
+        counted = int(row[0] or 0) if row else 0
+    passed = counted == manifest.row_count and (counted > 0 or header_only)
+    return _result("row_count_matches", passed, recorded=manifest.row_count, counted=counted)
+
+
+def _rejects(manifest: Manifest, allowed: float):
+    total = manifest.row_count + manifest.rejected_rows
+    share = manifest.rejected_rows / total if total else 0.0
+    return _result("rejected_share_under_threshold", share <= allowed, share=share, allowed=allowed)
+
+
+def _objects(manifest: Manifest, store: ObjectStore):
+    problems = []
+    for obj in [*manifest.objects, *manifest.rejects]:
+        try:
+            size = store.size(obj.key)
+        except ClientError:
+            problems.append(f"{obj.key}: missing")
+            continue
+        if size != obj.bytes:
+            problems.append(f"{obj.key}: {size} bytes, recorded {obj.bytes}")
+    return _result(
+        "objects_exist_with_recorded_sizes",
+        not problems,
+        checked=len(manifest.objects) + len(manifest.rejects),
+        problems="; ".join(problems) or "none",
+    )
