@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,19 +54,24 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-POSTGRES_STORAGE = """
-storage:
-  # LAKEHOUSE_POSTGRES_URL is set: runs, events and schedules live in Postgres.
-  postgres:
-    postgres_url:
-      env: LAKEHOUSE_POSTGRES_URL
-"""
+def write_instance_yaml(home: Path, postgres_url: str = "") -> None:
+    """The project's dagster.yaml, switched to Postgres storage when a URL is configured.
 
-
-def write_instance_yaml(home: Path, *, postgres: bool) -> None:
-    """The project's dagster.yaml, switched to Postgres storage when one is configured."""
+    The URL is written into the file (readable by its owner only) rather than referenced
+    as an environment variable, so every process that opens this Dagster home (daemon,
+    webserver, API, the launcher, a shell) finds the same instance without more set-up.
+    """
     text = (PROJECT_ROOT / "dagster.yaml").read_text()
-    (home / "dagster.yaml").write_text(text + (POSTGRES_STORAGE if postgres else ""))
+    if postgres_url:
+        # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; dagster-postgres ships 2.
+        postgres_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", postgres_url)
+        text += (
+            "\nstorage:\n  # LAKEHOUSE_POSTGRES_URL is set: runs, events and schedules live "
+            f"in Postgres.\n  postgres:\n    postgres_url: {json.dumps(postgres_url)}\n"
+        )
+    path = home / "dagster.yaml"
+    path.write_text(text)
+    path.chmod(0o600)
 
 
 def _bin(name: str) -> str:
@@ -236,7 +242,7 @@ class Stack:
 
         home = self.settings.resolved_dagster_home
         home.mkdir(parents=True, exist_ok=True)
-        write_instance_yaml(home, postgres=bool(self.settings.postgres_url))
+        write_instance_yaml(home, self.settings.postgres_url)
         with DagsterInstance.from_config(str(home)):
             pass
 

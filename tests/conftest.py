@@ -42,7 +42,7 @@ def isolated_settings(s3_server: Settings, tmp_path: Path) -> Settings:
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     ObjectStore(s3_server.s3()).client.create_bucket(Bucket=bucket)
     (tmp_path / "dagster").mkdir()
-    write_instance_yaml(tmp_path / "dagster", postgres=False)
+    write_instance_yaml(tmp_path / "dagster")
     # The server's read-only query key is granted on its own bucket only (see
     # test_query_key_reads_datasets_only): a per-test bucket is read with the main key.
     return s3_server.model_copy(
