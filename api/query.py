@@ -73,9 +73,12 @@ class Running:
     """A query bound and running on its own cursor; `close()` it when done reading."""
 
     columns: list[dict[str, str]]  # name and DuckDB type
-    reader: pa.RecordBatchReader
+    cursor: duckdb.DuckDBPyConnection
     datasets: dict[str, int]
     close: Callable[[], None]
+
+    def batches(self) -> pa.RecordBatchReader:
+        return self.cursor.to_arrow_reader(BATCH_ROWS)
 
 
 def rejects_view(name: str) -> str:
@@ -157,6 +160,7 @@ class QueryEngine:
         self._base = threading.Lock()
         self._catalog: Mapping[str, int] = {}
         self._versions: dict[str, int] = {}
+        self._seen_event: int | None = -1  # the event log's last record id at the last look
 
     def _lock_down(self) -> None:
         """From here on this DuckDB reads the datasets prefix and nothing else."""
@@ -169,9 +173,17 @@ class QueryEngine:
         self._exit.close()
 
     def refresh(self) -> None:
-        """Bring the views in line with the catalog, if it changed since the last look."""
+        """Bring the views in line with the catalog, if it changed since the last look.
+
+        No event written since the last look means no new materialization: one indexed
+        max() answers that, and only otherwise do we read {dataset: latest id}.
+        """
+        last_event = self.instance.event_log_storage.get_maximum_record_id()
+        if last_event == self._seen_event:
+            return
         current = latest_storage_ids(self.instance)
         if current == self._catalog:
+            self._seen_event = last_event
             return
         with self._refreshing:
             changed = [sid for name, sid in current.items() if self._catalog.get(name) != sid]
@@ -189,6 +201,7 @@ class QueryEngine:
                     self._versions.pop(name, None)
                 cursor.execute("COMMIT")
                 self._catalog = current
+                self._seen_event = last_event
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._base:
@@ -198,12 +211,9 @@ class QueryEngine:
         """Run `sql` and fetch up to `max_rows` rows, as JSON-safe values."""
         started = time.perf_counter()
         running = self.start(sql, as_of)
+        names = [c["name"] for c in running.columns]
         try:
-            rows: list[dict[str, Any]] = []
-            for batch in running.reader:
-                rows.extend(batch.to_pylist())
-                if len(rows) > max_rows:
-                    break
+            fetched = running.cursor.fetchmany(max_rows + 1)
         except duckdb.InterruptException as exc:
             raise self._timeout() from exc
         except duckdb.Error as exc:
@@ -212,8 +222,11 @@ class QueryEngine:
             running.close()
         return QueryResult(
             columns=running.columns,
-            rows=[{k: json_value(v) for k, v in row.items()} for row in rows[:max_rows]],
-            truncated=len(rows) > max_rows,
+            rows=[
+                {name: json_value(value) for name, value in zip(names, row, strict=True)}
+                for row in fetched[:max_rows]
+            ],
+            truncated=len(fetched) > max_rows,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             datasets=running.datasets,
         )
@@ -253,7 +266,6 @@ class QueryEngine:
                     if name in self._versions or name in pinned
                 }
                 cursor.execute(sql)
-            reader = cursor.to_arrow_reader(BATCH_ROWS)
         except duckdb.InterruptException as exc:
             close()
             raise self._timeout() from exc
@@ -261,7 +273,7 @@ class QueryEngine:
             close()
             raise QueryError(str(exc)) from exc
         columns = [{"name": d[0], "type": str(d[1])} for d in cursor.description or []]
-        return Running(columns=columns, reader=reader, datasets=datasets, close=close)
+        return Running(columns=columns, cursor=cursor, datasets=datasets, close=close)
 
     def _pinned(self, as_of: Mapping[str, int]) -> dict[str, Manifest]:
         """The manifests of the earlier versions asked for, by dataset."""

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -111,12 +111,15 @@ class Landing:
         mode: Mode = "append",
         contract: Contract | None = None,
         sample_rows: int = 2000,
+        on_receipt: Callable[[IngestRecord], object] | None = None,
     ) -> None:
         self.store = store
         self.dataset = dataset
         self.mode = mode
         self.contract = contract
         self.sample_rows = sample_rows
+        # Called once the receipt exists and before the record the sensor lists is written.
+        self.on_receipt = on_receipt
         self.ingest_id = new_ingest_id()
         self.key = landing_key(dataset, self.ingest_id)
         self.received_at = datetime.now(UTC)
@@ -126,10 +129,20 @@ class Landing:
         self._upload: MultipartUpload | None = None
 
     def write_part(self, part: bytes) -> None:
+        self.upload_part(self.take_part(part), part)
+
+    def take_part(self, part: bytes) -> int:
+        """Account for the next part, in order (hash, size, the schema from the first one,
+        which may refuse the upload before anything is sent); returns its part number."""
         self._take(part, complete=False)
         if self._upload is None:
             self._upload = self.store.multipart(self.key, "text/csv")
-        self._upload.write_part(part)
+        return self._upload.next_number()
+
+    def upload_part(self, number: int, part: bytes) -> None:
+        """Send a part taken by `take_part`; parts may be sent concurrently, in any order."""
+        assert self._upload is not None
+        self._upload.write_part(number, part)
 
     def finish(self, last_part: bytes) -> Landed:
         """Write the last part, make the object visible, then record the ingest.
@@ -178,8 +191,8 @@ class Landing:
         if self._upload is None:
             self.store.put_bytes(self.key, last_part, "text/csv")
         else:
-            if last_part:
-                self._upload.write_part(last_part)
+            if last_part:  # already taken into account by finish()
+                self.upload_part(self._upload.next_number(), last_part)
             self._upload.complete()
         assert self.schema is not None
         record = IngestRecord(
@@ -196,6 +209,8 @@ class Landing:
         document: dict[str, Any] = record.model_dump(mode="json")
         # Receipt first: once the sensor can see the record, GET /v1/ingest/{id} must too.
         self.store.put_json(receipt_key(self.ingest_id), document)
+        if self.on_receipt is not None:
+            self.on_receipt(record)
         self.store.put_json(record.key, document)
         return record
 

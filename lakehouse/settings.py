@@ -66,12 +66,24 @@ class Settings(BaseSettings):
         "postgresql://user:pass@host:5432/dagster; empty: SQLite under the Dagster home.",
     )
 
+    push_runs: bool = Field(
+        True,
+        description="The API launches each ingest's run through the webserver's "
+        "GraphQL API at once, instead of waiting for the sensor (which stays the safety net).",
+    )
+    dagster_webserver_url: str = Field(
+        "", description="Where the API pushes runs; empty: http://127.0.0.1:<webserver_port>."
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     webserver_port: int = 3000
 
     ingest_part_bytes: int = Field(
         8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Multipart upload part size."
+    )
+    ingest_parts_in_flight: int = Field(
+        4, ge=1, description="Parts of one upload sent to the store at once."
     )
     sample_rows: int = Field(2000, ge=10, description="Rows read to infer a CSV's schema.")
     max_upload_bytes: int = Field(
@@ -129,6 +141,10 @@ class Settings(BaseSettings):
         return self.s3().model_copy(
             update={"access_key": self.s3_query_access_key, "secret_key": self.s3_query_secret_key}
         )
+
+    @property
+    def resolved_webserver_url(self) -> str:
+        return self.dagster_webserver_url or f"http://127.0.0.1:{self.webserver_port}"
 
     @property
     def resolved_dagster_home(self) -> Path:

@@ -197,27 +197,34 @@ class MultipartUpload:
             self.upload_id = store.client.create_multipart_upload(
                 Bucket=store.bucket, Key=key, ContentType=content_type
             )["UploadId"]
-        self.parts: list[dict[str, Any]] = []
+        self.numbered = 0
+        self.etags: dict[int, str] = {}
 
-    def write_part(self, data: bytes) -> None:
-        number = len(self.parts) + 1
+    def next_number(self) -> int:
+        self.numbered += 1
+        return self.numbered
+
+    def write_part(self, number: int, data: bytes) -> None:
+        """Upload part `number` (from `next_number`); safe to call from several threads."""
         with unavailable_on_error(f"upload part {number} of {self.key}"):
-            etag = self.store.client.upload_part(
+            self.etags[number] = self.store.client.upload_part(
                 Bucket=self.store.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=number,
                 Body=data,
             )["ETag"]
-        self.parts.append({"ETag": etag, "PartNumber": number})
 
     def complete(self) -> None:
+        if sorted(self.etags) != list(range(1, self.numbered + 1)):
+            raise StoreUnavailable(f"upload of {self.key} is missing parts: retry the upload")
+        parts = [{"ETag": self.etags[n], "PartNumber": n} for n in sorted(self.etags)]
         with unavailable_on_error(f"complete upload of {self.key}"):
             self.store.client.complete_multipart_upload(
                 Bucket=self.store.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},  # type: ignore[typeddict-item]
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
             )
 
     def abort(self) -> None:

@@ -6,6 +6,7 @@ from lakehouse_assets.assets import dataset
 # concurrency limit keys on, so runs for one dataset never overlap.
 DATASET_TAG = "lakehouse/dataset"
 INGEST_TAG = "lakehouse/ingest_id"
+LAUNCHED_BY_TAG = "lakehouse/launched_by"  # "api" (pushed) or "sensor"
 
 ingest_job = dg.define_asset_job(
     "ingest_job",

@@ -17,7 +17,7 @@ import dagster as dg
 from lakehouse.ingests import read_record
 from lakehouse.storage import INGESTS, RECORD_TIME_FORMAT, StoreUnavailable
 from lakehouse_assets.assets import DatasetConfig
-from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG, ingest_job
+from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG, LAUNCHED_BY_TAG, ingest_job
 from lakehouse_assets.partitions import DATASETS_PARTITIONS, dataset_partitions_def
 from lakehouse_assets.resources import ObjectStoreResource
 
@@ -60,10 +60,16 @@ def ingest_sensor(
         return dg.SkipReason("no new ingests")
 
     watermark = max([last_watermark, *new_keys])
+    # The API may have launched a run already (it does so before writing the record).
+    pending = [
+        (key, r)
+        for key, r in zip(new_keys, records, strict=True)
+        if not context.instance.get_runs(dg.RunsFilter(tags={INGEST_TAG: r.ingest_id}), limit=1)
+    ]
     start = _window_start(watermark)
     new_datasets = sorted(
         name
-        for name in {r.dataset for r in records}
+        for name in {r.dataset for _, r in pending}
         if not context.instance.has_dynamic_partition(DATASETS_PARTITIONS, name)
     )
     return dg.SensorResult(
@@ -74,9 +80,9 @@ def ingest_sensor(
                 run_config=dg.RunConfig(
                     ops={"dataset": DatasetConfig.model_validate({"ingest_record_key": key})}
                 ),
-                tags={DATASET_TAG: r.dataset, INGEST_TAG: r.ingest_id},
+                tags={DATASET_TAG: r.dataset, INGEST_TAG: r.ingest_id, LAUNCHED_BY_TAG: "sensor"},
             )
-            for key, r in zip(new_keys, records, strict=True)
+            for key, r in pending
         ],
         dynamic_partitions_requests=(
             [dataset_partitions_def.build_add_request(new_datasets)] if new_datasets else []

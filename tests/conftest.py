@@ -49,6 +49,9 @@ def isolated_settings(s3_server: Settings, tmp_path: Path) -> Settings:
         update={
             "s3_bucket": bucket,
             "s3_query_access_key": "",
+            # In-process API tests have no webserver of their own: never push runs to one
+            # (a developer's `make up` listens on the default port). e2e tests push.
+            "push_runs": False,
             "state_dir": tmp_path,
             "dagster_home": tmp_path / "dagster",
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import InstanceDep, SettingsDep, StoreDep, dataset_name
+from api.launch import push_run
 from lakehouse.csvschema import Column, NotCsv
 from lakehouse.ingests import (
     Contract,
@@ -139,19 +141,27 @@ async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def land(request: Request, landing: Landing, part_bytes: int, max_bytes: int) -> Landed:
-    """Stream the body into the store, one part uploading while the next arrives."""
+async def land(request: Request, landing: Landing, settings: SettingsDep) -> Landed:
+    """Stream the body into the store: up to `ingest_parts_in_flight` parts upload while the
+    next ones arrive, so memory stays at a few parts whatever the file's size."""
+    part_bytes = settings.ingest_part_bytes
     buffer = bytearray()
-    pending: asyncio.Future[None] | None = None
-    async for chunk in body_chunks(request, max_bytes):
+    in_flight: list[asyncio.Future[None]] = []
+    async for chunk in body_chunks(request, settings.max_upload_bytes):
         buffer += chunk
         if len(buffer) >= part_bytes:
             part, buffer = bytes(buffer[:part_bytes]), buffer[part_bytes:]
-            if pending is not None:
-                await pending
-            pending = asyncio.ensure_future(run_in_threadpool(landing.write_part, part))
-    if pending is not None:
-        await pending
+            number = await run_in_threadpool(landing.take_part, part)  # in order
+            if len(in_flight) >= settings.ingest_parts_in_flight:
+                await in_flight.pop(0)
+            send = run_in_threadpool(landing.upload_part, number, part)
+            in_flight.append(asyncio.ensure_future(send))
+    try:
+        for upload in in_flight:
+            await upload
+    finally:
+        for upload in in_flight:
+            upload.cancel()
     return await run_in_threadpool(landing.finish, bytes(buffer))
 
 
@@ -209,9 +219,19 @@ async def ingest(
         current = await run_in_threadpool(latest_manifest, instance, name)
         if current is not None:
             contract = Contract(current.columns, current.schema_fingerprint)
-    landing = Landing(store, name, mode=mode, contract=contract, sample_rows=settings.sample_rows)
+    push = None
+    if settings.push_runs:
+        push = functools.partial(push_run, instance, settings.resolved_webserver_url)
+    landing = Landing(
+        store,
+        name,
+        mode=mode,
+        contract=contract,
+        sample_rows=settings.sample_rows,
+        on_receipt=push,
+    )
     try:
-        landed = await land(request, landing, settings.ingest_part_bytes, settings.max_upload_bytes)
+        landed = await land(request, landing, settings)
     except BaseException as exc:
         # If the store is gone, the unfinished multipart upload never became visible anyway.
         with contextlib.suppress(StoreUnavailable):

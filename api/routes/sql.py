@@ -98,6 +98,6 @@ async def run_sql(
 
 def _chunks(running: Running, fmt: str, max_rows: int) -> Iterator[bytes]:
     try:
-        yield from stream(fmt, running.reader, max_rows)
+        yield from stream(fmt, running.batches(), max_rows)
     finally:
         running.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 
 import pytest
 from fastapi.testclient import TestClient
@@ -58,6 +59,7 @@ def test_a_body_larger_than_a_part_streams_in_parts(settings: Settings, store: O
         response = client.post("/v1/ingest?name=big", content=body)
     assert response.status_code == 202, response.text
     assert response.json()["bytes"] == len(body)
+    assert response.json()["sha256"] == hashlib.sha256(body).hexdigest()
     key = f"landing/big/{response.json()['ingest_id']}.csv"
     head = store.client.head_object(Bucket=store.bucket, Key=key)
     assert head["ContentLength"] == len(body)
