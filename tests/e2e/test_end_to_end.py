@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import httpx
 import pyarrow.dataset as pads
@@ -19,6 +20,7 @@ from pyarrow import fs
 from lakehouse.duck import attach_s3
 from lakehouse.settings import Settings
 from lakehouse.stack import Stack
+from lakehouse_assets.jobs import INGEST_TAG, LAUNCHED_BY_TAG
 from tests.e2e.conftest import file_chunks, sql_rows, start_stack, wait_for_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -55,6 +57,10 @@ def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Pat
 
     manifest = wait_for_version(api, "workers_500k", 1)
     assert manifest["row_count"] == 500_000
+    # With the webserver up, the API pushed the run itself; the sensor added none.
+    with dg.DagsterInstance.from_config(str(stack.settings.resolved_dagster_home)) as instance:
+        runs = instance.get_runs(dg.RunsFilter(tags={INGEST_TAG: response.json()["ingest_id"]}))
+    assert [r.tags[LAUNCHED_BY_TAG] for r in runs] == ["api"]
     assert {c["name"]: c["type"] for c in manifest["columns"]} == {
         "worker_id": "BIGINT", "first_name": "VARCHAR", "last_name": "VARCHAR",
         "email": "VARCHAR", "state": "VARCHAR", "city": "VARCHAR", "role": "VARCHAR",
