@@ -37,13 +37,34 @@ def materialize_record(
     settings: Settings, record: IngestRecord, *, raise_on_error: bool = True
 ) -> dg.ExecuteInProcessResult:
     with dg.DagsterInstance.from_config(str(settings.resolved_dagster_home)) as instance:
-        instance.add_dynamic_partitions(DATASETS_PARTITIONS, [record.dataset])
-        return dg.materialize(
-            [dataset_asset],
-            instance=instance,
-            partition_key=record.dataset,
-            resources=build_resources(settings),
-            run_config=dg.RunConfig(ops={"dataset": DatasetConfig(ingest_record_key=record.key)}),
-            tags={DATASET_TAG: record.dataset, INGEST_TAG: record.ingest_id},
+        return run_dataset(
+            instance,
+            settings,
+            record.dataset,
+            DatasetConfig(ingest_record_key=record.key),
+            ingest_id=record.ingest_id,
             raise_on_error=raise_on_error,
         )
+
+
+def run_dataset(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    name: str,
+    config: DatasetConfig,
+    *,
+    resources: dict | None = None,
+    ingest_id: str = "",
+    raise_on_error: bool = False,
+) -> dg.ExecuteInProcessResult:
+    """Materialize dataset `name` as a daemon-launched run would, with the same tags."""
+    instance.add_dynamic_partitions(DATASETS_PARTITIONS, [name])
+    return dg.materialize(
+        [dataset_asset],
+        instance=instance,
+        partition_key=name,
+        resources=resources or build_resources(settings),
+        run_config=dg.RunConfig(ops={"dataset": config}),
+        tags={DATASET_TAG: name, **({INGEST_TAG: ingest_id} if ingest_id else {})},
+        raise_on_error=raise_on_error,
+    )

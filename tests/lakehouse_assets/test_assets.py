@@ -12,10 +12,9 @@ from lakehouse.duck import attach_s3
 from lakehouse.ingests import IngestRecord, Landing
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore
-from lakehouse_assets.assets import DatasetConfig, dataset
+from lakehouse_assets.assets import DatasetConfig
 from lakehouse_assets.catalog import latest_manifest, manifest_history
-from lakehouse_assets.partitions import DATASETS_PARTITIONS
-from tests.helpers import land_csv, resources_for
+from tests.helpers import land_csv, run_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -27,15 +26,8 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 def materialize(instance: dg.DagsterInstance, settings: Settings, record: IngestRecord):
-    instance.add_dynamic_partitions(DATASETS_PARTITIONS, [record.dataset])
-    return dg.materialize(
-        [dataset],
-        instance=instance,
-        partition_key=record.dataset,
-        resources=resources_for(settings),
-        run_config=dg.RunConfig(ops={"dataset": DatasetConfig(ingest_record_key=record.key)}),
-        raise_on_error=False,
-    )
+    config = DatasetConfig(ingest_record_key=record.key)
+    return run_dataset(instance, settings, record.dataset, config, ingest_id=record.ingest_id)
 
 
 def test_materialization_writes_parquet_and_the_manifest(

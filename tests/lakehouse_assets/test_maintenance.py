@@ -13,14 +13,12 @@ from lakehouse.duck import attach_s3
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore, StoreUnavailable
 from lakehouse_assets import checks
-from lakehouse_assets.assets import DatasetConfig, dataset
+from lakehouse_assets.assets import DatasetConfig
 from lakehouse_assets.catalog import latest_manifest, manifest_history
 from lakehouse_assets.cleanup import plan_cleanup
 from lakehouse_assets.definitions import defs
-from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG
-from lakehouse_assets.partitions import DATASETS_PARTITIONS
 from lakehouse_assets.resources import ObjectStoreResource
-from tests.helpers import land_csv, resources_for
+from tests.helpers import land_csv, resources_for, run_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +29,8 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def run(
-    instance: dg.DagsterInstance,
-    settings: Settings,
-    name: str,
-    config: DatasetConfig,
-    resources: dict | None = None,
-    ingest_id: str = "",
-) -> dg.ExecuteInProcessResult:
-    """Materialize as the daemon would, with the tags the sensor's runs carry."""
-    instance.add_dynamic_partitions(DATASETS_PARTITIONS, [name])
-    return dg.materialize(
-        [dataset],
-        instance=instance,
-        partition_key=name,
-        resources=resources or resources_for(settings),
-        run_config=dg.RunConfig(ops={"dataset": config}),
-        tags={DATASET_TAG: name, **({INGEST_TAG: ingest_id} if ingest_id else {})},
-        raise_on_error=False,
-    )
+def run(instance, settings, name, config, resources=None, ingest_id=""):
+    return run_dataset(instance, settings, name, config, resources=resources, ingest_id=ingest_id)
 
 
 def ingest(instance, settings, store, name: str, data: bytes) -> dg.ExecuteInProcessResult:
