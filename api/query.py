@@ -32,6 +32,7 @@ from lakehouse.settings import Settings
 from lakehouse.storage import DATASETS
 from lakehouse_assets.catalog import (
     Manifest,
+    change_marker,
     latest_storage_ids,
     manifest_history,
     manifests_by_storage_id,
@@ -160,7 +161,7 @@ class QueryEngine:
         self._base = threading.Lock()
         self._catalog: Mapping[str, int] = {}
         self._versions: dict[str, int] = {}
-        self._seen_event: int | None = -1  # the event log's last record id at the last look
+        self._seen_event: object = object()  # the event log's change marker at the last look
 
     def _lock_down(self) -> None:
         """From here on this DuckDB reads the datasets prefix and nothing else."""
@@ -175,10 +176,10 @@ class QueryEngine:
     def refresh(self) -> None:
         """Bring the views in line with the catalog, if it changed since the last look.
 
-        No event written since the last look means no new materialization: one indexed
-        max() answers that, and only otherwise do we read {dataset: latest id}.
+        No change to the event log since the last look means no new materialization
+        (`change_marker`, microseconds); only otherwise do we read {dataset: latest id}.
         """
-        last_event = self.instance.event_log_storage.get_maximum_record_id()
+        last_event = change_marker(self.instance)
         if last_event == self._seen_event:
             return
         current = latest_storage_ids(self.instance)

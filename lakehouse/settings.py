@@ -77,6 +77,7 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int = Field(2, ge=1, description="API worker processes (uvicorn --workers).")
     webserver_port: int = 3000
 
     ingest_part_bytes: int = Field(

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore, StoreUnavailable
@@ -111,6 +113,10 @@ class Stack:
     @property
     def api_url(self) -> str:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    @property
+    def api_pid(self) -> int:
+        return next(p.popen.pid for p in self.processes if p.name == "api")
 
     @property
     def webserver_url(self) -> str:
@@ -214,7 +220,7 @@ class Stack:
             [
                 sys.executable, "-m", "uvicorn", "api.main:app",
                 "--host", self.settings.api_host, "--port", str(self.settings.api_port),
-                "--no-access-log",
+                "--workers", str(self.settings.api_workers), "--no-access-log",
             ],
         )  # fmt: skip
         self._wait("api", self._http_ok(f"{self.api_url}/health"), timeout=60)
@@ -296,6 +302,37 @@ class Stack:
                 return False
 
         return ready
+
+
+class PeakMemory:
+    """Samples the resident memory of a process and all its children (uvicorn's workers)
+    every 50 ms; `peak` is the highest total seen. Use as a context manager."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peak = self.current()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def current(self) -> int:
+        total = 0
+        for process in [self.root, *self.root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += process.memory_info().rss
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self.current())
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current())
 
 
 def _stop_group(popen: subprocess.Popen) -> None:

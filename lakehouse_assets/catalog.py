@@ -10,10 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster import DagsterEventType
+from dagster._core.storage.event_log import SqliteEventLogStorage
 from pydantic import BaseModel
 
 from lakehouse.csvschema import Column
@@ -168,6 +170,25 @@ def _listed(obj: DataObject | None) -> list[DataObject]:
 
 def _unique(ids: list[str]) -> list[str]:
     return list(dict.fromkeys(ids))
+
+
+def change_marker(instance: dg.DagsterInstance) -> object:
+    """Something that changes whenever the event log (and so the catalog) may have changed,
+    and is cheap to read. SQLite: the index database's files, by stat (asking SQLite opens
+    a new connection each time, milliseconds); elsewhere: the highest event id."""
+    storage = instance.event_log_storage
+    if isinstance(storage, SqliteEventLogStorage):
+        index = Path(storage.path_for_shard("index"))
+        return tuple(_stat(path) for path in (index, index.with_name(index.name + "-wal")))
+    return storage.get_maximum_record_id()
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def latest_storage_ids(instance: dg.DagsterInstance) -> Mapping[str, int]:

@@ -12,7 +12,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from lakehouse.stack import Stack
+from lakehouse.stack import PeakMemory, Stack
 from lakehouse_assets.jobs import INGEST_TAG
 from tests.e2e.conftest import sql_rows, start_stack, wait_for_ingest
 
@@ -127,10 +127,7 @@ def test_uploads_while_the_daemon_is_down_are_materialized_once_it_is_back(
 
 
 def test_a_1_gib_upload_keeps_the_api_memory_bounded(stack: Stack) -> None:
-    api_pid = next(p.popen.pid for p in stack.processes if p.name == "api")
     httpx.post(f"{stack.api_url}/v1/sql", json={"sql": "SELECT 1"})  # warm up
-    idle = rss_kib(api_pid, "VmRSS")
-
     block = b"".join(b"%d,some text for row %d\n" % (i, i) for i in range(40_000))
     blocks = GIB // len(block)
 
@@ -139,22 +136,16 @@ def test_a_1_gib_upload_keeps_the_api_memory_bounded(stack: Stack) -> None:
         for _ in range(blocks):
             yield block
 
-    response = httpx.post(
-        f"{stack.api_url}/v1/ingest", params={"name": "huge"}, content=body(), timeout=900
-    )
+    with PeakMemory(stack.api_pid) as memory:  # every API worker process, sampled
+        idle = memory.current()
+        response = httpx.post(
+            f"{stack.api_url}/v1/ingest", params={"name": "huge"}, content=body(), timeout=900
+        )
     assert response.status_code == 202, response.text
     assert response.json()["bytes"] == 9 + blocks * len(block) > 0.99 * GIB
-    peak = rss_kib(api_pid, "VmHWM")  # the highest resident size the process ever had
-    growth_mib = (peak - idle) / 1024
-    print(f"API RSS idle {idle / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB, +{growth_mib:.0f}")
-    assert growth_mib < 200
-
-
-def rss_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"{field} not in /proc/{pid}/status")
+    growth = (memory.peak - idle) / 1024**2
+    print(f"API RSS idle {idle / 1024**2:.0f} MiB, peak {memory.peak / 1024**2:.0f}, +{growth:.0f}")
+    assert growth < 200
 
 
 def test_the_command_line_ingests_queries_and_lists(stack: Stack, tmp_path: Path) -> None:
