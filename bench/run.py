@@ -10,8 +10,8 @@ Medians of several runs; the machine is shared and noisy, so read ratios, not se
 from __future__ import annotations
 
 import argparse
+import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -359,12 +359,15 @@ def _peak_rss_mib_of_conversion(settings: Settings, source: str, path: Path) -> 
         "schema = infer_schema(open(sys.argv[3], 'rb').read(1048576), complete=False); "
         "csv_to_parquet(con, sys.argv[2], sys.argv[2] + '.parquet', schema)"
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(
-        [sys.executable, "-c", code, settings.model_dump_json(), source, str(path)], check=True
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, settings.model_dump_json(), source, str(path)]
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024
+    # wait4 gives this child's own peak (RUSAGE_CHILDREN would be the largest of all).
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise RuntimeError(f"conversion process failed ({child.returncode})")
+    return usage.ru_maxrss / 1024
 
 
 def write_report(report: Report, path: Path, size: Size, elapsed: float) -> None:
@@ -396,8 +399,6 @@ def write_report(report: Report, path: Path, size: Size, elapsed: float) -> None
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 
