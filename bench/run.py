@@ -362,12 +362,12 @@ def _peak_rss_mib_of_conversion(settings: Settings, source: str, path: Path) -> 
     child = subprocess.Popen(
         [sys.executable, "-c", code, settings.model_dump_json(), source, str(path)]
     )
-    # wait4 gives this child's own peak (RUSAGE_CHILDREN would be the largest of all).
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise RuntimeError(f"conversion process failed ({child.returncode})")
-    return usage.ru_maxrss / 1024
+    # Sampled, not getrusage: Linux carries the parent's peak RSS over fork and exec, and
+    # this process has just run conversions of its own.
+    with PeakMemory(child.pid) as memory:
+        if child.wait():
+            raise RuntimeError(f"conversion process failed ({child.returncode})")
+    return memory.peak / MIB
 
 
 def write_report(report: Report, path: Path, size: Size, elapsed: float) -> None:
@@ -403,14 +403,43 @@ def _cpus() -> int:
 
 
 SETTINGS_NOTES = """
-## What the settings buy
+## What the settings bought (measured while building them, same machine)
 
-- `ingest_job` uses the in-process executor: one asset per run, so a process per step would
-  only add start-up time.
-- `dagster.yaml` dequeues runs every second (`dequeue_interval_seconds: 1`, default 5).
-- `ingest_sensor` asks to run every second; Dagster 1.13's sensor daemon evaluates sensors
-  at most every 5 s, so polling alone waits 2.5 s on average.
-- Conversion reads the CSV with the schema inferred at upload time (no second sniffing pass).
+- **Pushing the run from the API** (GraphQL `launchRun` to the webserver, before the
+  ingest record is written; the sensor stays the safety net and skips ingests that have a
+  run): upload -> queryable went from 9.9 s (sensor only: Dagster 1.13's sensor daemon
+  ticks at most every 5 s) to about 6 s.
+- **`dequeue_use_threads`** in the run coordinator: launching a run blocks ~2 s until its
+  process is up; without threads, runs of different datasets started strictly one after
+  another.
+- **`dequeue_interval_seconds: 1`** (default 5) and the **in-process executor** for
+  `ingest_job` (one asset: a process per step would only add start-up).
+- **Conversion** reads the CSV with the schema inferred at upload (no second sniffing pass):
+  0.74x of DuckDB's own auto-detecting COPY on 500k rows, 0.99x on 10M rows.
+- **Catalog check per query**: on SQLite, a stat of the event-log index instead of a query
+  that opens a new SQLAlchemy engine each time (~4 ms -> microseconds); DuckDB's HTTP
+  metadata cache (objects are immutable), and two API worker processes:
+  `/v1/sql` count(*) went from 12.7 ms to ~7 ms, throughput from 94 to ~250 queries/s.
+- **httptools and uvloop** for uvicorn.
+
+## What holds back the targets not met
+
+- **Upload -> queryable (about 6 s, target 5 s).** Per run, Dagster's code server starts a
+  fresh Python process (`multiprocessing` "spawn", hard-coded in `dagster/_grpc/server.py`)
+  that imports Dagster and loads the definitions: ~2 s on this 2-core machine before the
+  first byte is converted. Then conversion (~1.2 s), checks and statistics (~0.5 s), the
+  upload itself (~1.5 s for 71 MB) and the queue (< 1 s). Getting under 5 s needs a run
+  launcher that keeps a warm worker (a fork server), which no supported setting offers.
+- **Upload throughput (~0.5-0.6x of boto3).** boto3's `upload_file` sends parts from 10
+  threads straight from disk; each upload through the API also streams through HTTP
+  parsing in Python, hashes every byte (SHA-256, for duplicate detection), samples the
+  schema, and writes a claim, a receipt and a record and pushes the run (~0.3 s of fixed
+  cost per upload, large for a 71 MB file).
+- **`/v1/sql` count(*) latency (~7.5 ms vs a 6.4 ms budget).** DuckDB answers count(*) from
+  Parquet metadata in under 1 ms, so the fixed per-request cost dominates: HTTP and FastAPI
+  (~2-3 ms with the client), the statement guard (DuckDB parse + `json_serialize_sql`,
+  ~0.6 ms), the catalog check, a cursor per request. The group-by (real work) is within
+  its budget.
 """
 
 

@@ -316,9 +316,10 @@ class PeakMemory:
 
     def current(self) -> int:
         total = 0
-        for process in [self.root, *self.root.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += process.memory_info().rss
+        with contextlib.suppress(psutil.NoSuchProcess):  # it may just have exited
+            for process in [self.root, *self.root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += process.memory_info().rss
         return total
 
     def _sample(self) -> None:
