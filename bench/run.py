@@ -408,7 +408,7 @@ SETTINGS_NOTES = """
 - **Pushing the run from the API** (GraphQL `launchRun` to the webserver, before the
   ingest record is written; the sensor stays the safety net and skips ingests that have a
   run): upload -> queryable went from 9.9 s (sensor only: Dagster 1.13's sensor daemon
-  ticks at most every 5 s) to about 6 s.
+  ticks at most every 5 s) to 5.9-7.4 s over three runs.
 - **`dequeue_use_threads`** in the run coordinator: launching a run blocks ~2 s until its
   process is up; without threads, runs of different datasets started strictly one after
   another.
@@ -419,12 +419,13 @@ SETTINGS_NOTES = """
 - **Catalog check per query**: on SQLite, a stat of the event-log index instead of a query
   that opens a new SQLAlchemy engine each time (~4 ms -> microseconds); DuckDB's HTTP
   metadata cache (objects are immutable), and two API worker processes:
-  `/v1/sql` count(*) went from 12.7 ms to ~7 ms, throughput from 94 to ~250 queries/s.
+  `/v1/sql` count(*) went from 12.7 ms to ~7.5 ms, throughput from 94 to 136-307
+  queries/s over three runs (a 5 s window on a shared machine: read it as a range).
 - **httptools and uvloop** for uvicorn.
 
 ## What holds back the targets not met
 
-- **Upload -> queryable (about 6 s, target 5 s).** Per run, Dagster's code server starts a
+- **Upload -> queryable (5.9-7.4 s, target 5 s).** Per run, Dagster's code server starts a
   fresh Python process (`multiprocessing` "spawn", hard-coded in `dagster/_grpc/server.py`)
   that imports Dagster and loads the definitions: ~2 s on this 2-core machine before the
   first byte is converted. Then conversion (~1.2 s), checks and statistics (~0.5 s), the

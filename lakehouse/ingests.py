@@ -128,9 +128,6 @@ class Landing:
         self._hash = hashlib.sha256()
         self._upload: MultipartUpload | None = None
 
-    def write_part(self, part: bytes) -> None:
-        self.upload_part(self.take_part(part), part)
-
     def take_part(self, part: bytes) -> int:
         """Account for the next part, in order (hash, size, the schema from the first one,
         which may refuse the upload before anything is sent); returns its part number."""

@@ -11,9 +11,7 @@ from botocore.exceptions import ClientError
 from lakehouse.duck import sql_string
 from lakehouse.profile import parquet_source
 from lakehouse.storage import ObjectStore
-from lakehouse_assets.catalog import Manifest
-
-DATASET_ASSET_KEY = dg.AssetKey("dataset")
+from lakehouse_assets.catalog import DATASET_ASSET_KEY, Manifest
 
 check_specs = [
     dg.AssetCheckSpec(

@@ -70,14 +70,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             secret_key=_from_env("LAKEHOUSE_S3_SECRET_KEY", settings.s3_secret_key),
             url_style=settings.s3_url_style,
         ),
-        "policy": LakehousePolicy(
-            max_reject_share=settings.max_reject_share,
-            compaction_min_objects=settings.compaction_min_objects,
-            compaction_target_mb=settings.compaction_target_mb,
-            compaction_sort_keys=settings.compaction_sort_keys,
-            landing_retention_days=settings.landing_retention_days,
-            object_grace_minutes=settings.object_grace_minutes,
-        ),
+        # The policy's fields are settings of the same names.
+        "policy": LakehousePolicy(**settings.model_dump(include=set(LakehousePolicy.model_fields))),
         "duckdb": DuckDBResource(
             database=":memory:",
             connection_config=connection_config(

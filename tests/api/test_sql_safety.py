@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
@@ -102,7 +103,7 @@ def test_the_engines_duckdb_is_locked_down_behind_the_guard(
         f"SELECT * FROM read_csv('s3://{settings.s3_bucket}/landing/x.csv')",
         "COPY (SELECT 1) TO '/tmp/stolen.csv'",
     ):
-        with pytest.raises(Exception, match="Permission|configuration"):
+        with pytest.raises(duckdb.Error, match="Permission|configuration"):
             con.cursor().execute(sql)
     assert not Path("/tmp/stolen.csv").exists()
 
