@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install check bench clean
+.PHONY: up test test-fast install check bench clean
 
 up: install
 	$(BIN)/lakehouse up
@@ -14,6 +14,10 @@ up: install
 # pytest exits 5 when a selection holds no test: not a failure.
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# The inner loop: only tests that start no process (no S3 server, Dagster or Postgres).
+test-fast: install
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 install: $(STAMP)
 

@@ -26,17 +26,17 @@ from dagster_duckdb import DuckDBResource
 
 from api.formats import json_value
 from api.sqlguard import Refused, inspect
+from lakehouse.catalog import (
+    Manifest,
+    change_marker,
+    latest_storage_ids,
+    manifest_at,
+    manifests_by_storage_id,
+)
 from lakehouse.duck import attach_s3, connection_config, sql_identifier, sql_string
 from lakehouse.names import REJECTS_SUFFIX
 from lakehouse.settings import Settings
 from lakehouse.storage import DATASETS
-from lakehouse_assets.catalog import (
-    Manifest,
-    change_marker,
-    latest_storage_ids,
-    manifest_history,
-    manifests_by_storage_id,
-)
 
 BATCH_ROWS = 65_536
 REJECT_COLUMNS: list[tuple[str, str]] = [
@@ -88,6 +88,8 @@ def rejects_view(name: str) -> str:
 
 def view_statements(manifest: Manifest, bucket_url: str, temporary: bool = False) -> list[str]:
     """The dataset's view, and its `<name>__rejects` view of the rows that did not parse."""
+    if not manifest.columns:
+        return []  # every ingest so far failed: there is nothing to query yet
     columns = [(c.name, c.type) for c in manifest.columns]
     return [
         _view(manifest.name, [o.key for o in manifest.objects], columns, bucket_url, temporary),
@@ -280,11 +282,12 @@ class QueryEngine:
         """The manifests of the earlier versions asked for, by dataset."""
         pinned: dict[str, Manifest] = {}
         for name, version in as_of.items():
-            history = manifest_history(self.instance, name)
-            match = next((m for m in history if m.version == version), None)
+            match = manifest_at(self.instance, name, version)
             if match is None:
-                known = ", ".join(str(m.version) for m in reversed(history)) or "none"
-                raise QueryError(f"dataset {name!r} has no version {version} (versions: {known})")
+                raise QueryError(
+                    f"dataset {name!r} has no version {version}: "
+                    f"GET /v1/catalog/{name}/versions lists them"
+                )
             pinned[name] = match
         return pinned
 

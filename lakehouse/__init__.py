@@ -1,5 +1,8 @@
-"""Shared core of the lakehouse: settings, object store, CSV schema, conversion.
+"""Shared core of the lakehouse, below both `lakehouse_assets` (the Dagster definitions)
+and `api` (FastAPI): settings, object store, CSV schema, conversion, the ingest protocol
+(`ingests`, `commits`, `writer`), and the read model both sides share (`catalog`,
+`ingest_status`, `runs`, the run contract).
 
-Nothing here imports Dagster or FastAPI; `lakehouse_assets` (Dagster code) and `api`
-(FastAPI) both build on it.
+Nothing here imports FastAPI or the asset definitions; the read model uses Dagster's
+public API to read the instance.
 """

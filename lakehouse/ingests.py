@@ -1,50 +1,74 @@
-"""Ingests: one uploaded file, landed in the store and recorded for the sensor to pick up.
+"""The ingest protocol: how an uploaded file becomes part of exactly one dataset version.
 
-The record is written only after the CSV is complete in the landing area, under a key that
-sorts by completion time (`storage.record_key`), so the sensor can list just the recent
-tail of `ingests/` instead of the whole bucket. A copy under `receipts/<ingest_id>.json`
-finds it by id.
+States of an ingest, and who moves it (docs/PROTOCOL.md tells the whole story):
+
+    landing    the API streams the bytes to `landing/<dataset>/<ingest_id>.csv`. Nothing
+               refers to them: if anything fails now, nothing will ever be applied, and a
+               retry is a fresh attempt.
+    pending    COMMIT POINT: the API creates the dataset's next ingest log entry
+               `log/<dataset>/<seq>` with a conditional write (only one writer can create a
+               given seq), then answers with the ingest id. From here the ingest will be
+               decided exactly once, in `seq` order, whichever process dies when.
+    applied    a run of the dataset asset put its rows in version v (`Manifest.contains`).
+    failed     a run decided it cannot be applied (too many bad rows, wrong columns); the
+               dataset is unchanged by it and the same bytes may be sent again.
+    duplicate  a run found the same bytes already in the dataset or earlier in the batch.
+    replaced   it was applied, and a later `mode=replace` ingest took its rows out.
+
+Only the dataset asset moves an ingest past `pending`, and only by committing a version
+(`lakehouse.commits`), so "decided" and "in the catalog" are one and the same step. The
+ingest log is ordered by `seq`, which the conditional write hands out: nobody's clock
+decides the order, and finding pending ingests lists only what follows the dataset's
+`applied_through`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from itertools import islice
+from typing import Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from lakehouse.catalog import Manifest
 from lakehouse.csvschema import Column, CsvSchema, NotCsv, infer_schema, schema_diff
 from lakehouse.storage import (
+    LOG,
+    PENDING,
     MultipartUpload,
     ObjectStore,
-    claim_key,
+    StoreUnavailable,
+    applied_key,
     landing_key,
+    log_key,
+    log_prefix,
+    pending_key,
+    queued_key,
     receipt_key,
-    record_key,
+    seq_of_log_key,
 )
 
 Mode = Literal["append", "replace"]
 
 # Enough for a header and a few thousand rows of any sane width.
 SAMPLE_BYTES = 1024 * 1024
-# How long (x 0.5 s) a duplicate waits for the earlier ingest's receipt to appear.
-CLAIM_WAIT_STEPS = 20
+READ_THREADS = 16
 
 
 def new_ingest_id(now: datetime | None = None) -> str:
-    """Sortable by start time and unique: `20261122T015500123456-1a2b3c4d`."""
+    """Unique, and readable: `20261122T015500123456-1a2b3c4d` (the time orders nothing)."""
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
 
 
 class IngestRecord(BaseModel):
+    """An ingest log entry: everything a run needs to apply the file."""
+
     ingest_id: str
     dataset: str
     mode: Mode = "append"
@@ -53,19 +77,146 @@ class IngestRecord(BaseModel):
     sha256: str
     csv_schema: CsvSchema
     received_at: datetime
-    completed_at: datetime
-
-    @property
-    def key(self) -> str:
-        return record_key(self.completed_at, self.ingest_id)
+    seq: int = 0  # its place in the dataset's log; 0 until committed
 
 
-def read_record(store: ObjectStore, key: str) -> IngestRecord:
-    return IngestRecord.model_validate(store.get_json(key))
+class Receipt(BaseModel):
+    """Where an ingest's log entry is, found by ingest id."""
+
+    dataset: str
+    seq: int
+
+
+def read_entry(store: ObjectStore, dataset: str, seq: int) -> IngestRecord:
+    return IngestRecord.model_validate(store.get_json(log_key(dataset, seq)))
 
 
 def read_receipt(store: ObjectStore, ingest_id: str) -> IngestRecord:
-    return read_record(store, receipt_key(ingest_id))
+    """The committed ingest `ingest_id` (ClientError if there is none)."""
+    receipt = Receipt.model_validate(store.get_json(receipt_key(ingest_id)))
+    return read_entry(store, receipt.dataset, receipt.seq)
+
+
+def commit(store: ObjectStore, record: IngestRecord, after: int) -> IngestRecord:
+    """Create `record`'s log entry at the first free seq after `after`: the commit point.
+
+    Several writers racing for one seq each try a conditional create, and exactly one
+    wins; the others move on to the next. A create whose answer was lost (the store did
+    write it) is recognised by its ingest id, so a retried write never commits twice.
+    """
+    last = store.last_key(log_prefix(record.dataset), log_key(record.dataset, after))
+    seq = (seq_of_log_key(last) if last else after) + 1
+    while True:
+        committed = record.model_copy(update={"seq": seq})
+        key = log_key(record.dataset, seq)
+        if store.put_json_if_absent(key, committed.model_dump(mode="json")):
+            break
+        holder = store.get_json_or_none(key)
+        if holder is not None and holder["ingest_id"] == record.ingest_id:
+            break
+        seq += 1
+    try:
+        receipt = Receipt(dataset=record.dataset, seq=seq)
+        store.put_json(receipt_key(record.ingest_id), receipt.model_dump())
+        store.put_json(
+            queued_key(record.dataset, record.sha256), {"ingest_id": record.ingest_id, "seq": seq}
+        )
+        mark_pending(store, record.dataset)
+    except StoreUnavailable as exc:
+        raise CommittedUnconfirmed(committed) from exc
+    return committed
+
+
+class CommittedUnconfirmed(StoreUnavailable):
+    """The ingest is committed (it will be applied), but the store failed right after,
+    before its receipt was written: `GET /v1/ingest/{id}` may not find it."""
+
+    def __init__(self, record: IngestRecord) -> None:
+        self.record = record
+        super().__init__(
+            f"the object store failed right after ingest {record.ingest_id} was committed to "
+            f"dataset {record.dataset!r}: it will be applied once; sending the file again is "
+            "safe (the copy is recognised as a duplicate)"
+        )
+
+
+def pending_entries(
+    store: ObjectStore, dataset: str, after: int, max_count: int, max_bytes: int
+) -> list[IngestRecord]:
+    """The log entries after `after`, in order, within a count and byte budget (at least
+    one, however large). Entries are read side by side: a batch of small files is many
+    small reads."""
+    keys = list(islice(store.list_keys(log_prefix(dataset), log_key(dataset, after)), max_count))
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        entries = list(pool.map(lambda key: read_entry(store, dataset, seq_of_log_key(key)), keys))
+    size, taken = 0, 0
+    for entry in entries:
+        if taken and size + entry.bytes > max_bytes:
+            break
+        size += entry.bytes
+        taken += 1
+    return entries[:taken]
+
+
+def has_pending(store: ObjectStore, dataset: str, after: int) -> bool:
+    return store.last_key(log_prefix(dataset), log_key(dataset, after)) is not None
+
+
+def mark_pending(store: ObjectStore, dataset: str) -> None:
+    """Tell the sensor that `dataset` may have pending ingests (a hint, never the truth)."""
+    store.put_bytes(pending_key(dataset), b"")
+
+
+def settle_pending(store: ObjectStore, dataset: str, applied_through: int) -> bool:
+    """Clear the hint unless entries after `applied_through` remain; True if some remain.
+
+    The hint is deleted *before* looking: an ingest committed meanwhile either shows up in
+    the look (and the hint is set again) or set its hint after the delete.
+    """
+    store.delete([pending_key(dataset)])
+    if has_pending(store, dataset, applied_through):
+        mark_pending(store, dataset)
+        return True
+    return False
+
+
+def datasets_marked_pending(store: ObjectStore) -> list[str]:
+    return [key.removeprefix(PENDING) for key in store.list_keys(PENDING)]
+
+
+def datasets_with_log(store: ObjectStore) -> list[str]:
+    """Every dataset that ever had an ingest committed (one short listing)."""
+    return [prefix.removeprefix(LOG).rstrip("/") for prefix in store.list_prefixes(LOG)]
+
+
+@dataclass(frozen=True)
+class SameBytes:
+    """An ingest of the same bytes to the same dataset."""
+
+    ingest_id: str
+    seq: int
+
+
+def applied_with(store: ObjectStore, dataset: str, sha256: str) -> SameBytes | None:
+    """The last ingest with these bytes that a run applied (maybe replaced since)."""
+    found = store.get_json_or_none(applied_key(dataset, sha256))
+    return SameBytes(**found) if found else None
+
+
+def queued_with(store: ObjectStore, dataset: str, sha256: str) -> SameBytes | None:
+    """The last ingest with these bytes that was committed (maybe decided since)."""
+    found = store.get_json_or_none(queued_key(dataset, sha256))
+    return SameBytes(**found) if found else None
+
+
+def record_applied(store: ObjectStore, record: IngestRecord) -> None:
+    """Written by the run that applies `record`, before it commits the version: if that
+    commit never happens the entry is still pending and is applied again, so a mark that
+    runs ahead of the catalog is harmless (it is always checked against a manifest)."""
+    store.put_json(
+        applied_key(record.dataset, record.sha256),
+        {"ingest_id": record.ingest_id, "seq": record.seq},
+    )
 
 
 class SchemaConflict(ValueError):
@@ -82,25 +233,18 @@ class SchemaConflict(ValueError):
 
 
 @dataclass(frozen=True)
-class Contract:
-    """What an upload to an existing dataset must match: its current columns."""
-
-    columns: Sequence[Column]
-    fingerprint: str
-
-
-@dataclass(frozen=True)
 class Landed:
     record: IngestRecord
-    duplicate: bool  # True: these bytes were sent before; `record` is that earlier ingest
+    duplicate: bool  # True: the dataset has these bytes, applied or pending, in `record`
 
 
 class Landing:
-    """Streams one upload into `landing/<dataset>/<ingest_id>.csv`, one part at a time.
+    """Streams one upload into `landing/<dataset>/<ingest_id>.csv`, one part at a time,
+    then commits it to the dataset's log.
 
     The caller hands over parts of at least the store's minimum part size (the last may be
     smaller). The schema is inferred from the first part and checked against the dataset's
-    contract before anything is written, so a refused upload leaves nothing behind.
+    current version before anything is written, so a refused upload leaves nothing behind.
     """
 
     def __init__(
@@ -109,17 +253,14 @@ class Landing:
         dataset: str,
         *,
         mode: Mode = "append",
-        contract: Contract | None = None,
+        current: Manifest | None = None,
         sample_rows: int = 2000,
-        on_receipt: Callable[[IngestRecord], object] | None = None,
     ) -> None:
         self.store = store
         self.dataset = dataset
         self.mode = mode
-        self.contract = contract
+        self.current = current
         self.sample_rows = sample_rows
-        # Called once the receipt exists and before the record the sensor lists is written.
-        self.on_receipt = on_receipt
         self.ingest_id = new_ingest_id()
         self.key = landing_key(dataset, self.ingest_id)
         self.received_at = datetime.now(UTC)
@@ -127,6 +268,13 @@ class Landing:
         self.schema: CsvSchema | None = None
         self._hash = hashlib.sha256()
         self._upload: MultipartUpload | None = None
+
+    @property
+    def _contract(self) -> Manifest | None:
+        """The version an append must match (none for a replace or a new dataset)."""
+        if self.mode == "append" and self.current is not None and self.current.columns:
+            return self.current
+        return None
 
     def take_part(self, part: bytes) -> int:
         """Account for the next part, in order (hash, size, the schema from the first one,
@@ -142,55 +290,19 @@ class Landing:
         self._upload.write_part(number, part)
 
     def finish(self, last_part: bytes) -> Landed:
-        """Write the last part, make the object visible, then record the ingest.
+        """Write the last part, make the object visible, then commit the ingest.
 
-        Appending bytes this dataset already received lands nothing: the answer is the
-        earlier ingest. The claim on the bytes' hash is a conditional write, so of two
-        identical uploads racing, exactly one lands.
+        Appending bytes the dataset already holds, or that are pending for it, commits
+        nothing: the answer is the ingest that has them.
         """
         self._take(last_part, complete=self._upload is None)
         if self.size == 0:
             raise NotCsv("the body is empty: send a CSV file with a header line")
         sha256 = self._hash.hexdigest()
-        if self.mode == "append" and (earlier := self._claim(sha256)) is not None:
+        if (earlier := self._already_there(sha256)) is not None:
             self.abort()
             return Landed(earlier, duplicate=True)
-        try:
-            return Landed(self._commit(last_part, sha256), duplicate=False)
-        except BaseException:
-            if self.mode == "append":
-                self.store.delete([claim_key(self.dataset, sha256)])
-            raise
-
-    def _claim(self, sha256: str) -> IngestRecord | None:
-        """Claim these bytes for this ingest; if an earlier ingest holds them, its record."""
-        claim = claim_key(self.dataset, sha256)
-        mine = {"ingest_id": self.ingest_id}
-        if self.store.put_json_if_absent(claim, mine):
-            return None
-        earlier = self.store.get_json(claim)["ingest_id"]
-        # The earlier uploader writes its receipt right after its claim; wait for it briefly.
-        for _ in range(CLAIM_WAIT_STEPS):
-            with contextlib.suppress(ClientError):
-                return read_receipt(self.store, earlier)
-            time.sleep(0.5)
-        # No receipt: that uploader died between claim and commit. The claim is ours now.
-        self.store.put_json(claim, mine)
-        return None
-
-    def abort(self) -> None:
-        """Discard whatever was written; nothing of this upload stays visible."""
-        if self._upload is not None:
-            self._upload.abort()
-            self._upload = None
-
-    def _commit(self, last_part: bytes, sha256: str) -> IngestRecord:
-        if self._upload is None:
-            self.store.put_bytes(self.key, last_part, "text/csv")
-        else:
-            if last_part:  # already taken into account by finish()
-                self.upload_part(self._upload.next_number(), last_part)
-            self._upload.complete()
+        self._complete(last_part)
         assert self.schema is not None
         record = IngestRecord(
             ingest_id=self.ingest_id,
@@ -201,15 +313,40 @@ class Landing:
             sha256=sha256,
             csv_schema=self.schema,
             received_at=self.received_at,
-            completed_at=datetime.now(UTC),
         )
-        document: dict[str, Any] = record.model_dump(mode="json")
-        # Receipt first: once the sensor can see the record, GET /v1/ingest/{id} must too.
-        self.store.put_json(receipt_key(self.ingest_id), document)
-        if self.on_receipt is not None:
-            self.on_receipt(record)
-        self.store.put_json(record.key, document)
-        return record
+        after = self.current.applied_through if self.current else 0
+        return Landed(commit(self.store, record, after), duplicate=False)
+
+    def abort(self) -> None:
+        """Discard whatever was written; nothing of this upload stays visible."""
+        if self._upload is not None:
+            self._upload.abort()
+            self._upload = None
+
+    def _already_there(self, sha256: str) -> IngestRecord | None:
+        """The ingest that holds these bytes: in the current version, or still pending.
+
+        Two identical uploads racing may both pass this check and both commit; the run
+        that applies them finds the second a duplicate, so rows still land once.
+        """
+        if self.mode != "append":
+            return None
+        applied_through = self.current.applied_through if self.current else 0
+        queued = queued_with(self.store, self.dataset, sha256)
+        if queued is not None and queued.seq > applied_through:
+            return read_entry(self.store, self.dataset, queued.seq)
+        applied = applied_with(self.store, self.dataset, sha256)
+        if applied is not None and self.current and self.current.contains(applied.seq):
+            return read_entry(self.store, self.dataset, applied.seq)
+        return None
+
+    def _complete(self, last_part: bytes) -> None:
+        if self._upload is None:
+            self.store.put_bytes(self.key, last_part, "text/csv")
+            return
+        if last_part:  # already taken into account by finish()
+            self.upload_part(self._upload.next_number(), last_part)
+        self._upload.complete()
 
     def _take(self, data: bytes, *, complete: bool) -> None:
         if self.schema is None and (data or complete):
@@ -219,16 +356,13 @@ class Landing:
 
     def _infer(self, data: bytes, *, complete: bool) -> CsvSchema:
         sample = data[:SAMPLE_BYTES]
+        contract = self._contract
         schema = infer_schema(
             sample,
             complete=complete and len(sample) == len(data),
             max_rows=self.sample_rows,
-            contract=self.contract.columns if self.contract and self.mode == "append" else None,
+            contract=contract.columns if contract else None,
         )
-        if (
-            self.contract is not None
-            and self.mode == "append"
-            and schema.fingerprint != self.contract.fingerprint
-        ):
-            raise SchemaConflict(self.dataset, self.contract.columns, schema)
+        if contract is not None and schema.fingerprint != contract.schema_fingerprint:
+            raise SchemaConflict(self.dataset, contract.columns, schema)
         return schema

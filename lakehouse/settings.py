@@ -98,6 +98,21 @@ class Settings(BaseSettings):
         300, ge=0, description="Longest an ingest with wait=true waits for its run."
     )
 
+    batch_max_ingests: int = Field(
+        1000, ge=1, description="Most pending ingests one run applies as one version."
+    )
+    batch_max_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1,
+        description="Most bytes of pending ingests one run applies (at least one ingest).",
+    )
+    compaction_max_objects: int = Field(
+        64,
+        ge=2,
+        description="A run that leaves a dataset with more objects than this merges its small "
+        "ones as part of the same version.",
+    )
+
     compaction_cron: str = Field("0 2 * * *", description="When compaction_schedule runs.")
     compaction_min_objects: int = Field(
         8, ge=2, description="Compact a dataset once its object list is this long."

@@ -1,18 +1,26 @@
 """The object store, through the plain S3 API (boto3), and the bucket's key layout.
 
-Layout, every part validated before it becomes a key:
-    landing/<dataset>/<ingest_id>.csv            uploaded CSV (decompressed)
-    ingests/<completed_at>-<ingest_id>.json      ingest records, ordered by completion time
-    receipts/<ingest_id>.json                    the same record, found by ingest id
-    claims/<dataset>/<sha256>.json               which ingest first sent these bytes
-    datasets/<dataset>/part-<ingest_id>.parquet  the dataset's objects
-    datasets/<dataset>/rejects/part-<ingest_id>.parquet  rows that did not parse
+Layout, every part validated before it becomes a key (docs/PROTOCOL.md says who writes
+what, and when):
+    landing/<dataset>/<ingest_id>.csv          uploaded CSV (decompressed)
+    log/<dataset>/<seq>.json                   the ingest log: one entry per acknowledged
+                                               ingest, created once (the commit point)
+    receipts/<ingest_id>.json                  where an ingest's log entry is, by ingest id
+    pending/<dataset>                          "this dataset may have pending ingests"
+    applied/<dataset>/<sha256>.json            the last applied ingest with these bytes
+    queued/<dataset>/<sha256>.json             the last committed ingest with these bytes
+    commits/<dataset>/<version>.json           a version's commit record, created once (the
+                                               compare-and-set that makes versions unique)
+    datasets/<dataset>/<version>-<run>.parquet the dataset's objects
+    datasets/<dataset>/rejects/...             rows that did not parse
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,11 +37,15 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 LANDING = "landing/"
-INGESTS = "ingests/"
+LOG = "log/"
 RECEIPTS = "receipts/"
-CLAIMS = "claims/"
+PENDING = "pending/"
+APPLIED = "applied/"
+QUEUED = "queued/"
+COMMITS = "commits/"
 DATASETS = "datasets/"
-RECORD_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
+SEQ_DIGITS = 12  # zero-padded, so keys sort in number order
+CONFLICT_RETRIES = 20
 INGEST_ID = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{8}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -58,31 +70,72 @@ def landing_key(dataset: str, ingest_id: str) -> str:
     return f"{LANDING}{validate_name(dataset)}/{validate_ingest_id(ingest_id)}.csv"
 
 
-def record_key(completed_at: datetime, ingest_id: str) -> str:
-    stamp = completed_at.strftime(RECORD_TIME_FORMAT)
-    return f"{INGESTS}{stamp}-{validate_ingest_id(ingest_id)}.json"
-
-
 def receipt_key(ingest_id: str) -> str:
     return f"{RECEIPTS}{validate_ingest_id(ingest_id)}.json"
 
 
-def claim_key(dataset: str, sha256: str) -> str:
+def log_prefix(dataset: str) -> str:
+    return f"{LOG}{validate_name(dataset)}/"
+
+
+def log_key(dataset: str, seq: int) -> str:
+    return f"{log_prefix(dataset)}{_number(seq)}.json"
+
+
+def seq_of_log_key(key: str) -> int:
+    return int(key.rsplit("/", 1)[-1].removesuffix(".json"))
+
+
+def pending_key(dataset: str) -> str:
+    return f"{PENDING}{validate_name(dataset)}"
+
+
+def applied_key(dataset: str, sha256: str) -> str:
+    return _sha_key(APPLIED, dataset, sha256)
+
+
+def queued_key(dataset: str, sha256: str) -> str:
+    return _sha_key(QUEUED, dataset, sha256)
+
+
+def _sha_key(folder: str, dataset: str, sha256: str) -> str:
     if not SHA256.match(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-    return f"{CLAIMS}{validate_name(dataset)}/{sha256}.json"
+    return f"{folder}{validate_name(dataset)}/{sha256}.json"
+
+
+def commit_key(dataset: str, version: int) -> str:
+    return f"{COMMITS}{validate_name(dataset)}/{_number(version)}.json"
+
+
+def commits_prefix(dataset: str) -> str:
+    return f"{COMMITS}{validate_name(dataset)}/"
 
 
 def dataset_prefix(dataset: str) -> str:
     return f"{DATASETS}{validate_name(dataset)}/"
 
 
-def part_key(dataset: str, ingest_id: str) -> str:
-    return f"{dataset_prefix(dataset)}part-{validate_ingest_id(ingest_id)}.parquet"
+def object_key(dataset: str, version: int, run_id: str, part: str = "") -> str:
+    """A new object of `dataset` written for `version` by run `run_id` (hex)."""
+    return f"{dataset_prefix(dataset)}v{_number(version)}-{_run(run_id)}{part}.parquet"
 
 
-def rejects_key(dataset: str, ingest_id: str) -> str:
-    return f"{dataset_prefix(dataset)}rejects/part-{validate_ingest_id(ingest_id)}.parquet"
+def rejects_key(dataset: str, version: int, run_id: str) -> str:
+    return f"{dataset_prefix(dataset)}rejects/v{_number(version)}-{_run(run_id)}.parquet"
+
+
+def _number(n: int) -> str:
+    if not 0 <= n < 10**SEQ_DIGITS:
+        raise ValueError(f"not a sequence or version number: {n}")
+    return f"{n:0{SEQ_DIGITS}d}"
+
+
+def _run(run_id: str) -> str:
+    short = run_id.replace("-", "")[:12]
+    if not re.fullmatch(r"[0-9a-f]{1,12}", short):
+        raise ValueError(f"not a run id: {run_id!r}")
+    return short
 
 
 class ObjectStore:
@@ -125,23 +178,30 @@ class ObjectStore:
         self.put_bytes(key, json.dumps(value).encode(), "application/json")
 
     def put_json_if_absent(self, key: str, value: Any) -> bool:
-        """Write `key` only if no object has it (S3 conditional write); False if one did."""
-        if self.exists(key):
-            return False
-        with unavailable_on_error(f"write {key}"):
-            try:
-                self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=json.dumps(value).encode(),
-                    ContentType="application/json",
-                    IfNoneMatch="*",
-                )
-            except ClientError as exc:
-                if error_code(exc) in {"PreconditionFailed", "412"}:
-                    return False  # another writer got there first
-                raise
-        return True
+        """Write `key` only if no object has it (S3 conditional write): exactly one of
+        several writers racing for a key gets True, and False means the key exists."""
+        body = json.dumps(value).encode()
+        for attempt in range(CONFLICT_RETRIES):
+            with unavailable_on_error(f"write {key}"):
+                try:
+                    self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=body,
+                        ContentType="application/json",
+                        IfNoneMatch="*",
+                    )
+                    return True
+                except ClientError as exc:
+                    code = error_code(exc)
+                    if code in {"PreconditionFailed", "412"}:
+                        return False  # another writer got there first
+                    # 409: a racing conditional write on the key was still in flight, and
+                    # may yet fail: only its outcome says whether the key is taken.
+                    if code != "ConditionalRequestConflict":
+                        raise
+            time.sleep(0.05 * (attempt + 1))
+        raise StoreUnavailable(f"object store kept refusing to write {key}: retry later")
 
     def exists(self, key: str) -> bool:
         try:
@@ -149,6 +209,12 @@ class ObjectStore:
         except ClientError:
             return False
         return True
+
+    def get_json_or_none(self, key: str) -> Any:
+        try:
+            return self.get_json(key)
+        except ClientError:  # only a missing key gets here (see unavailable_on_error)
+            return None
 
     def get_json(self, key: str) -> Any:
         with unavailable_on_error(f"read {key}"):
@@ -159,10 +225,24 @@ class ObjectStore:
         with unavailable_on_error(f"stat {key}"):
             return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
 
+    def last_key(self, prefix: str, start_after: str = "") -> str | None:
+        """The last key under `prefix` after `start_after` (lists only what follows it)."""
+        tail = deque(self.list_keys(prefix, start_after), maxlen=1)
+        return tail[0] if tail else None
+
     def list_keys(self, prefix: str, start_after: str = "") -> Iterator[str]:
         """Keys under `prefix` in key order, starting after `start_after` (S3 lists in order)."""
         for key, _ in self.list_objects(prefix, start_after):
             yield key
+
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """The "folders" right under `prefix` (`prefix` + name + `/`)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        found: list[str] = []
+        with unavailable_on_error(f"list {prefix}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        return found
 
     def list_objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, datetime]]:
         """(key, last modified) under `prefix`, in key order."""

@@ -5,8 +5,9 @@
   started on it has long finished), and the object itself is older than the grace period (a
   run may be writing an object its manifest does not list yet). Time travel (`as_of`) to a
   version whose objects were cleaned up fails with a clear error.
-- Landing files older than the retention whose ingest no catalog version uses as a source
-  (failed ingests, uploads whose commit never finished). Sources of any version are kept:
+- Landing files older than the retention whose ingest the current version does not
+  contain and that are not pending: uploads that never committed, ingests that failed or
+  were duplicates, and ones a replace took out. The current version's sources stay:
   rebuild_job needs them.
 """
 
@@ -16,11 +17,10 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from botocore.exceptions import ClientError
 
-from lakehouse.ingests import read_receipt
-from lakehouse.storage import LANDING, InvalidIngestId, ObjectStore, dataset_prefix
-from lakehouse_assets.catalog import Manifest, manifest_history
-from lakehouse_assets.ingest_status import ingest_status
-from lakehouse_assets.partitions import DATASETS_PARTITIONS
+from lakehouse.catalog import Manifest, manifest_history
+from lakehouse.ingests import Receipt
+from lakehouse.runs import DATASETS_PARTITIONS
+from lakehouse.storage import LANDING, InvalidIngestId, ObjectStore, dataset_prefix, receipt_key
 from lakehouse_assets.resources import LakehousePolicy, ObjectStoreResource
 
 
@@ -39,40 +39,51 @@ def plan_cleanup(
 ) -> CleanupPlan:
     plan = CleanupPlan()
     for name in instance.get_dynamic_partitions(DATASETS_PARTITIONS):
-        history = manifest_history(instance, name)
-        if not history:
+        current, protected = _recently_listed(instance, name, now - grace)
+        if current is None:
             continue
-        protected = _recently_listed(history, now - grace)
         for key, modified in store.list_objects(dataset_prefix(name)):
             if key not in protected and modified < now - grace:
                 plan.objects.append(key)
-        sources = {i for manifest in history for i in manifest.source_ingest_ids}
         for key, modified in store.list_objects(f"{LANDING}{name}/"):
-            ingest_id = key.rsplit("/", 1)[-1].removesuffix(".csv")
-            if modified >= now - retention or ingest_id in sources:
-                continue
-            if _finished_or_orphaned(instance, store, ingest_id):
+            if modified < now - retention and not _still_needed(store, current, key):
                 plan.landing.append(key)
     return plan
 
 
-def _recently_listed(history: list[Manifest], since: datetime) -> set[str]:
-    """Objects of the current version and of every version current at some point since
+def _recently_listed(
+    instance: dg.DagsterInstance, name: str, since: datetime
+) -> tuple[Manifest | None, set[str]]:
+    """The current version, and the objects of every version current at some point since
     `since` (history is newest first: a version stopped being current when the next began)."""
-    keys = {o.key for o in [*history[0].objects, *history[0].rejects]}
-    for newer, older in zip(history, history[1:], strict=False):
-        if newer.updated_at < since:
+    page, cursor = manifest_history(instance, name)
+    if not page:
+        return None, set()
+    current = page[0]
+    keys = {o.key for o in [*current.objects, *current.rejects]}
+    newer = current
+    while page:
+        for older in page:
+            if older is current:
+                continue
+            if newer.updated_at < since:
+                return current, keys
+            keys |= {o.key for o in [*older.objects, *older.rejects]}
+            newer = older
+        if cursor is None:
             break
-        keys |= {o.key for o in [*older.objects, *older.rejects]}
-    return keys
+        page, cursor = manifest_history(instance, name, cursor=cursor)
+    return current, keys
 
 
-def _finished_or_orphaned(instance: dg.DagsterInstance, store: ObjectStore, ingest_id: str) -> bool:
+def _still_needed(store: ObjectStore, current: Manifest, landing: str) -> bool:
+    """Pending, or a source of the current version (rebuild_job reads it again)."""
+    ingest_id = landing.rsplit("/", 1)[-1].removesuffix(".csv")
     try:
-        record = read_receipt(store, ingest_id)
+        receipt = Receipt.model_validate(store.get_json(receipt_key(ingest_id)))
     except (ClientError, InvalidIngestId):  # no receipt: the upload never committed
-        return True
-    return ingest_status(instance, record).status in {"failed", "materialized"}
+        return False
+    return receipt.seq > current.applied_through or current.contains(receipt.seq)
 
 
 @dg.op(description="Delete the objects and landing files that retention allows, and log them.")

@@ -1,6 +1,6 @@
 import dagster as dg
 
-DATASETS_PARTITIONS = "datasets"
+from lakehouse.runs import DATASETS_PARTITIONS
 
-# One partition per dataset name; the ingest sensor adds them as uploads arrive.
+# One partition per dataset name, added by the API and the sensor as uploads arrive.
 dataset_partitions_def = dg.DynamicPartitionsDefinition(name=DATASETS_PARTITIONS)

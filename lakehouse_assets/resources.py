@@ -42,6 +42,11 @@ class LakehousePolicy(dg.ConfigurableResource):
         description="Largest share of rows that may be rejected (unparseable) before the "
         "whole ingest fails and the dataset stays as it was.",
     )
+    batch_max_ingests: int = Field(description="Most pending ingests one version applies.")
+    batch_max_bytes: int = Field(description="Most bytes of pending ingests one version applies.")
+    compaction_max_objects: int = Field(
+        description="Merge a dataset's small objects when a version would list more than this."
+    )
     compaction_min_objects: int = Field(description="Compact once a dataset has this many.")
     compaction_target_mb: int = Field(description="Target size of compacted files.")
     compaction_sort_keys: dict[str, list[str]] = Field(

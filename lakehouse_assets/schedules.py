@@ -2,10 +2,11 @@
 
 import dagster as dg
 
+from lakehouse.catalog import latest_manifests
+from lakehouse.runs import DatasetConfig, run_config, run_tags
 from lakehouse.settings import Settings
-from lakehouse_assets.catalog import latest_manifests
 from lakehouse_assets.cleanup import cleanup_job
-from lakehouse_assets.jobs import DATASET_TAG, compaction_job
+from lakehouse_assets.jobs import compaction_job
 from lakehouse_assets.resources import LakehousePolicy
 
 
@@ -17,18 +18,14 @@ def compaction_requests(
         dg.RunRequest(
             run_key=f"compact-{name}-v{manifest.version}",
             partition_key=name,
-            tags={DATASET_TAG: name},
-            run_config={
-                "ops": {
-                    "dataset": {
-                        "config": {
-                            "operation": "compact",
-                            "target_file_mb": policy.compaction_target_mb,
-                            "sort_by": policy.compaction_sort_keys.get(name, []),
-                        }
-                    }
-                }
-            },
+            tags=run_tags("schedule"),
+            run_config=run_config(
+                DatasetConfig(
+                    operation="compact",
+                    target_file_mb=policy.compaction_target_mb,
+                    sort_by=policy.compaction_sort_keys.get(name, []),
+                )
+            ),
         )
         for name, manifest in latest_manifests(instance).items()
         if len(manifest.objects) >= policy.compaction_min_objects

@@ -1,93 +1,66 @@
-"""The ingest sensor: every completed ingest record becomes exactly one run.
+"""The ingest sensor: the safety net that makes sure every pending ingest gets a run.
 
-Records sort by completion time, so each tick lists only the keys after
-`watermark - LOOKBACK`. The lookback catches records whose upload started earlier but
-landed later than ones already seen (out-of-order completion, clock skew between API
-replicas); keys seen inside that window are kept in the cursor so they are read once.
-Dagster itself refuses a second run with the same `run_key` (the ingest id).
+The API pushes a run for each upload, so the sensor matters when that push could not
+happen (webserver down, the API died right after committing). Each tick it lists the
+`pending/` hints (one short listing, whatever the bucket holds) and asks for a run of each
+hinted dataset that has none waiting. A run that finds nothing left to apply clears the
+hint. Every few minutes it also sweeps all datasets' logs, for an ingest whose hint was
+never written. No clock but the daemon's own decides anything.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+import time
 
 import dagster as dg
 
-from lakehouse.ingests import read_record
-from lakehouse.storage import INGESTS, RECORD_TIME_FORMAT, StoreUnavailable
-from lakehouse_assets.assets import DatasetConfig
-from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG, LAUNCHED_BY_TAG, ingest_job
-from lakehouse_assets.partitions import DATASETS_PARTITIONS, dataset_partitions_def
+from lakehouse.catalog import latest_manifests
+from lakehouse.ingests import datasets_marked_pending, datasets_with_log, has_pending
+from lakehouse.runs import DATASETS_PARTITIONS, apply_request, waiting_run
+from lakehouse.storage import StoreUnavailable
+from lakehouse_assets.jobs import ingest_job
+from lakehouse_assets.partitions import dataset_partitions_def
 from lakehouse_assets.resources import ObjectStoreResource
 
-LOOKBACK = timedelta(minutes=10)
-MAX_RUNS_PER_TICK = 200
-
-
-def _key_time(key: str) -> datetime:
-    stamp = key.removeprefix(INGESTS).split("-", 1)[0]
-    return datetime.strptime(stamp, RECORD_TIME_FORMAT).replace(tzinfo=UTC)
-
-
-def _window_start(watermark: str) -> str:
-    """The first record key the lookback window can hold."""
-    if not watermark:
-        return ""
-    return f"{INGESTS}{(_key_time(watermark) - LOOKBACK).strftime(RECORD_TIME_FORMAT)}"
+SWEEP_SECONDS = 300
 
 
 @dg.sensor(
     job=ingest_job,
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts one ingest_job run per completed upload (run key = ingest id).",
+    description="Starts a run for each dataset with pending ingests and no run waiting.",
 )
 def ingest_sensor(
     context: dg.SensorEvaluationContext, s3: ObjectStoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    last_watermark: str = cursor.get("watermark", "")
-    seen: set[str] = set(cursor.get("seen", []))
     store = s3.store()
+    last_sweep = float(context.cursor or 0)
+    sweep = time.time() - last_sweep >= SWEEP_SECONDS
     try:
-        keys = store.list_keys(INGESTS, start_after=_window_start(last_watermark))
-        new_keys = [k for k in keys if k.endswith(".json") and k not in seen][:MAX_RUNS_PER_TICK]
-        records = [read_record(store, key) for key in new_keys]
+        hinted = set(datasets_marked_pending(store))
+        if sweep:
+            manifests = latest_manifests(context.instance)
+            hinted |= {
+                name
+                for name in datasets_with_log(store)
+                if has_pending(
+                    store, name, manifests[name].applied_through if name in manifests else 0
+                )
+            }
     except StoreUnavailable as exc:
         return dg.SkipReason(f"object store unavailable, will retry: {exc}")
-    if not records:
-        return dg.SkipReason("no new ingests")
-
-    watermark = max([last_watermark, *new_keys])
-    # The API may have launched a run already (it does so before writing the record).
-    pending = [
-        (key, r)
-        for key, r in zip(new_keys, records, strict=True)
-        if not context.instance.get_runs(dg.RunsFilter(tags={INGEST_TAG: r.ingest_id}), limit=1)
-    ]
-    start = _window_start(watermark)
-    new_datasets = sorted(
+    cursor = str(time.time()) if sweep else context.cursor
+    due = sorted(name for name in hinted if waiting_run(context.instance, name) is None)
+    if not due:
+        return dg.SkipReason("no dataset with pending ingests lacks a run")
+    new = [
         name
-        for name in {r.dataset for _, r in pending}
+        for name in due
         if not context.instance.has_dynamic_partition(DATASETS_PARTITIONS, name)
-    )
+    ]
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=r.ingest_id,
-                partition_key=r.dataset,
-                run_config=dg.RunConfig(
-                    ops={"dataset": DatasetConfig.model_validate({"ingest_record_key": key})}
-                ),
-                tags={DATASET_TAG: r.dataset, INGEST_TAG: r.ingest_id, LAUNCHED_BY_TAG: "sensor"},
-            )
-            for key, r in pending
-        ],
-        dynamic_partitions_requests=(
-            [dataset_partitions_def.build_add_request(new_datasets)] if new_datasets else []
-        ),
-        cursor=json.dumps(
-            {"watermark": watermark, "seen": sorted(k for k in seen | set(new_keys) if k >= start)}
-        ),
+        run_requests=[apply_request(name, "sensor") for name in due],
+        dynamic_partitions_requests=[dataset_partitions_def.build_add_request(new)] if new else [],
+        cursor=cursor,
     )

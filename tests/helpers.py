@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse.ingests import IngestRecord, Landing
+from lakehouse.catalog import latest_manifest
+from lakehouse.ingests import IngestRecord, Landing, Mode
+from lakehouse.runs import DATASETS_PARTITIONS, DatasetConfig
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore
-from lakehouse_assets.assets import DatasetConfig
 from lakehouse_assets.assets import dataset as dataset_asset
-from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG
-from lakehouse_assets.partitions import DATASETS_PARTITIONS
 from lakehouse_assets.resources import build_resources
 
 
-def land_csv(store: ObjectStore, dataset: str, data: bytes) -> IngestRecord:
-    """Land `data` as the API does (one part) and record the ingest."""
-    return Landing(store, dataset, sample_rows=1000).finish(data).record
+def land_csv(
+    store: ObjectStore,
+    dataset: str,
+    data: bytes,
+    *,
+    mode: Mode = "append",
+    instance: dg.DagsterInstance | None = None,
+) -> IngestRecord:
+    """Land and commit `data` as the API does (one part); with `instance`, checked against
+    the dataset's current version as the API checks it."""
+    current = latest_manifest(instance, dataset) if instance else None
+    landing = Landing(store, dataset, mode=mode, current=current, sample_rows=1000)
+    return landing.finish(data).record
 
 
 def resources_for(settings: Settings) -> dict:
@@ -26,8 +35,8 @@ def resources_for(settings: Settings) -> dict:
 def materialize_csv(
     settings: Settings, dataset: str, data: bytes, *, raise_on_error: bool = True
 ) -> IngestRecord:
-    """Land `data` and materialize it into the Dagster instance at the settings' home, with
-    the tags the sensor's run carries."""
+    """Land `data` and apply it, as a run of the daemon would, into the Dagster instance at
+    the settings' home."""
     record = land_csv(ObjectStore(settings.s3()), dataset, data)
     materialize_record(settings, record, raise_on_error=raise_on_error)
     return record
@@ -38,12 +47,7 @@ def materialize_record(
 ) -> dg.ExecuteInProcessResult:
     with dg.DagsterInstance.from_config(str(settings.resolved_dagster_home)) as instance:
         return run_dataset(
-            instance,
-            settings,
-            record.dataset,
-            DatasetConfig(ingest_record_key=record.key),
-            ingest_id=record.ingest_id,
-            raise_on_error=raise_on_error,
+            instance, settings, record.dataset, DatasetConfig(), raise_on_error=raise_on_error
         )
 
 
@@ -51,20 +55,19 @@ def run_dataset(
     instance: dg.DagsterInstance,
     settings: Settings,
     name: str,
-    config: DatasetConfig,
+    config: DatasetConfig | None = None,
     *,
     resources: dict | None = None,
-    ingest_id: str = "",
     raise_on_error: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize dataset `name` as a daemon-launched run would, with the same tags."""
+    """Run the dataset asset for `name` as a daemon-launched run would (by default: apply
+    what is pending, or commit the current state again)."""
     instance.add_dynamic_partitions(DATASETS_PARTITIONS, [name])
     return dg.materialize(
         [dataset_asset],
         instance=instance,
         partition_key=name,
         resources=resources or build_resources(settings),
-        run_config=dg.RunConfig(ops={"dataset": config}),
-        tags={DATASET_TAG: name, **({INGEST_TAG: ingest_id} if ingest_id else {})},
+        run_config=dg.RunConfig(ops={"dataset": config or DatasetConfig()}),
         raise_on_error=raise_on_error,
     )

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field
 
 from api.deps import InstanceDep, dataset_name
-from lakehouse_assets.catalog import Manifest, latest_manifest, latest_manifests, manifest_history
+from lakehouse.catalog import (
+    HISTORY_PAGE,
+    Manifest,
+    latest_manifest,
+    latest_manifests,
+    manifest_history,
+)
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
@@ -30,6 +37,9 @@ class CatalogListing(BaseModel):
 class VersionHistory(BaseModel):
     name: str
     versions: list[Manifest]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next (older) page; null: no more."
+    )
 
 
 @router.get("")
@@ -50,12 +60,17 @@ def get_dataset(name: str, instance: InstanceDep) -> Manifest:
 
 
 @router.get("/{name}/versions")
-def get_versions(name: str, instance: InstanceDep) -> VersionHistory:
-    """Every version of the dataset, newest first."""
-    versions = manifest_history(instance, dataset_name(name))
-    if not versions:
+def get_versions(
+    name: str,
+    instance: InstanceDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> VersionHistory:
+    """The dataset's versions, newest first, a page at a time (`next_cursor`)."""
+    versions, next_cursor = manifest_history(instance, dataset_name(name), limit, cursor)
+    if not versions and cursor is None:
         raise _not_found(name)
-    return VersionHistory(name=name, versions=versions)
+    return VersionHistory(name=name, versions=versions, next_cursor=next_cursor)
 
 
 def _not_found(name: str) -> HTTPException:

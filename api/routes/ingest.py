@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -18,10 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import InstanceDep, SettingsDep, StoreDep, dataset_name
-from api.launch import push_run
+from lakehouse.catalog import Manifest, latest_manifest
+from lakehouse.commits import IngestError
 from lakehouse.csvschema import Column, NotCsv
+from lakehouse.ingest_status import FINAL, IngestStatus, ingest_status
 from lakehouse.ingests import (
-    Contract,
+    CommittedUnconfirmed,
     IngestRecord,
     Landed,
     Landing,
@@ -29,10 +30,9 @@ from lakehouse.ingests import (
     SchemaConflict,
     read_receipt,
 )
-from lakehouse.storage import InvalidIngestId, StoreUnavailable
+from lakehouse.runs import push
+from lakehouse.storage import InvalidIngestId, ObjectStore, StoreUnavailable
 from lakehouse.streams import BadGzip, Gunzip, SizeCap, TooLarge
-from lakehouse_assets.catalog import Manifest, latest_manifest
-from lakehouse_assets.ingest_status import FINAL, IngestError, IngestStatus, ingest_status
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
 
@@ -52,16 +52,25 @@ class IngestAnswer(BaseModel):
     ingest_id: str
     dataset: str
     mode: Mode
-    status: str = Field(description="landed, queued, running, materialized or failed.")
+    seq: int = Field(description="Its place in the dataset's ingest log (apply order).")
+    status: str = Field(description="queued, running, materialized or failed.")
     duplicate: bool = Field(
-        False, description="True: these bytes were appended before; this is that ingest."
+        False,
+        description="True: the dataset already holds these bytes; this is the ingest that "
+        "put them there, and nothing new was committed.",
     )
     bytes: int
     sha256: str
     received_at: datetime
     inferred_schema: InferredSchema
     run_id: str | None = None
-    version: int | None = Field(None, description="The dataset version it produced.")
+    version: int | None = Field(None, description="The dataset version that applied it.")
+    in_current_version: bool | None = Field(
+        None, description="Once materialized: False if a later replace took its rows out."
+    )
+    duplicate_of: str | None = Field(
+        None, description="Materialized as a duplicate of this ingest: no rows were added."
+    )
     error: IngestError | None = None
     manifest: Manifest | None = Field(None, description="With wait, once materialized.")
 
@@ -72,6 +81,7 @@ def answer(record: IngestRecord, state: IngestStatus, **extra: Any) -> IngestAns
         ingest_id=record.ingest_id,
         dataset=record.dataset,
         mode=record.mode,
+        seq=record.seq,
         bytes=record.bytes,
         sha256=record.sha256,
         received_at=record.received_at,
@@ -208,28 +218,14 @@ async def ingest(
     """Land a CSV (raw body, or multipart field `file`; gzip by `Content-Encoding: gzip` or
     a `.gz` file name) for dataset `name`.
 
-    Answers 202 with the ingest id and the schema inferred from the first rows; the ingest
-    sensor then materializes it. Bytes already appended to this dataset answer 200 with the
-    earlier ingest and add nothing.
+    Answers 202 once the ingest is committed to the dataset's log: from then on it will be
+    applied exactly once, in log order, by the next run of the dataset. Bytes the dataset
+    already holds answer 200 with the ingest that put them there, and add nothing.
     """
     name = dataset_name(name)
     wait_seconds = _wait_seconds(wait, settings.ingest_wait_seconds)
-    contract = None
-    if mode == "append":
-        current = await run_in_threadpool(latest_manifest, instance, name)
-        if current is not None:
-            contract = Contract(current.columns, current.schema_fingerprint)
-    push = None
-    if settings.push_runs:
-        push = functools.partial(push_run, instance, settings.resolved_webserver_url)
-    landing = Landing(
-        store,
-        name,
-        mode=mode,
-        contract=contract,
-        sample_rows=settings.sample_rows,
-        on_receipt=push,
-    )
+    current = await run_in_threadpool(latest_manifest, instance, name)
+    landing = Landing(store, name, mode=mode, current=current, sample_rows=settings.sample_rows)
     try:
         landed = await land(request, landing, settings)
     except BaseException as exc:
@@ -243,11 +239,15 @@ async def ingest(
     record = landed.record
     if landed.duplicate:
         response.status_code = status.HTTP_200_OK
-        state = await run_in_threadpool(ingest_status, instance, record)
+        state = await run_in_threadpool(ingest_status, instance, store, record)
         return answer(record, state, duplicate=True)
+    # Committed: from here the ingest will be applied whatever happens to this request.
+    run_id = None
+    if settings.push_runs:
+        run_id = await run_in_threadpool(push, instance, settings.resolved_webserver_url, name)
     if wait_seconds:
-        return await _wait(instance, record, wait_seconds, response)
-    return answer(record, IngestStatus(status="landed"))
+        return await _wait(instance, store, record, wait_seconds, response)
+    return answer(record, IngestStatus(status="queued", run_id=run_id))
 
 
 @router.get("/{ingest_id}")
@@ -255,7 +255,7 @@ def get_ingest(ingest_id: str, store: StoreDep, instance: InstanceDep) -> Ingest
     """Where an ingest stands: landed, queued, running, materialized (with the dataset
     version it produced) or failed (with the reason, and bad rows with line numbers)."""
     record = _receipt(store, ingest_id)
-    return answer(record, ingest_status(instance, record))
+    return answer(record, ingest_status(instance, store, record))
 
 
 def _receipt(store: StoreDep, ingest_id: str) -> IngestRecord:
@@ -271,11 +271,15 @@ def _receipt(store: StoreDep, ingest_id: str) -> IngestRecord:
 
 
 async def _wait(
-    instance: dg.DagsterInstance, record: IngestRecord, seconds: float, response: Response
+    instance: dg.DagsterInstance,
+    store: ObjectStore,
+    record: IngestRecord,
+    seconds: float,
+    response: Response,
 ) -> IngestAnswer:
     deadline = time.monotonic() + seconds
     while True:
-        state = await run_in_threadpool(ingest_status, instance, record)
+        state = await run_in_threadpool(ingest_status, instance, store, record)
         if state.status in FINAL or time.monotonic() >= deadline:
             break
         await asyncio.sleep(WAIT_POLL_SECONDS)
@@ -324,6 +328,12 @@ def _refusal(exc: BaseException) -> BaseException:
         return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc))
     if isinstance(exc, NotCsv | BadGzip):
         return HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc))
+    if isinstance(exc, CommittedUnconfirmed):
+        return HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail={"message": str(exc), "ingest_id": exc.record.ingest_id, "committed": True},
+            headers={"Retry-After": "10"},
+        )
     if isinstance(exc, StoreUnavailable):
         return HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -33,12 +33,24 @@ def test_list_get_and_versions(client: TestClient, settings: Settings) -> None:
         ("id", "BIGINT"),
         ("name", "VARCHAR"),
     ]
-    assert manifest["source_ingest_ids"] == [first.ingest_id, second.ingest_id]
+    assert manifest["added_ingest_ids"] == [second.ingest_id]
+    assert (manifest["base_seq"], manifest["applied_through"]) == (first.seq, second.seq)
     assert [o["rows"] for o in manifest["objects"]] == [1, 2]
 
-    versions = client.get("/v1/catalog/people/versions").json()["versions"]
-    assert [(v["version"], v["row_count"]) for v in versions] == [(2, 3), (1, 1)]
-    assert {v["dataset_id"] for v in versions} == {manifest["dataset_id"]}
+    versions = client.get("/v1/catalog/people/versions").json()
+    assert [(v["version"], v["row_count"]) for v in versions["versions"]] == [(2, 3), (1, 1)]
+    assert {v["dataset_id"] for v in versions["versions"]} == {manifest["dataset_id"]}
+    assert versions["next_cursor"] is None
+
+
+def test_versions_come_a_page_at_a_time(client: TestClient, settings: Settings) -> None:
+    for i in range(3):
+        materialize_csv(settings, "events", f"n\n{i}\n".encode())
+    first = client.get("/v1/catalog/events/versions?limit=2").json()
+    assert [v["version"] for v in first["versions"]] == [3, 2]
+    rest = client.get(f"/v1/catalog/events/versions?limit=2&cursor={first['next_cursor']}")
+    assert [v["version"] for v in rest.json()["versions"]] == [1]
+    assert rest.json()["next_cursor"] is None
 
 
 def test_unknown_dataset_is_404(client: TestClient) -> None:

@@ -9,24 +9,24 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from lakehouse.ingests import read_record
+from lakehouse.ingests import read_receipt
 from lakehouse.settings import Settings, get_settings
-from lakehouse.storage import INGESTS, LANDING, ObjectStore
+from lakehouse.storage import LANDING, LOG, ObjectStore
 
 pytestmark = pytest.mark.integration
 
 
 def stored_keys(store: ObjectStore) -> list[str]:
-    return sorted([*store.list_keys(LANDING), *store.list_keys(INGESTS)])
+    return sorted([*store.list_keys(LANDING), *store.list_keys(LOG)])
 
 
-def test_raw_body_lands_and_is_recorded(client: TestClient, store: ObjectStore) -> None:
+def test_raw_body_lands_and_is_committed_to_the_log(client: TestClient, store: ObjectStore) -> None:
     body = b"id,name\n1,Ann\n2,Bo\n"
     response = client.post("/v1/ingest?name=people", content=body)
     assert response.status_code == 202, response.text
     receipt = response.json()
     assert receipt["dataset"] == "people"
-    assert receipt["status"] == "landed"
+    assert (receipt["status"], receipt["seq"]) == ("queued", 1)
     assert receipt["bytes"] == len(body)
     assert [(c["name"], c["type"]) for c in receipt["inferred_schema"]["columns"]] == [
         ("id", "BIGINT"),
@@ -34,8 +34,9 @@ def test_raw_body_lands_and_is_recorded(client: TestClient, store: ObjectStore) 
     ]
     landing = f"landing/people/{receipt['ingest_id']}.csv"
     assert store.client.get_object(Bucket=store.bucket, Key=landing)["Body"].read() == body
-    [record_key] = list(store.list_keys(INGESTS))
-    record = read_record(store, record_key)
+    [entry] = list(store.list_keys(LOG))
+    assert entry == "log/people/000000000001.json"
+    record = read_receipt(store, receipt["ingest_id"])
     assert record.ingest_id == receipt["ingest_id"]
     assert record.csv_schema.fingerprint == receipt["inferred_schema"]["fingerprint"]
 

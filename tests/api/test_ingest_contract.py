@@ -1,5 +1,6 @@
-"""Issue 3 at the API boundary, against a real S3 server: schema contract, duplicates,
-limits, gzip, receipts. Each refusal checks its status, its body and that nothing landed."""
+"""The ingest contract at the API boundary, against a real S3 server: schema contract,
+duplicates, limits, gzip, receipts. Each refusal checks its status, its body and that
+nothing landed."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import gzip
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from lakehouse.ingests import IngestRecord, Landing
+from lakehouse.catalog import latest_manifest
+from lakehouse.ingest_status import ingest_status
+from lakehouse.ingests import Landing, read_receipt
 from lakehouse.settings import Settings, get_settings
-from lakehouse.storage import INGESTS, LANDING, ObjectStore
-from tests.helpers import materialize_csv, materialize_record
+from lakehouse.storage import LANDING, LOG, ObjectStore
+from tests.helpers import materialize_csv, materialize_record, run_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +26,7 @@ PEOPLE = b"id,name,score\n1,Ann,2.5\n2,Bo,3.75\n"
 
 
 def landed(store: ObjectStore) -> list[str]:
-    return sorted([*store.list_keys(LANDING), *store.list_keys(INGESTS)])
+    return sorted([*store.list_keys(LANDING), *store.list_keys(LOG)])
 
 
 @pytest.fixture
@@ -86,18 +90,30 @@ def test_the_same_bytes_twice_land_once(client: TestClient, store: ObjectStore) 
     assert first.status_code == 202 and second.status_code == 200
     assert second.json()["duplicate"] is True
     assert second.json()["ingest_id"] == first.json()["ingest_id"]
-    assert len(list(store.list_keys(LANDING))) == len(list(store.list_keys(INGESTS))) == 1
+    assert len(list(store.list_keys(LANDING))) == len(list(store.list_keys(LOG))) == 1
 
 
-def test_identical_uploads_racing_land_exactly_once(store: ObjectStore) -> None:
+def test_identical_uploads_racing_are_applied_exactly_once(
+    store: ObjectStore, settings: Settings, instance: dg.DagsterInstance
+) -> None:
     def upload(_: int):
         return Landing(store, "people").finish(PEOPLE)
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(upload, range(8)))
-    assert sum(not r.duplicate for r in results) == 1
-    assert len({r.record.ingest_id for r in results}) == 1
-    assert len(list(store.list_keys(INGESTS))) == 1
+    # Each racer either committed or was told which ingest has the bytes; the run applies
+    # the first committed and finds the others duplicates of it.
+    committed = [r.record for r in results if not r.duplicate]
+    assert {r.record.ingest_id for r in results} == {r.ingest_id for r in committed}
+    assert run_dataset(instance, settings, "people").success
+    manifest = latest_manifest(instance, "people")
+    assert manifest is not None and manifest.row_count == 2
+    first = min(committed, key=lambda r: r.seq)
+    assert manifest.added_ingest_ids == [first.ingest_id]
+    for later in committed:
+        if later is not first:
+            status = ingest_status(instance, store, later)
+            assert (status.status, status.duplicate_of) == ("materialized", first.ingest_id)
 
 
 def test_the_same_bytes_to_another_dataset_are_not_a_duplicate(client: TestClient) -> None:
@@ -144,7 +160,7 @@ def test_all_upload_slots_taken_is_503_with_retry_after(
         assert "retry" in response.json()["detail"]
         app.state.uploads_in_flight = 0
         assert client.post("/v1/ingest?name=people", content=PEOPLE).status_code == 202
-    assert len(list(store.list_keys(INGESTS))) == 1
+    assert len(list(store.list_keys(LOG))) == 1
 
 
 # -- gzip and dialects -------------------------------------------------------------------
@@ -207,10 +223,9 @@ def test_receipt_follows_an_ingest_to_materialized(
 ) -> None:
     ingest_id = client.post("/v1/ingest?name=people", content=PEOPLE).json()["ingest_id"]
     receipt = client.get(f"/v1/ingest/{ingest_id}").json()
-    assert (receipt["status"], receipt["dataset"], receipt["run_id"]) == ("landed", "people", None)
+    assert (receipt["status"], receipt["dataset"], receipt["run_id"]) == ("queued", "people", None)
 
-    record = IngestRecord.model_validate(store.get_json(f"receipts/{ingest_id}.json"))
-    materialize_record(settings, record)
+    materialize_record(settings, read_receipt(store, ingest_id))
     receipt = client.get(f"/v1/ingest/{ingest_id}").json()
     assert (receipt["status"], receipt["version"]) == ("materialized", 1)
     assert receipt["run_id"]

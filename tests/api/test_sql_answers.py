@@ -129,7 +129,8 @@ def test_as_of_an_unknown_version_is_400(client: TestClient, settings: Settings)
     materialize_csv(settings, "people", b"id\n1\n")
     response = client.post("/v1/sql", json={"sql": "SELECT * FROM people", "as_of": {"people": 7}})
     assert response.status_code == 400
-    assert "no version 7 (versions: 1)" in response.json()["detail"]
+    assert "no version 7" in response.json()["detail"]
+    assert "GET /v1/catalog/people/versions" in response.json()["detail"]
 
 
 def test_two_engines_on_one_catalog_give_the_same_answers(settings: Settings) -> None:

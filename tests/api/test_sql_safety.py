@@ -23,9 +23,13 @@ PEOPLE = b"id,name\n1,Ann\n2,Bo\n"
 
 
 @pytest.fixture(scope="module")
-def people_settings(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def people_settings(
+    s3_server: Settings, tmp_path_factory: pytest.TempPathFactory, dagster_home_template: Path
+) -> Settings:
     """One materialized dataset shared by the module's tests (each checks it is unchanged)."""
-    settings = isolated_settings(s3_server, tmp_path_factory.mktemp("safety"))
+    settings = isolated_settings(
+        s3_server, tmp_path_factory.mktemp("safety"), dagster_home_template
+    )
     materialize_csv(settings, "people", PEOPLE)
     return settings
 

@@ -19,6 +19,11 @@ FIGURES = [
     "/v1/sql throughput, 8 concurrent clients",
     "API peak memory during",
     "scaling: upload -> materialized",
+    "2-row append to a",
+    "small files: 16 x 100 rows, 8 clients, 1 dataset(s)",
+    "small files: uploads acknowledged, 1 dataset(s)",
+    "small files: 16 x 100 rows, 8 clients, 8 dataset(s)",
+    "small files: uploads acknowledged, 8 dataset(s)",
 ]
 
 

@@ -1,11 +1,10 @@
-"""Issue 5 on the real stack: Postgres instance storage, one run at a time per dataset,
-and a run whose process is killed."""
+"""The control plane on the real stack: Postgres instance storage (a server the tests start
+themselves), one run at a time per dataset, and a run whose process is killed."""
 
 from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,25 +15,11 @@ import psutil
 import psycopg2
 import pytest
 
+from lakehouse.runs import PARTITION_TAG
 from lakehouse.stack import Stack
-from lakehouse_assets.jobs import DATASET_TAG, INGEST_TAG
 from tests.e2e.conftest import file_chunks, sql_rows, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the local Postgres server, dropped afterwards."""
-    name = f"lakehouse_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{POSTGRES}/postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    yield f"{POSTGRES}/{name}"
-    admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +57,12 @@ def test_ingest_and_query_on_postgres(stack: Stack, workers_csv: Path) -> None:
     assert [(d["name"], d["row_count"]) for d in catalog] == [("workers_500k", 500_000)]
 
 
-def test_runs_for_one_dataset_never_overlap_while_datasets_run_side_by_side(
-    stack: Stack,
-) -> None:
+def test_runs_of_one_dataset_never_overlap(stack: Stack) -> None:
+    """The invariant only: whether runs of different datasets overlapped depends on how
+    busy the machine is, so `make bench` measures that, not this test."""
+
     def upload(i: int) -> str:
-        body = b"n\n" + b"".join(b"%d\n" % (i * 10_000_000 + j) for j in range(1_500_000))
+        body = b"n\n" + b"".join(b"%d\n" % (i * 10_000_000 + j) for j in range(300_000))
         while True:
             response = httpx.post(
                 f"{stack.api_url}/v1/ingest", params={"name": f"lane_{i % 2}"}, content=body
@@ -93,20 +79,19 @@ def test_runs_for_one_dataset_never_overlap_while_datasets_run_side_by_side(
 
     with instance_of(stack) as instance:
         records = instance.get_run_records(
-            dg.RunsFilter(tags={INGEST_TAG: ids})  # type: ignore[dict-item]
+            dg.RunsFilter(tags={PARTITION_TAG: ["lane_0", "lane_1"]})  # type: ignore[dict-item]
         )
     spans: dict[str, list[tuple[float, float]]] = {}
     for record in records:
         assert record.start_time and record.end_time
-        dataset = record.dagster_run.tags[DATASET_TAG]
+        dataset = record.dagster_run.tags[PARTITION_TAG]
         spans.setdefault(dataset, []).append((record.start_time, record.end_time))
     for dataset, intervals in spans.items():
         intervals.sort()
         for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
             assert start >= end, f"two runs of {dataset} overlapped"
-    lane_0, lane_1 = spans["lane_0"], spans["lane_1"]
-    overlapping = any(a < d and c < b for a, b in lane_0 for c, d in lane_1)
-    assert overlapping, f"runs of different datasets never ran side by side: {spans}"
+    assert sorted(spans) == ["lane_0", "lane_1"]
+    assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM lane_0") == [{"n": 3 * 300_000}]
 
 
 def test_a_killed_run_is_marked_failed_and_its_ingest_runs_again(
@@ -130,14 +115,8 @@ def test_a_killed_run_is_marked_failed_and_its_ingest_runs_again(
             assert time.monotonic() < deadline, "the killed run was never marked failed"
             time.sleep(0.5)
         assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
-    # Its ingest shows failed, then the daemon's run retry materializes it after all.
-    deadline = time.monotonic() + 120
-    while (receipt := httpx.get(f"{stack.api_url}/v1/ingest/{ingest_id}").json())[
-        "run_id"
-    ] == run_id:
-        assert receipt["status"] == "failed", receipt
-        assert time.monotonic() < deadline, "the killed run was never retried"
-        time.sleep(0.5)
+    # The ingest was never decided: it is still pending, and the daemon's run retry (or
+    # the sensor) applies it, once.
     receipt = wait_for_ingest(stack.api_url, ingest_id)
     assert receipt["status"] == "materialized"
     assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM killed") == [{"n": 500_000}]

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import duckdb
 import pytest
 
+from lakehouse.catalog import latest_manifest, manifest_history
 from lakehouse.duck import attach_s3
+from lakehouse.runs import LAUNCHED_BY_TAG, DatasetConfig
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore, StoreUnavailable
 from lakehouse_assets import checks
-from lakehouse_assets.assets import DatasetConfig
-from lakehouse_assets.catalog import latest_manifest, manifest_history
 from lakehouse_assets.cleanup import plan_cleanup
 from lakehouse_assets.definitions import defs
 from lakehouse_assets.resources import ObjectStoreResource
@@ -23,20 +22,13 @@ from tests.helpers import land_csv, resources_for, run_dataset
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
-def run(instance, settings, name, config, resources=None, ingest_id=""):
-    return run_dataset(instance, settings, name, config, resources=resources, ingest_id=ingest_id)
+def run(instance, settings, name, config, resources=None):
+    return run_dataset(instance, settings, name, config, resources=resources)
 
 
 def ingest(instance, settings, store, name: str, data: bytes) -> dg.ExecuteInProcessResult:
-    record = land_csv(store, name, data)
-    config = DatasetConfig(ingest_record_key=record.key)
-    return run(instance, settings, name, config, ingest_id=record.ingest_id)
+    land_csv(store, name, data)
+    return run(instance, settings, name, DatasetConfig(only_if_pending=True))
 
 
 def rows(settings: Settings, store: ObjectStore, name: str, instance) -> list[tuple]:
@@ -65,7 +57,7 @@ def test_each_materialization_runs_and_passes_the_four_checks(
     }
     metadata = result.asset_materializations_for_node("dataset")[0].metadata
     assert "| id | name |" in metadata["preview"].value  # type: ignore[operator]
-    assert "| id | 0 | 1 | 2 | 2 |" in metadata["column_stats"].value  # type: ignore[operator]
+    assert "| id | 0 | 1 | 2 |" in metadata["column_stats"].value  # type: ignore[operator]
 
 
 def test_a_failing_blocking_check_keeps_the_previous_version(
@@ -124,14 +116,14 @@ def test_the_compaction_schedule_compacts_grown_datasets_keeping_every_row(
     requests = schedule(context)
     assert isinstance(requests, list)
     assert [r.partition_key for r in requests] == ["events"]  # "small" has one object
-    assert requests[0].tags["lakehouse/dataset"] == "events"
+    assert requests[0].tags[LAUNCHED_BY_TAG] == "schedule"
 
     config = DatasetConfig(operation="compact", sort_by=["k"])
     assert run(instance, settings, "events", config).success
     manifest = latest_manifest(instance, "events")
     assert manifest is not None
     assert (manifest.version, len(manifest.objects), manifest.row_count) == (4, 1, 3)
-    assert len(manifest.source_ingest_ids) == 3
+    assert all(manifest.contains(seq) for seq in (1, 2, 3))
     assert rows(settings, store, "events", instance) == before
     con = duckdb.connect()
     attach_s3(con, settings.s3())
@@ -151,7 +143,11 @@ def test_rebuild_gives_the_same_rows_from_the_same_sources(
     after = latest_manifest(instance, "people")
     assert before is not None and after is not None
     assert after.version == before.version + 1
-    assert after.source_ingest_ids == before.source_ingest_ids
+    assert (after.base_seq, after.applied_through, after.excluded_seqs) == (
+        before.base_seq,
+        before.applied_through,
+        before.excluded_seqs,
+    )
     assert {o.key for o in after.objects}.isdisjoint({o.key for o in before.objects})
     assert rows(settings, store, "people", instance) == [(1, "Ann"), (2, "Bo")]
 
@@ -165,12 +161,12 @@ def test_cleanup_deletes_only_what_no_version_can_still_need(
     for i in range(2):
         assert ingest(instance, settings, store, "events", f"n\n{i}\n".encode()).success
     failed = land_csv(store, "events", b"other,schema\n1,2\n")  # fails: schema differs
-    config = DatasetConfig(ingest_record_key=failed.key)
-    assert not run(instance, settings, "events", config, ingest_id=failed.ingest_id).success
+    assert run(instance, settings, "events", DatasetConfig()).success  # decided: failed
     assert run(instance, settings, "events", DatasetConfig(operation="compact")).success
     current = latest_manifest(instance, "events")
     assert current is not None
-    old_objects = {o.key for m in manifest_history(instance, "events")[1:] for o in m.objects}
+    history, _ = manifest_history(instance, "events")
+    old_objects = {o.key for m in history[1:] for o in m.objects} - {o.key for o in current.objects}
 
     later = datetime.now(UTC) + timedelta(hours=2)
     within_grace = plan_cleanup(instance, store, later, timedelta(days=1), timedelta(0))
@@ -178,7 +174,7 @@ def test_cleanup_deletes_only_what_no_version_can_still_need(
 
     plan = plan_cleanup(instance, store, later, timedelta(hours=1), timedelta(hours=1))
     assert set(plan.objects) == old_objects
-    assert plan.landing == [failed.landing_key]  # sources of any version stay for rebuild
+    assert plan.landing == [failed.landing_key]  # the current version's sources stay
     store.delete(plan.objects + plan.landing)
     assert all(store.exists(o.key) for o in current.objects)
     assert rows(settings, store, "events", instance) == [(0,), (1,)]
@@ -207,12 +203,10 @@ class FlakyResource(ObjectStoreResource):
 def test_a_transient_store_fault_is_retried_and_the_ingest_materializes(
     instance, settings: Settings, store: ObjectStore
 ) -> None:
-    record = land_csv(store, "people", b"id\n1\n")
+    land_csv(store, "people", b"id\n1\n")
     resources = resources_for(settings)
     resources["s3"] = FlakyResource(**resources["s3"].model_dump())
-    result = run(
-        instance, settings, "people", DatasetConfig(ingest_record_key=record.key), resources
-    )
+    result = run(instance, settings, "people", DatasetConfig(), resources)
     assert result.success
     assert FlakyStore.failures == 0
     retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

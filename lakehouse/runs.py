@@ -1,0 +1,129 @@
+"""The run contract: how every run of the dataset asset is asked for, in one place.
+
+The API's push, the ingest sensor, the schedules and the tests all launch runs through
+these functions, so they carry the same tags and config. Runs of one dataset never overlap:
+dagster.yaml limits runs per value of the `dagster/partition` tag, which every partitioned
+run carries however it was launched (the UI's Materialize and backfills included), and the
+commit record (`lakehouse.commits`) catches whatever slips past the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import dagster as dg
+from dagster_graphql import DagsterGraphQLClient
+from pydantic import Field
+
+log = logging.getLogger(__name__)
+
+CODE_LOCATION = "lakehouse"
+REPOSITORY = "__repository__"  # the name Dagster gives the repository of a Definitions
+DATASETS_PARTITIONS = "datasets"
+INGEST_JOB = "ingest_job"
+PARTITION_TAG = "dagster/partition"
+LAUNCHED_BY_TAG = "lakehouse/launched_by"  # api, sensor or schedule; absent: a person
+
+WAITING = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+]
+
+
+class DatasetConfig(dg.Config):
+    """What one run of the dataset asset does. Whatever it is, it commits at most one
+    version, on top of the latest one, or nothing."""
+
+    operation: Literal["apply", "compact", "rebuild"] = Field(
+        default="apply",
+        description="apply: the pending ingests, in order, as one version; compact: the same "
+        "rows in fewer files; rebuild: every source file converted again.",
+    )
+    only_if_pending: bool = Field(
+        default=False,
+        description="For apply: with no ingest pending, commit nothing (runs the API and the "
+        "sensor launch). Off (the UI's Materialize): commit the current state again as a new "
+        "version.",
+    )
+    target_file_mb: int = Field(default=256, description="For compact: target file size.")
+    sort_by: list[str] = Field(default=[], description="For compact: columns to sort by.")
+
+
+def run_config(config: DatasetConfig) -> dict[str, Any]:
+    return {"ops": {"dataset": {"config": config.model_dump()}}}
+
+
+def run_tags(launched_by: str) -> dict[str, str]:
+    return {LAUNCHED_BY_TAG: launched_by}
+
+
+def apply_request(dataset: str, launched_by: str) -> dg.RunRequest:
+    """The run that applies `dataset`'s pending ingests, as a sensor or schedule asks."""
+    return dg.RunRequest(
+        partition_key=dataset,
+        run_config=run_config(DatasetConfig(only_if_pending=True)),
+        tags=run_tags(launched_by),
+    )
+
+
+def ensure_partition(instance: dg.DagsterInstance, dataset: str) -> None:
+    """Add `dataset`'s partition; several processes may race to add it, and all succeed."""
+    if instance.has_dynamic_partition(DATASETS_PARTITIONS, dataset):
+        return
+    try:
+        instance.add_dynamic_partitions(DATASETS_PARTITIONS, [dataset])
+    except Exception:  # noqa: BLE001 - the storage's own unique-key error, whatever its type
+        if not instance.has_dynamic_partition(DATASETS_PARTITIONS, dataset):
+            raise
+
+
+def waiting_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | None:
+    """An apply run of `dataset` that has not started yet: it will see every ingest
+    committed now."""
+    runs = instance.get_runs(
+        dg.RunsFilter(job_name=INGEST_JOB, tags={PARTITION_TAG: dataset}, statuses=WAITING),
+        limit=1,
+    )
+    return runs[0] if runs else None
+
+
+def running_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | None:
+    runs = instance.get_runs(
+        dg.RunsFilter(tags={PARTITION_TAG: dataset}, statuses=[dg.DagsterRunStatus.STARTED]),
+        limit=1,
+    )
+    return runs[0] if runs else None
+
+
+def push(instance: dg.DagsterInstance, webserver_url: str, dataset: str) -> str | None:
+    """Have `dataset`'s pending ingests applied now rather than at the sensor's next tick:
+    the id of a run that will, or None if none could be launched (the sensor will)."""
+    try:
+        if (waiting := waiting_run(instance, dataset)) is not None:
+            return waiting.run_id
+        ensure_partition(instance, dataset)
+        return _client(webserver_url).submit_job_execution(
+            INGEST_JOB,
+            repository_location_name=CODE_LOCATION,
+            repository_name=REPOSITORY,
+            run_config=run_config(DatasetConfig(only_if_pending=True)),
+            tags={**run_tags("api"), PARTITION_TAG: dataset},
+        )
+    except Exception as exc:  # noqa: BLE001 - a push is only a shortcut: the sensor is the path
+        log.warning("no run pushed for %s (the sensor will launch one): %s", dataset, exc)
+        return None
+
+
+@lru_cache
+def _client(webserver_url: str) -> DagsterGraphQLClient:
+    url = urlsplit(webserver_url)
+    return DagsterGraphQLClient(
+        url.hostname or "127.0.0.1",
+        port_number=url.port,
+        use_https=url.scheme == "https",
+        timeout=10,
+    )

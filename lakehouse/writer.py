@@ -1,0 +1,431 @@
+"""How a run of the dataset asset builds the next version: pure work on the store and
+DuckDB, no Dagster (the asset in `lakehouse_assets.assets` decides, checks and commits).
+
+Each way of making a version starts from the latest manifest and returns the next one
+(`Built`), with the objects it lists already written under keys no other run uses:
+
+- `apply`: the pending ingests, in log order, within the batch budget. Each file is
+  converted on its own (local Parquet), so one that fails (too many bad rows, wrong
+  columns) fails alone; the rest become one new object. A replace starts the content over.
+- `compact`: the same rows in as few files as the target size allows.
+- `rebuild`: every ingest the version contains, converted again.
+- `recommit`: the same objects as a new version (the UI's Materialize with nothing pending).
+
+Statistics merge what the new object adds into the previous ones, so the cost of a version
+follows the new data, not the dataset's size; when small objects pile up past the limit,
+they are merged into one as part of the same version.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from lakehouse.catalog import ColumnStats, DataObject, Manifest
+from lakehouse.commits import IngestError, Outcome
+from lakehouse.convert import ConversionError, Converted, csv_to_parquet, write_rejects
+from lakehouse.csvschema import CsvSchema, infer_schema
+from lakehouse.duck import sql_identifier, sql_string
+from lakehouse.ingests import SAMPLE_BYTES, IngestRecord, applied_with, read_entry
+from lakehouse.storage import ObjectStore, dataset_prefix, object_key, rejects_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_reject_share: float
+    compaction_max_objects: int
+    compaction_target_mb: int
+
+
+@dataclass
+class Built:
+    """The next version, its objects written, not yet committed."""
+
+    manifest: Manifest
+    outcomes: list[Outcome] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # keys to delete if it is not committed
+    applied: list[IngestRecord] = field(default_factory=list)  # entries whose rows it holds
+    allow_empty: bool = False  # every source was header-only: zero rows is right
+
+
+class WriteError(ValueError):
+    """The version cannot be built (bad request to compact or rebuild): nothing changed."""
+
+
+@dataclass
+class _Converted:
+    record: IngestRecord
+    data: Path
+    rejects: Path | None
+    result: Converted
+
+
+class Writer:
+    """Builds versions of one dataset; `scratch` holds the run's local Parquet files."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        con: duckdb.DuckDBPyConnection,
+        dataset: str,
+        run_id: str,
+        budget: Budget,
+        scratch: Path,
+        log_line: Callable[[str], None] = log.info,
+    ) -> None:
+        self.store, self.con, self.name = store, con, dataset
+        self.run_id, self.budget, self.scratch = run_id, budget, scratch
+        self.log = log_line
+
+    # -- apply ----------------------------------------------------------------------------
+
+    def apply(self, base: Manifest, entries: Sequence[IngestRecord]) -> Built:
+        """The pending `entries` (log order) on top of `base`, as the next version."""
+        state = _Batch(base)
+        for entry in entries:
+            outcome = self._decide(state, entry)
+            state.outcomes.append(outcome)
+            if outcome.status != "applied":
+                state.excluded.append(entry.seq)
+        return self._finish_apply(base, state, entries[-1].seq)
+
+    def _decide(self, state: _Batch, entry: IngestRecord) -> Outcome:
+        if entry.dataset != self.name:
+            return _failed(entry, f"ingest {entry.ingest_id} is for dataset {entry.dataset!r}")
+        schema = entry.csv_schema
+        if entry.mode == "append" and state.fingerprint and state.fingerprint != schema.fingerprint:
+            return _failed(
+                entry,
+                f"its columns are not those of {self.name!r}, which changed after the upload "
+                "was checked (a replace, or another first upload): send it again with the "
+                "dataset's columns, or with mode=replace",
+            )
+        if entry.mode == "append" and (earlier := state.holder_of(self.store, entry)):
+            return Outcome(
+                ingest_id=entry.ingest_id, seq=entry.seq, status="duplicate", duplicate_of=earlier
+            )
+        converted = self._convert(entry, schema)
+        if isinstance(converted, Outcome):
+            return converted
+        if entry.mode == "replace":
+            state.start_over(entry)
+        elif not state.fingerprint:
+            state.adopt(entry)
+        state.converted.append(converted)
+        state.shas[entry.sha256] = entry.ingest_id
+        self.log(
+            f"ingest {entry.ingest_id} (#{entry.seq}): {converted.result.rows} rows, "
+            f"{converted.result.rejected} rejected"
+        )
+        return Outcome(ingest_id=entry.ingest_id, seq=entry.seq, status="applied")
+
+    def _convert(self, entry: IngestRecord, schema: CsvSchema) -> _Converted | Outcome:
+        """One landed file as local Parquet, or the reason it cannot be applied."""
+        data = self.scratch / f"{entry.seq}.parquet"
+        self.con.execute("DROP TABLE IF EXISTS reject_errors")
+        self.con.execute("DROP TABLE IF EXISTS reject_scans")
+        try:
+            result = csv_to_parquet(self.con, self.store.url(entry.landing_key), str(data), schema)
+        except ConversionError as exc:
+            return _failed(entry, f"the file could not be read: {exc}")
+        if result.rejected_share > self.budget.max_reject_share:
+            return _too_many_rejects(entry, result, self.budget.max_reject_share)
+        rejects = None
+        if result.rejected:
+            rejects = self.scratch / f"{entry.seq}.rejects.parquet"
+            write_rejects(self.con, str(rejects))
+        return _Converted(entry, data, rejects, result)
+
+    def _finish_apply(self, base: Manifest, state: _Batch, through: int) -> Built:
+        built = Built(manifest=base)
+        version = base.version + 1
+        objects = [] if state.replaced else list(base.objects)
+        rejects = [] if state.replaced else list(base.rejects)
+        stats = [] if state.replaced else list(base.stats)
+        if state.converted:
+            key = object_key(self.name, version, self.run_id)
+            new = self._write([c.data for c in state.converted], key, built)
+            objects.append(new)
+            stats = merge_stats(stats, self._stats([c.data for c in state.converted], state))
+            reject_files = [c.rejects for c in state.converted if c.rejects is not None]
+            if reject_files:
+                rejects_at = rejects_key(self.name, version, self.run_id)
+                rejects.append(self._write(reject_files, rejects_at, built))
+        if len(objects) > self.budget.compaction_max_objects:
+            objects = self._merge_small(objects, version, built)
+        manifest = base.next_version(
+            location=self.store.url(dataset_prefix(self.name)),
+            objects=objects,
+            rejects=rejects,
+            stats=stats,
+            columns=state.columns,
+            schema_fingerprint=state.fingerprint,
+            base_seq=state.base_seq,
+            applied_through=through,
+            excluded_seqs=[
+                s for s in [*state.kept_excluded, *state.excluded] if s >= state.base_seq
+            ],
+            added_ingest_ids=[o.ingest_id for o in state.outcomes if o.status == "applied"],
+            operation="apply",
+        )
+        built.manifest = manifest
+        built.outcomes = state.outcomes
+        built.applied = [c.record for c in state.converted]
+        built.allow_empty = manifest.row_count == 0 and all(
+            c.result.rows == 0 and c.result.rejected == 0 for c in state.converted
+        )
+        return built
+
+    # -- compact, rebuild, recommit -------------------------------------------------------
+
+    def compact(self, base: Manifest, target_mb: int, sort_by: list[str]) -> Built:
+        """The same rows in as few files as `target_mb` allows, sorted if asked."""
+        known = {c.name for c in base.columns}
+        if unknown := [c for c in sort_by if c not in known]:
+            raise WriteError(f"cannot sort by {unknown}: not columns of {self.name!r}")
+        built = Built(manifest=base)
+        version = base.version + 1
+        objects = self._rewrite(base.objects, version, target_mb, sort_by, built)
+        if sum(o.rows for o in objects) != base.row_count:
+            self.store.delete(built.written)
+            raise WriteError(
+                f"compaction of {self.name!r} gave {sum(o.rows for o in objects)} rows, not "
+                f"{base.row_count}: nothing changed"
+            )
+        built.manifest = base.next_version(
+            objects=objects, operation="compact", added_ingest_ids=[]
+        )
+        built.allow_empty = base.row_count == 0
+        return built
+
+    def rebuild(self, base: Manifest) -> Built:
+        """Every ingest the version contains, converted again with today's inference."""
+        seqs = range(max(base.base_seq, 1), base.applied_through + 1)
+        entries = [read_entry(self.store, self.name, s) for s in seqs if base.contains(s)]
+        state = _Batch(base.model_copy(update={"objects": [], "rejects": [], "stats": []}))
+        state.replaced = True
+        schema: CsvSchema | None = None
+        for entry in entries:
+            schema = self._reinfer(entry, schema)
+            converted = self._convert(entry, schema)
+            if isinstance(converted, Outcome):
+                raise WriteError(
+                    f"rebuild of {self.name!r} stopped at ingest {entry.ingest_id}: "
+                    f"{converted.error.message if converted.error else 'failed'}; nothing changed"
+                )
+            state.converted.append(converted)
+        if schema is not None:
+            state.columns, state.fingerprint = list(schema.columns), schema.fingerprint
+        state.base_seq = base.base_seq
+        state.kept_excluded = list(base.excluded_seqs)
+        built = self._finish_apply(base, state, base.applied_through)
+        built.manifest = built.manifest.model_copy(
+            update={"operation": "rebuild", "added_ingest_ids": []}
+        )
+        built.outcomes = []
+        return built
+
+    def recommit(self, base: Manifest) -> Built:
+        """The current state again, as the next version."""
+        manifest = base.next_version(operation="recommit", added_ingest_ids=[])
+        return Built(manifest=manifest, allow_empty=base.row_count == 0)
+
+    # -- objects --------------------------------------------------------------------------
+
+    def _write(self, files: Sequence[Path], key: str, built: Built) -> DataObject:
+        """`files` (same columns) as one object at `key`, rows in order."""
+        source = ", ".join(sql_string(str(f)) for f in files)
+        result = self.con.execute(
+            f"COPY (SELECT * FROM read_parquet([{source}])) TO {sql_string(self.store.url(key))}"
+            " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+        ).fetchone()
+        built.written.append(key)
+        rows = int(result[0]) if result else 0
+        return DataObject(key=key, bytes=self.store.size(key), rows=rows)
+
+    def _rewrite(
+        self,
+        objects: Sequence[DataObject],
+        version: int,
+        target_mb: int,
+        sort_by: Sequence[str],
+        built: Built,
+    ) -> list[DataObject]:
+        """`objects` rewritten into files of about `target_mb`, sorted if asked."""
+        if not objects:
+            return []
+        prefix = object_key(self.name, version, self.run_id, part="-compacted").removesuffix(
+            ".parquet"
+        )
+        source = ", ".join(sql_string(self.store.url(o.key)) for o in objects)
+        order = f" ORDER BY {', '.join(sql_identifier(c) for c in sort_by)}" if sort_by else ""
+        self.con.execute(
+            f"COPY (SELECT * FROM read_parquet([{source}]){order}) "
+            f"TO {sql_string(self.store.url(prefix + '/'))} (FORMAT parquet, COMPRESSION zstd, "
+            f"FILE_SIZE_BYTES '{int(target_mb)}MB', FILENAME_PATTERN 'part-{{i}}')"
+        )
+        keys = sorted(self.store.list_keys(prefix + "/"))
+        built.written += keys
+        urls = ", ".join(sql_string(self.store.url(k)) for k in keys)
+        counts = dict(
+            self.con.execute(
+                f"SELECT file_name, num_rows FROM parquet_file_metadata([{urls}])"
+            ).fetchall()
+        )
+        return [
+            DataObject(key=k, bytes=self.store.size(k), rows=int(counts[self.store.url(k)]))
+            for k in keys
+        ]
+
+    def _merge_small(
+        self, objects: list[DataObject], version: int, built: Built
+    ) -> list[DataObject]:
+        """Merge the objects under half the target size into one (or a few): the object
+        list stays bounded, and the work is proportional to the small objects only."""
+        small_bytes = self.budget.compaction_target_mb * 1024 * 1024 // 2
+        small = [o for o in objects if o.bytes < small_bytes]
+        if len(small) < 2:
+            return objects
+        large = [o for o in objects if o.bytes >= small_bytes]
+        self.log(f"{self.name}: merging {len(small)} small objects into fewer")
+        merged = self._rewrite(small, version, self.budget.compaction_target_mb, [], built)
+        return large + merged
+
+    def _stats(self, files: Sequence[Path], state: _Batch) -> list[ColumnStats]:
+        """Null count, min and max of each column over the new rows only."""
+        if not state.columns:
+            return []
+        parts = []
+        for c in state.columns:
+            q = sql_identifier(c.name)
+            parts += [f"count(*) - count({q})", f"min({q})::VARCHAR", f"max({q})::VARCHAR"]
+        source = ", ".join(sql_string(str(f)) for f in files)
+        row = self.con.execute(
+            f"SELECT {', '.join(parts)} FROM read_parquet([{source}])"
+        ).fetchone()
+        assert row is not None
+        return [
+            ColumnStats(column=c.name, nulls=row[3 * i], min=row[3 * i + 1], max=row[3 * i + 2])
+            for i, c in enumerate(state.columns)
+        ]
+
+    def _reinfer(self, entry: IngestRecord, previous: CsvSchema | None) -> CsvSchema:
+        sample = self.store.client.get_object(
+            Bucket=self.store.bucket, Key=entry.landing_key, Range=f"bytes=0-{SAMPLE_BYTES - 1}"
+        )["Body"].read()
+        return infer_schema(
+            sample,
+            complete=len(sample) == entry.bytes,
+            contract=previous.columns if previous else None,
+        )
+
+
+def merge_stats(previous: list[ColumnStats], new: list[ColumnStats]) -> list[ColumnStats]:
+    """Column statistics of the union of two sets of rows (min/max compared as numbers
+    where both sides are numbers, else as text)."""
+    before = {s.column: s for s in previous}
+    merged = []
+    for stats in new:
+        old = before.get(stats.column)
+        if old is None:
+            merged.append(stats)
+            continue
+        merged.append(
+            ColumnStats(
+                column=stats.column,
+                nulls=old.nulls + stats.nulls,
+                min=_pick(old.min, stats.min, min),
+                max=_pick(old.max, stats.max, max),
+            )
+        )
+    return merged
+
+
+def _pick(a: str | None, b: str | None, choose: Callable) -> str | None:
+    if a is None or b is None:
+        return a if b is None else b
+    try:
+        return a if choose(float(a), float(b)) == float(a) else b
+    except ValueError:  # not numbers: dates and timestamps in ISO form compare as text
+        return choose(a, b)
+
+
+class _Batch:
+    """The state an apply builds up, entry by entry."""
+
+    def __init__(self, base: Manifest) -> None:
+        self.base = base
+        self.columns = list(base.columns)
+        self.fingerprint = base.schema_fingerprint
+        self.base_seq = base.base_seq
+        self.kept_excluded = list(base.excluded_seqs)
+        self.replaced = False
+        self.converted: list[_Converted] = []
+        self.outcomes: list[Outcome] = []
+        self.excluded: list[int] = []
+        self.shas: dict[str, str] = {}  # bytes applied in this batch -> their ingest
+
+    def start_over(self, entry: IngestRecord) -> None:
+        """A replace: the content so far (earlier in this batch too) is left behind."""
+        self.replaced = True
+        self.converted = []
+        self.shas = {}
+        self.kept_excluded = []
+        self.excluded = []
+        self.adopt(entry)
+
+    def adopt(self, entry: IngestRecord) -> None:
+        self.columns = list(entry.csv_schema.columns)
+        self.fingerprint = entry.csv_schema.fingerprint
+        self.base_seq = entry.seq
+
+    def holder_of(self, store: ObjectStore, entry: IngestRecord) -> str | None:
+        """The ingest whose rows these bytes already are, in this batch or the dataset."""
+        if entry.sha256 in self.shas:
+            return self.shas[entry.sha256]
+        if self.replaced:
+            return None
+        applied = applied_with(store, entry.dataset, entry.sha256)
+        if applied is not None and applied.seq != entry.seq and self.base.contains(applied.seq):
+            return applied.ingest_id
+        return None
+
+
+def _failed(entry: IngestRecord, message: str) -> Outcome:
+    return Outcome(
+        ingest_id=entry.ingest_id,
+        seq=entry.seq,
+        status="failed",
+        error=IngestError(message=f"{message}; dataset {entry.dataset!r} is unchanged by it"),
+    )
+
+
+def _too_many_rejects(entry: IngestRecord, converted: Converted, allowed: float) -> Outcome:
+    total = converted.rows + converted.rejected
+    return Outcome(
+        ingest_id=entry.ingest_id,
+        seq=entry.seq,
+        status="failed",
+        error=IngestError(
+            message=(
+                f"{converted.rejected} of {total} rows ({converted.rejected_share:.2%}) could "
+                f"not be read, more than the {allowed:.2%} allowed: fix them (samples below, "
+                f"with line numbers) and upload again; dataset {entry.dataset!r} is unchanged "
+                "by it"
+            ),
+            rejected_rows=converted.rejected,
+            total_rows=total,
+            samples=converted.samples,
+        ),
+    )
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="lakehouse-run-")

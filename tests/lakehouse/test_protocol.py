@@ -1,0 +1,177 @@
+"""The ingest protocol and the commit records on an in-memory store: seq allocation,
+lost answers, budgets, hints, containment, and finding the version that decided an
+ingest. (The same code against a real S3 server: tests/lakehouse_assets, tests/e2e.)"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+
+from lakehouse.catalog import Manifest
+from lakehouse.commits import CommitRecord, claim, deciding_commit, unpublished
+from lakehouse.ingests import (
+    Landing,
+    has_pending,
+    pending_entries,
+    settle_pending,
+)
+from lakehouse.storage import ObjectStore, log_key, pending_key
+from tests.fakes import MemoryStore
+
+
+def store() -> ObjectStore:
+    return cast(ObjectStore, MemoryStore())
+
+
+def land(s: ObjectStore, data: bytes = b"n\n1\n", dataset: str = "events", **kw: Any):
+    return Landing(s, dataset, **kw).finish(data)
+
+
+def manifest(version: int, **fields: Any) -> Manifest:
+    now = datetime.now(UTC)
+    base = Manifest.empty("events", "s3://b/datasets/events/")
+    return base.model_copy(update={"version": version, "created_at": now, **fields})
+
+
+def test_commits_take_consecutive_seqs_in_the_order_they_commit() -> None:
+    s = store()
+    seqs = [land(s, f"n\n{i}\n".encode()).record.seq for i in range(3)]
+    assert seqs == [1, 2, 3]
+    assert [k for k in s.list_keys("log/events/")] == [log_key("events", n) for n in (1, 2, 3)]
+    assert s.exists(pending_key("events"))
+
+
+def test_racing_commits_get_distinct_seqs_with_no_gap() -> None:
+    s = store()
+    with ThreadPoolExecutor(16) as pool:
+        records = list(pool.map(lambda i: land(s, f"n\n{i}\n".encode()).record, range(32)))
+    assert sorted(r.seq for r in records) == list(range(1, 33))
+
+
+class LostAnswerStore(MemoryStore):
+    """The store writes the entry, but the answer is lost and the retry says 'exists'."""
+
+    def put_json_if_absent(self, key: str, value: Any) -> bool:
+        super().put_json_if_absent(key, value)
+        return False
+
+
+def test_a_commit_whose_answer_was_lost_is_not_committed_twice() -> None:
+    s = cast(ObjectStore, LostAnswerStore())
+    record = land(s).record
+    assert record.seq == 1
+    assert list(s.list_keys("log/events/")) == [log_key("events", 1)]
+
+
+def test_the_same_bytes_pending_or_applied_are_a_duplicate_and_nothing_is_committed() -> None:
+    s = store()
+    first = land(s).record
+    pending = land(s)
+    assert pending.duplicate and pending.record.ingest_id == first.ingest_id
+    # Once a version contains it (and the run marked the bytes applied):
+    from lakehouse.ingests import record_applied
+
+    record_applied(s, first)
+    applied = manifest(1, base_seq=1, applied_through=1)
+    again = land(s, current=applied)
+    assert again.duplicate and again.record.ingest_id == first.ingest_id
+    # ...but not once a replace took it out, nor if it failed:
+    replaced = manifest(2, base_seq=2, applied_through=2)
+    assert not land(s, current=replaced).duplicate
+    failed = manifest(1, base_seq=1, applied_through=3, excluded_seqs=[1])
+    assert not land(s, b"n\n1\n", current=failed).duplicate
+    assert len(list(s.list_keys("log/events/"))) == 3
+
+
+def test_replace_is_never_a_duplicate() -> None:
+    s = store()
+    land(s)
+    assert not land(s, mode="replace").duplicate
+
+
+def test_pending_entries_follow_the_log_within_the_budget() -> None:
+    s = store()
+    records = [land(s, b"n\n" + b"%d\n" % i * 10).record for i in range(5)]
+    size = records[0].bytes
+    assert [r.seq for r in pending_entries(s, "events", 0, 10, 10**9)] == [1, 2, 3, 4, 5]
+    assert [r.seq for r in pending_entries(s, "events", 2, 2, 10**9)] == [3, 4]
+    assert [r.seq for r in pending_entries(s, "events", 0, 10, 2 * size)] == [1, 2]
+    assert [r.seq for r in pending_entries(s, "events", 0, 10, 1)] == [1]  # at least one
+    assert pending_entries(s, "events", 5, 10, 10**9) == []
+
+
+def test_the_pending_hint_is_cleared_only_when_nothing_is_left() -> None:
+    s = store()
+    land(s)
+    land(s, b"n\n2\n")
+    assert settle_pending(s, "events", applied_through=1)
+    assert s.exists(pending_key("events"))
+    assert not settle_pending(s, "events", applied_through=2)
+    assert not s.exists(pending_key("events"))
+    assert not has_pending(s, "events", 2)
+
+
+@pytest.mark.parametrize(
+    ("seq", "contained"),
+    [(1, False), (2, True), (3, False), (4, True), (5, False)],
+)
+def test_a_version_contains_its_range_less_what_it_excluded(seq: int, contained: bool) -> None:
+    version = manifest(3, base_seq=2, applied_through=4, excluded_seqs=[3])
+    assert version.contains(seq) is contained
+
+
+def test_version_zero_contains_nothing() -> None:
+    assert not manifest(0, base_seq=0, applied_through=4).contains(1)
+
+
+def test_the_next_version_counts_what_its_objects_hold() -> None:
+    from lakehouse.catalog import DataObject
+
+    objects = [DataObject(key="a", bytes=10, rows=2), DataObject(key="b", bytes=5, rows=1)]
+    rejects = [DataObject(key="r", bytes=1, rows=4)]
+    after = manifest(1).next_version(objects=objects, rejects=rejects)
+    assert (after.version, after.row_count, after.bytes, after.rejected_rows) == (2, 3, 15, 4)
+
+
+def record(version: int, applied_through: int) -> CommitRecord:
+    return CommitRecord(
+        version=version, run_id="r", manifest=manifest(version, applied_through=applied_through)
+    )
+
+
+def test_only_one_run_can_commit_a_version() -> None:
+    s = store()
+    assert claim(s, record(1, 3))
+    assert not claim(s, record(1, 4))
+    assert unpublished(s, "events", published=1) is None
+    found = unpublished(s, "events", published=0)
+    assert found is not None and found.manifest.applied_through == 3
+
+
+def test_the_deciding_version_is_found_by_binary_search() -> None:
+    s = store()
+    # v1 decided 1-2, v2 was a compaction (nothing new), v3 decided 3-7, v4 decided 8.
+    for version, through in [(1, 2), (2, 2), (3, 7), (4, 8)]:
+        assert claim(s, record(version, through))
+    found = [deciding_commit(s, "events", seq, latest=4) for seq in (1, 2, 3, 7, 8, 9)]
+    assert [r.version if r else None for r in found] == [1, 1, 3, 3, 4, None]
+
+
+def test_statistics_merge_what_new_rows_add() -> None:
+    from lakehouse.catalog import ColumnStats
+    from lakehouse.writer import merge_stats
+
+    before = [ColumnStats(column="n", nulls=1, min="9", max="10"), ColumnStats(column="d")]
+    new = [
+        ColumnStats(column="n", nulls=2, min="-1", max="2"),
+        ColumnStats(column="d", nulls=0, min="2024-01-02", max="2024-03-01"),
+        ColumnStats(column="added", nulls=3),
+    ]
+    assert merge_stats(before, new) == [
+        ColumnStats(column="n", nulls=3, min="-1", max="10"),  # as numbers, not text
+        ColumnStats(column="d", nulls=0, min="2024-01-02", max="2024-03-01"),
+        ColumnStats(column="added", nulls=3),
+    ]
