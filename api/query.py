@@ -26,6 +26,7 @@ from dagster_duckdb import DuckDBResource
 
 from api.formats import json_value
 from api.sqlguard import Refused, inspect
+from lakehouse.convert import REJECT_SCHEMA
 from lakehouse.duck import attach_s3, connection_config, sql_identifier, sql_string
 from lakehouse.names import REJECTS_SUFFIX
 from lakehouse.settings import Settings
@@ -39,13 +40,8 @@ from lakehouse_assets.catalog import (
 )
 
 BATCH_ROWS = 65_536
-REJECT_COLUMNS: list[tuple[str, str]] = [
-    ("line", "UBIGINT"),
-    ("column_name", "VARCHAR"),
-    ("error_type", "VARCHAR"),
-    ("error_message", "VARCHAR"),
-    ("csv_line", "VARCHAR"),
-]
+# The `<name>__rejects` view's columns, as the conversion writes them.
+REJECT_COLUMNS: list[tuple[str, str]] = list(REJECT_SCHEMA)
 
 
 class QueryError(ValueError):

@@ -138,7 +138,11 @@ class Work:
                 self.con, self.store.url(record.landing_key), self.store.url(target), schema
             )
         except ConversionError as exc:
-            raise dg.Failure(f"ingest {record.ingest_id} could not be read: {exc}") from exc
+            # A file that cannot be read fails the same way on every attempt: fail at once.
+            raise dg.Failure(
+                f"ingest {record.ingest_id} could not be read: {exc}",
+                allow_retries=exc.retryable,
+            ) from exc
         if converted.rejected_share > self.max_reject_share:
             self.store.delete([target])  # never listed in a manifest: nobody reads it
             raise _too_many_rejects(record, converted, self.max_reject_share)

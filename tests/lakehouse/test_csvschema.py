@@ -16,7 +16,7 @@ def types(data: bytes, complete: bool = True) -> dict[str, str]:
         ("42", "integer"),
         ("-7", "integer"),
         ("007", "text"),  # leading zeros would be lost as a number
-        ("99999999999999999999", "text"),  # beyond BIGINT
+        ("99999999999999999999", "decimal"),  # beyond BIGINT: a DECIMAL keeps it
         ("2.5", "decimal"),
         ("1e3", "decimal"),
         ("2024-02-29", "date"),
