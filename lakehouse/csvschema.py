@@ -105,7 +105,7 @@ def infer_schema(
     text = _decode(sample, complete=complete)
     if not text.strip():
         raise NotCsv("the file is empty: send a CSV with a header line")
-    delimiter = _sniff_delimiter(text)
+    delimiter = _sniff_delimiter(text, complete=complete)
     rows = _rows(text, delimiter, complete=complete)
     _, header, line_end = next(rows)
     if not any(name.strip() for name in header):
@@ -375,7 +375,7 @@ def _rows(text: str, delimiter: str, *, complete: bool) -> Iterator[tuple[int, l
         ) from exc
 
 
-def _sniff_delimiter(text: str) -> str:
+def _sniff_delimiter(text: str, *, complete: bool) -> str:
     """The delimiter that splits the first rows into the most, equally many, fields
     (a one-column file: one that splits no row)."""
     head = text[:SNIFF_CHARS]
@@ -386,8 +386,8 @@ def _sniff_delimiter(text: str) -> str:
             rows = [row for row in itertools.islice(reader, SNIFF_ROWS) if row]
         except csv.Error:
             continue
-        if len(head) < len(text) and len(rows) > 1:
-            rows.pop()  # probably cut
+        if (len(head) < len(text) or not complete) and len(rows) > 1:
+            rows.pop()  # may be cut
         widths = {len(row) for row in rows}
         if len(widths) == 1 and (width := widths.pop()) > best_width:
             best, best_width = delimiter, width
