@@ -30,6 +30,8 @@ UTF8_BOM = b"\xef\xbb\xbf"
 INT64_MAX = 2**63 - 1
 # DuckDB's widest DECIMAL; a column that needs more digits stays VARCHAR.
 DECIMAL_DIGITS = 38
+# Decimal digits every double keeps exactly.
+DOUBLE_DIGITS = 15
 # Longer "numbers" stay text: neither a DOUBLE nor a DECIMAL holds them exactly.
 MAX_NUMBER_CHARS = 100
 # The csv module refuses fields over 128 KiB by default; the sample's size bounds them.
@@ -151,9 +153,11 @@ class _Numbers:
     inexact: tuple[str, int] | None = None
 
     def add(self, value: str, line: int) -> None:
-        if self.inexact is None and Decimal(repr(float(value))) != Decimal(value):
-            self.inexact = (value, line)
         mantissa, e, _ = value.lstrip("+-").lower().partition("e")
+        # Up to 15 significant digits always survive a double (DBL_DIG); beyond, check.
+        short = not e and len(mantissa) <= DOUBLE_DIGITS
+        if not short and self.inexact is None and Decimal(repr(float(value))) != Decimal(value):
+            self.inexact = (value, line)
         whole, _, fraction = mantissa.partition(".")
         self.exponent = self.exponent or bool(e)
         self.int_digits = max(self.int_digits, len(whole.lstrip("0")))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -20,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -140,21 +142,37 @@ def mangled(draw: st.DrawFn) -> bytes:
 # -- reading -------------------------------------------------------------------------------
 
 
-def convert(folder: Path, data: bytes, schema: CsvSchema) -> tuple[list[tuple], int]:
+@pytest.fixture(scope="module")
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    """One connection for every example (opening one costs more than a conversion)."""
+    with duckdb.connect() as connection:
+        yield connection
+
+
+def fresh(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """`con` without an earlier example's rejected rows, as each conversion needs."""
+    con.execute("DROP TABLE IF EXISTS reject_errors")
+    con.execute("DROP TABLE IF EXISTS reject_scans")
+    return con
+
+
+def convert(
+    con: duckdb.DuckDBPyConnection, folder: Path, data: bytes, schema: CsvSchema
+) -> tuple[list[tuple], int]:
     source, target = folder / "in.csv", folder / "out.parquet"
     source.write_bytes(data)
-    con = duckdb.connect()
-    converted = csv_to_parquet(con, str(source), str(target), schema)
+    converted = csv_to_parquet(fresh(con), str(source), str(target), schema)
     rows = [tuple(r.values()) for r in pq.read_table(target).to_pylist()]
     assert converted.rows == len(rows)
     return rows, converted.rejected
 
 
-def read_directly(folder: Path, schema: CsvSchema) -> tuple[list[tuple], int]:
+def read_directly(
+    con: duckdb.DuckDBPyConnection, folder: Path, schema: CsvSchema
+) -> tuple[list[tuple], int]:
     """What DuckDB reads from the file with the same options, every column as text."""
     as_text = replace(schema, columns=tuple(Column(c.name, "VARCHAR", "") for c in schema.columns))
-    con = duckdb.connect()
-    rows = con.execute(f"SELECT * FROM {read_csv_sql(str(folder / 'in.csv'), as_text)}")
+    rows = fresh(con).execute(f"SELECT * FROM {read_csv_sql(str(folder / 'in.csv'), as_text)}")
     found = rows.fetchall()
     rejected = con.execute("SELECT count(DISTINCT line) FROM reject_errors").fetchone()
     return found, int(rejected[0]) if rejected else 0
@@ -203,15 +221,17 @@ def assert_helpful(refusal: NotCsv) -> None:
 @example("n\n١٢\n".encode())
 @example(b"a,b\n1,2\noops,1,2,3\n")
 @example(b"a,b\n1,x\r\n2,y\n")
-def test_accepted_bytes_convert_to_what_duckdb_reads(data: bytes) -> None:
+def test_accepted_bytes_convert_to_what_duckdb_reads(
+    con: duckdb.DuckDBPyConnection, data: bytes
+) -> None:
     try:
         schema = infer_schema(data, complete=True)
     except NotCsv as refusal:
         assert_helpful(refusal)
         return
     with tempfile.TemporaryDirectory() as folder:
-        values, rejected = convert(Path(folder), data, schema)
-        texts, rejected_directly = read_directly(Path(folder), schema)
+        values, rejected = convert(con, Path(folder), data, schema)
+        texts, rejected_directly = read_directly(con, Path(folder), schema)
     # The whole file was the sample: no value can fail its column's type.
     assert rejected == rejected_directly
     assert_same_rows(schema, texts, values)
@@ -219,11 +239,13 @@ def test_accepted_bytes_convert_to_what_duckdb_reads(data: bytes) -> None:
 
 @SETTINGS
 @given(tables(names=st.text(st.characters(codec="utf-8", exclude_characters="\x00\r\n"))))
-def test_well_formed_csv_round_trips_exactly(table: dict[str, Any]) -> None:
+def test_well_formed_csv_round_trips_exactly(
+    con: duckdb.DuckDBPyConnection, table: dict[str, Any]
+) -> None:
     table["header"][0] = table["header"][0].strip() or "id"  # a header line, not a blank one
     data = write(table)
     schema = infer_schema(data, complete=True)
     with tempfile.TemporaryDirectory() as folder:
-        values, rejected = convert(Path(folder), data, schema)
+        values, rejected = convert(con, Path(folder), data, schema)
     assert rejected == 0
     assert_same_rows(schema, [tuple(row) for row in table["rows"]], values)
