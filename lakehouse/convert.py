@@ -46,6 +46,10 @@ REJECTS_BY_LINE = f"""
     FROM ({_ERRORS_BY_LINE}) GROUP BY line ORDER BY line
 """
 
+# Samples of rejected rows go into the run's failure and the receipt: keep them short
+# (a rejected line may be megabytes long; the rejects object keeps it whole).
+SAMPLE_CHARS = 1000
+
 # A file DuckDB refuses as a whole fails the same way every time; only these are faults
 # of the moment (the object store, memory, an interrupt) worth retrying.
 _TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.InterruptException)
@@ -105,7 +109,11 @@ def csv_to_parquet(
     except _TRANSIENT as exc:
         raise ConversionError(str(exc), retryable=True) from exc
     rejected = con.execute("SELECT count(DISTINCT line) FROM reject_errors").fetchone()
-    samples = con.execute(f"{REJECTS_BY_LINE} LIMIT 10").fetchall()
+    samples = con.execute(
+        f"SELECT * REPLACE (left(error_message, {SAMPLE_CHARS}) AS error_message,"
+        f" left(csv_line, {SAMPLE_CHARS}) AS csv_line) FROM ({REJECTS_BY_LINE})"
+        " ORDER BY line LIMIT 10"
+    ).fetchall()
     names = ["line", "column", "error_type", "error", "csv_line"]
     return Converted(
         rows=int(result[0]) if result else 0,

@@ -125,11 +125,15 @@ def write(table: dict[str, Any]) -> bytes:
 
 @st.composite
 def mangled(draw: st.DrawFn) -> bytes:
-    """A written table, then damaged: blank or cut lines, mixed line ends, stray quotes."""
+    """A written table, then damaged: blank or cut lines, mixed line ends, stray quotes,
+    bytes that are not UTF-8 text."""
     data = write(draw(tables()))
     damage = draw(
         st.lists(
-            st.sampled_from([b"\n", b"\r\n", b"\r", b'"', b",", b"", b"\n\n", b"1,2,3\n"]),
+            st.sampled_from(
+                [b"\n", b"\r\n", b"\r", b'"', b",", b"", b"\n\n", b"1,2,3\n"]
+                + [b"\xff", b"\xc3", b"\x00", b"\xef\xbb\xbf"]  # not UTF-8, NUL, a BOM
+            ),
             max_size=3,
         )
     )
