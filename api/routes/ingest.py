@@ -102,8 +102,8 @@ class UploadSlot:
 async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[UploadSlot]:
     """One of the process's upload slots, or 503 + Retry-After when all are taken.
 
-    Released by the handler once the bytes have landed; at the latest (an error) when the
-    request ends, since a dependency's exit runs only after the response is sent.
+    The handler releases it as soon as the bytes have landed: a dependency's own exit
+    comes only once the whole request is done, so it is just the backstop (errors).
     """
     state = request.app.state
     in_flight = state.uploads_in_flight
@@ -208,10 +208,13 @@ async def land(request: Request, landing: Landing, settings: SettingsDep) -> Lan
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         200: {"description": "Duplicate bytes, or materialized while waiting."},
-        400: {"description": "Empty, not UTF-8 CSV text, or broken gzip."},
+        400: {
+            "description": "Empty, not UTF-8 CSV text, no header on line 1, mixed line ends, "
+            "broken gzip or malformed multipart."
+        },
         409: {"description": "Columns differ from the dataset's; the diff says how."},
         413: {"description": "Larger than the upload limit (after decompression)."},
-        422: {"description": "Invalid dataset name, or (with wait) the ingest failed."},
+        422: {"description": "Invalid dataset name or wait, or (with wait) the ingest failed."},
         503: {"description": "Too many uploads in flight (Retry-After), or store down."},
     },
     openapi_extra={
