@@ -109,6 +109,20 @@ def infer_schema(
         raise NotCsv("the file is empty: send a CSV with a header line")
     delimiter = _sniff_delimiter(text, complete=complete)
     rows = _rows(text, delimiter, complete=complete)
+    header, line_end = _header(rows)
+    names, renamed = _unique_names(header)
+    samples = _sample(rows, len(names), line_end, max_rows)
+    columns = tuple(_column(name, seen) for name, seen in zip(names, samples, strict=True))
+    if contract is not None and [c.name for c in contract] == names:
+        columns = tuple(
+            _conform(column, seen, agreed)
+            for column, seen, agreed in zip(columns, samples, contract, strict=True)
+        )
+    return CsvSchema(delimiter=delimiter, columns=columns, renamed=renamed)
+
+
+def _header(rows: Iterator[tuple[int, list[str], str]]) -> tuple[list[str], str]:
+    """The header's names and line end, if DuckDB will read them as the header."""
     _, header, line_end = next(rows)
     if not any(name.strip() for name in header):
         raise NotCsv(
@@ -120,11 +134,16 @@ def infer_schema(
             "a column name on line 1 holds a line break: put every column name on the "
             "header line, without line breaks"
         )
-    names, renamed = _unique_names(header)
-    samples = [_Sample() for _ in names]
-    for count, (line, row, end) in enumerate(rows, start=1):
-        if count > max_rows:
-            break
+    return header, line_end
+
+
+def _sample(
+    rows: Iterator[tuple[int, list[str], str]], width: int, line_end: str, max_rows: int
+) -> list[_Sample]:
+    """What the first `max_rows` rows say of each column; their line ends must be the
+    header's (DuckDB's reader refuses a file that mixes them)."""
+    samples = [_Sample() for _ in range(width)]
+    for line, row, end in itertools.islice(rows, max_rows):
         if end and end != line_end:
             raise NotCsv(
                 f"line {line} ends with {_LINE_ENDS[end]}, the header with "
@@ -133,13 +152,7 @@ def infer_schema(
             )
         for value, seen in zip(row, samples, strict=False):
             seen.add(value, line)
-    columns = tuple(_column(name, seen) for name, seen in zip(names, samples, strict=True))
-    if contract is not None and [c.name for c in contract] == names:
-        columns = tuple(
-            _conform(column, seen, agreed)
-            for column, seen, agreed in zip(columns, samples, contract, strict=True)
-        )
-    return CsvSchema(delimiter=delimiter, columns=columns, renamed=renamed)
+    return samples
 
 
 @dataclass
