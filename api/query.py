@@ -33,19 +33,15 @@ from lakehouse.catalog import (
     manifest_at,
     manifests_by_storage_id,
 )
+from lakehouse.convert import REJECT_SCHEMA
 from lakehouse.duck import attach_s3, connection_config, sql_identifier, sql_string
 from lakehouse.names import REJECTS_SUFFIX
 from lakehouse.settings import Settings
 from lakehouse.storage import DATASETS
 
 BATCH_ROWS = 65_536
-REJECT_COLUMNS: list[tuple[str, str]] = [
-    ("line", "UBIGINT"),
-    ("column_name", "VARCHAR"),
-    ("error_type", "VARCHAR"),
-    ("error_message", "VARCHAR"),
-    ("csv_line", "VARCHAR"),
-]
+# The `<name>__rejects` view's columns, as the conversion writes them.
+REJECT_COLUMNS: list[tuple[str, str]] = list(REJECT_SCHEMA)
 
 
 class QueryError(ValueError):

@@ -134,6 +134,8 @@ class Writer:
         try:
             result = csv_to_parquet(self.con, self.store.url(entry.landing_key), str(data), schema)
         except ConversionError as exc:
+            if exc.retryable:  # the store or the machine, not the file: the step retries
+                raise
             return _failed(entry, f"the file could not be read: {exc}")
         if result.rejected_share > self.budget.max_reject_share:
             return _too_many_rejects(entry, result, self.budget.max_reject_share)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -14,7 +15,6 @@ from botocore.exceptions import ClientError
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from api.deps import InstanceDep, SettingsDep, StoreDep, dataset_name
 from lakehouse.catalog import Manifest, latest_manifest
@@ -32,11 +32,10 @@ from lakehouse.ingests import (
 )
 from lakehouse.runs import push
 from lakehouse.storage import InvalidIngestId, ObjectStore, StoreUnavailable
-from lakehouse.streams import BadGzip, Gunzip, SizeCap, TooLarge
+from lakehouse.streams import BadGzip, BadMultipart, Gunzip, MultipartFile, SizeCap, TooLarge
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
 
-READ_CHUNK = 256 * 1024
 WAIT_POLL_SECONDS = 0.25
 RETRY_AFTER_SECONDS = 2
 
@@ -96,8 +95,26 @@ def answer(record: IngestRecord, state: IngestStatus, **extra: Any) -> IngestAns
     )
 
 
-async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[None]:
-    """One of the process's upload slots, or 503 + Retry-After when all are taken."""
+class UploadSlot:
+    """One of the process's upload slots: it bounds uploads whose bytes are landing, so
+    the handler gives it back as soon as they have landed (before waiting for the run)."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._state.uploads_in_flight -= 1
+
+
+async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[UploadSlot]:
+    """One of the process's upload slots, or 503 + Retry-After when all are taken.
+
+    The handler releases it as soon as the bytes have landed: a dependency's own exit
+    comes only once the whole request is done, so it is just the backstop (errors).
+    """
     state = request.app.state
     in_flight = state.uploads_in_flight
     if in_flight >= settings.max_concurrent_uploads:
@@ -108,47 +125,68 @@ async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     state.uploads_in_flight = in_flight + 1
+    slot = UploadSlot(state)
     try:
-        yield
+        yield slot
     finally:
-        state.uploads_in_flight -= 1
+        slot.release()
+
+
+UploadSlotDep = Annotated[UploadSlot, Depends(upload_slot)]
+
+
+def _body_limit(max_bytes: int) -> int:
+    """The most bytes a body may take as sent: the CSV's limit, plus room for multipart
+    headers and gzip's worst case (incompressible data grows by well under 1%)."""
+    return max_bytes + max_bytes // 100 + 64 * 1024
 
 
 async def body_chunks(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
-    """The CSV bytes, decompressed, from the multipart field `file` or the raw body."""
-    declared = request.headers.get("content-length")
+    """The CSV bytes, decompressed, from the multipart field `file` or the raw body.
+
+    Both stream: a multipart body is parsed as it arrives (never spooled). Both caps, on
+    the body as sent and on the CSV it holds, apply as the bytes arrive, so a body without
+    a Content-Length is stopped as soon as it passes them.
+    """
+    content_type = request.headers.get("content-type", "")
     gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
-    if declared and declared.isdigit() and int(declared) > max_bytes and not gzipped:
-        raise TooLarge(max_bytes)  # no need to read a byte of it
-    cap = SizeCap(max_bytes)
-    source = _raw_chunks(request)
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        # Starlette spools the file part to disk (memory stays bounded) before we read it.
-        form = await request.form()
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                detail="multipart upload has no file field named 'file': send -F file=@data.csv",
-            )
-        gzipped = gzipped or (upload.filename or "").endswith(".gz")
-        source = _file_chunks(upload)
-    gunzip = Gunzip() if gzipped else None
-    async for chunk in source:
-        for piece in gunzip.feed(chunk) if gunzip else (chunk,):
-            yield cap.check(piece)
-    if gunzip:
-        gunzip.finish()
+    try:
+        multipart = (
+            MultipartFile(content_type) if content_type.startswith("multipart/form-data") else None
+        )
+        _refuse_declared_size(request, max_bytes, exact=not (gzipped or multipart))
+        cap = SizeCap(max_bytes)
+        gunzip: Gunzip | None = None
+        async for chunk in _csv_bytes(request, multipart, _body_limit(max_bytes)):
+            if gunzip is None and (gzipped or (multipart and multipart.filename.endswith(".gz"))):
+                gunzip = Gunzip()
+            for piece in gunzip.feed(chunk) if gunzip else (chunk,):
+                yield cap.check(piece)
+        if gunzip:
+            gunzip.finish()
+    except BadMultipart as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
 
 
-async def _raw_chunks(request: Request) -> AsyncIterator[bytes]:
+def _refuse_declared_size(request: Request, max_bytes: int, *, exact: bool) -> None:
+    """413 before reading a byte when the declared length is already too much."""
+    declared = request.headers.get("content-length", "")
+    limit = max_bytes if exact else _body_limit(max_bytes)
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(max_bytes)
+
+
+async def _csv_bytes(
+    request: Request, multipart: MultipartFile | None, body_limit: int
+) -> AsyncIterator[bytes]:
+    """The raw body, or its multipart field's data; the body as sent is capped."""
+    cap = SizeCap(body_limit)
     async for chunk in request.stream():
-        yield chunk
-
-
-async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(READ_CHUNK):
-        yield chunk
+        cap.check(chunk)
+        for piece in multipart.feed(chunk) if multipart else (chunk,):
+            yield piece
+    if multipart:
+        multipart.finish()
 
 
 async def land(request: Request, landing: Landing, settings: SettingsDep) -> Landed:
@@ -178,13 +216,15 @@ async def land(request: Request, landing: Landing, settings: SettingsDep) -> Lan
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[Depends(upload_slot)],
     responses={
         200: {"description": "Duplicate bytes, or materialized while waiting."},
-        400: {"description": "Empty, not UTF-8 CSV text, or broken gzip."},
+        400: {
+            "description": "Empty, not UTF-8 CSV text, no header on line 1, mixed line ends, "
+            "broken gzip or malformed multipart."
+        },
         409: {"description": "Columns differ from the dataset's; the diff says how."},
         413: {"description": "Larger than the upload limit (after decompression)."},
-        422: {"description": "Invalid dataset name, or (with wait) the ingest failed."},
+        422: {"description": "Invalid dataset name or wait, or (with wait) the ingest failed."},
         503: {"description": "Too many uploads in flight (Retry-After), or store down."},
     },
     openapi_extra={
@@ -209,6 +249,7 @@ async def ingest(
     settings: SettingsDep,
     store: StoreDep,
     instance: InstanceDep,
+    slot: UploadSlotDep,
     name: Annotated[str, Query(description="Dataset name: ^[a-z][a-z0-9_]{0,62}$")],
     mode: Annotated[Mode, Query(description="append (default) or replace")] = "append",
     wait: Annotated[
@@ -236,6 +277,8 @@ async def ingest(
         if refusal is exc:
             raise
         raise refusal from exc
+    finally:
+        slot.release()  # the slots bound uploads landing, not waits for a run
     record = landed.record
     if landed.duplicate:
         response.status_code = status.HTTP_200_OK
@@ -295,19 +338,22 @@ async def _wait(
     return answer(record, state)  # still on its way: 202, follow GET /v1/ingest/{id}
 
 
-def _wait_seconds(wait: str | None, default: float) -> float:
-    if wait is None or wait.lower() in {"false", "0", ""}:
+def _wait_seconds(wait: str | None, longest: float) -> float:
+    """How long to wait for the run: `true` the longest allowed, `false` (or none) not at
+    all, else a finite number of seconds up to the longest."""
+    if wait is None or wait.strip().lower() in {"false", ""}:
         return 0.0
-    if wait.lower() == "true":
-        return default
+    if wait.strip().lower() == "true":
+        return longest
     try:
         seconds = float(wait)
     except ValueError:
-        seconds = -1.0
-    if seconds < 0:
+        seconds = math.nan
+    if not 0 <= seconds <= longest:  # NaN compares false: refused too
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"wait={wait!r}: use wait=true or a number of seconds, e.g. wait=60",
+            detail=f"wait={wait!r}: use wait=true (waits up to {longest:g} s), wait=false, "
+            f"or a number of seconds from 0 to {longest:g}, e.g. wait=60",
         )
     return seconds
 

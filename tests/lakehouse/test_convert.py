@@ -1,13 +1,14 @@
 """The conversion on local files: DuckDB reads each CSV exactly as the inferred schema says."""
 
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse.convert import csv_to_parquet, write_rejects
+from lakehouse.convert import REJECT_SCHEMA, ConversionError, csv_to_parquet, write_rejects
 from lakehouse.csvschema import infer_schema
 
 
@@ -81,3 +82,88 @@ def test_rows_that_do_not_parse_are_rejected_with_line_and_reason(tmp_path: Path
     ]
     write_rejects(con, str(rejects))
     assert [r["line"] for r in pq.read_table(rejects).to_pylist()] == [3, 4, 5]
+
+
+def test_awkward_but_valid_csv_round_trips_exactly(tmp_path: Path) -> None:
+    json_text = '{"a": [1, "x,y"], "b": {"c": null}}'
+    quoted_json = '"' + json_text.replace('"', '""') + '"'
+    data = (
+        "id,text,json\r\n"
+        '1,"a, b",""\r\n'  # a comma inside quotes; an empty field
+        '2,"say ""hi""",x\r\n'  # escaped quotes
+        '3,"two\r\nlines",x\r\n'  # CRLF inside quotes keeps its CR
+        '4,"bare\rcr and\nlf",x\r\n'
+        f"5,Zoë 日本,{quoted_json}\r\n"
+        "6,,\r\n"
+    ).encode()
+    assert convert(tmp_path, data) == [
+        (1, "a, b", None),
+        (2, 'say "hi"', "x"),
+        (3, "two\r\nlines", "x"),
+        (4, "bare\rcr and\nlf", "x"),
+        (5, "Zoë 日本", json_text),
+        (6, None, None),
+    ]
+
+
+def test_big_integers_and_decimals_keep_every_digit(tmp_path: Path) -> None:
+    data = b"mixed,big,fine\n9007199254740993,99999999999999999999,0.1\n1.5,-1,2.25\n"
+    rows = convert(tmp_path, data)
+    assert rows == [
+        (Decimal("9007199254740993.0"), Decimal("99999999999999999999"), 0.1),
+        (Decimal("1.5"), Decimal("-1"), 2.25),
+    ]
+
+
+def test_a_long_field_converts(tmp_path: Path) -> None:
+    assert convert(tmp_path, b"id,blob\n1," + b"x" * 200_000 + b"\n") == [(1, "x" * 200_000)]
+
+
+def test_a_bad_line_is_one_reject_with_all_its_reasons(tmp_path: Path) -> None:
+    # DuckDB reports `oops,1,2,3` as three errors: a cast and two extra fields.
+    source, target, rejects = (tmp_path / n for n in ("in.csv", "o.parquet", "r.parquet"))
+    source.write_bytes(b"n,m\n1,2\noops,1,2,3\n3,4\n")
+    con = duckdb.connect()
+    schema = infer_schema(b"n,m\n1,2\n", complete=True)
+    converted = csv_to_parquet(con, str(source), str(target), schema)
+    assert (converted.rows, converted.rejected) == (2, 1)
+    write_rejects(con, str(rejects))
+    [reject] = pq.read_table(rejects).to_pylist()
+    assert reject == {
+        "line": 3,
+        "column_name": "n",
+        "error_type": "CAST, TOO MANY COLUMNS",
+        "error_message": 'Error when converting column "n". Could not convert string "oops" to '
+        "'BIGINT'; Expected Number of Columns: 2 Found: 4",
+        "csv_line": "oops,1,2,3",
+    }
+    assert [(f.name, str(f.type)) for f in pq.read_schema(rejects)] == [
+        ("line", "uint64"),
+        *((name, "string") for name, _ in REJECT_SCHEMA[1:]),
+    ]
+    assert converted.samples == [
+        {
+            "line": 3,
+            "column": "n",
+            "error_type": "CAST, TOO MANY COLUMNS",
+            "error": reject["error_message"],
+            "csv_line": "oops,1,2,3",
+        }
+    ]
+
+
+def test_a_file_duckdb_cannot_read_is_an_error_not_worth_retrying(tmp_path: Path) -> None:
+    # Mixed line ends past the sample: the reader refuses the whole file, every time.
+    source, target = tmp_path / "in.csv", tmp_path / "out.parquet"
+    source.write_bytes(b"a,b\n1,x\n2,y\r\n")
+    schema = infer_schema(b"a,b\n1,x\n", complete=True)
+    with pytest.raises(ConversionError, match="fix the file and upload it again") as error:
+        csv_to_parquet(duckdb.connect(), str(source), str(target), schema)
+    assert error.value.retryable is False
+
+
+def test_a_file_that_cannot_be_reached_is_worth_retrying(tmp_path: Path) -> None:
+    schema = infer_schema(b"a\n1\n", complete=True)
+    with pytest.raises(ConversionError) as error:
+        csv_to_parquet(duckdb.connect(), str(tmp_path / "gone.csv"), str(tmp_path / "o"), schema)
+    assert error.value.retryable is True

@@ -1,6 +1,6 @@
 import pytest
 
-from lakehouse.csvschema import NotCsv, infer_schema, value_kind
+from lakehouse.csvschema import Column, NotCsv, infer_schema, value_kind
 
 
 def types(data: bytes, complete: bool = True) -> dict[str, str]:
@@ -16,7 +16,7 @@ def types(data: bytes, complete: bool = True) -> dict[str, str]:
         ("42", "integer"),
         ("-7", "integer"),
         ("007", "text"),  # leading zeros would be lost as a number
-        ("99999999999999999999", "text"),  # beyond BIGINT
+        ("99999999999999999999", "decimal"),  # beyond BIGINT: a DECIMAL keeps it
         ("2.5", "decimal"),
         ("1e3", "decimal"),
         ("2024-02-29", "date"),
@@ -113,3 +113,117 @@ def test_fingerprint_changes_with_names_and_types_only() -> None:
     assert infer_schema(b"a,b\n2,y\n", complete=True).fingerprint == base
     assert infer_schema(b"a,c\n1,x\n", complete=True).fingerprint != base
     assert infer_schema(b"a,b\nx,x\n", complete=True).fingerprint != base
+
+
+# -- hostile and awkward input: refused with what to do, or read exactly as DuckDB will ----
+
+
+def test_a_field_longer_than_the_csv_modules_limit_is_read() -> None:
+    # Python's csv module refuses fields over 128 KiB unless told otherwise.
+    schema = infer_schema(b"id,blob\n1," + b"x" * 200_000 + b"\n", complete=True)
+    assert [(c.name, c.type) for c in schema.columns] == [("id", "BIGINT"), ("blob", "VARCHAR")]
+
+
+def test_names_that_differ_only_in_case_are_made_unique_and_reported() -> None:
+    # DuckDB's identifiers ignore case: `id` and `ID` would be the same column.
+    schema = infer_schema(b"id,ID,Id,name\n1,2,3,x\n", complete=True)
+    assert [c.name for c in schema.columns] == ["id", "ID_2", "Id_3", "name"]
+    assert schema.renamed == {"ID_2": "ID", "Id_3": "Id"}
+
+
+@pytest.mark.parametrize(
+    "data", [b"\nid,name\n1,a\n", b"\r\nid,name\r\n1,a\r\n", b" \nid\n1\n", b",,\n1,2,3\n"]
+)
+def test_a_first_line_without_column_names_is_refused(data: bytes) -> None:
+    with pytest.raises(NotCsv, match="line 1 has no column names.*put the header line first"):
+        infer_schema(data, complete=True)
+
+
+def test_a_line_break_inside_a_column_name_is_refused() -> None:
+    # DuckDB skips the header as one physical line: the rest of it would become a row.
+    with pytest.raises(NotCsv, match="holds a line break: put every column name"):
+        infer_schema(b'"first\nname",id\nAnn,1\n', complete=True)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"a,b\n1,x\r\n2,y\n", "line 2 ends with CRLF, the header with LF"),
+        (b"a,b\r\n1,x\n", "line 2 ends with LF, the header with CRLF"),
+        (b"a,b\n1,x\ry\n", "line 2 ends with CR, the header with LF"),
+    ],
+    ids=["crlf-in-lf", "lf-in-crlf", "bare-cr-unquoted"],
+)
+def test_mixed_line_ends_are_refused(data: bytes, message: str) -> None:
+    # DuckDB's reader (strict mode) fails the whole file on them.
+    with pytest.raises(NotCsv, match=f"{message}: use one kind of line end"):
+        infer_schema(data, complete=True)
+
+
+def test_line_breaks_inside_quoted_values_and_cr_line_ends_are_fine() -> None:
+    data = b'id,note\r1,"a\r\nb"\r2,"c\nd"\r3,"e\rf"\r'
+    assert types(data) == {"id": "BIGINT", "note": "VARCHAR"}
+
+
+def test_a_header_line_longer_than_the_sample_is_refused() -> None:
+    with pytest.raises(NotCsv, match="no line end in the first 1000 bytes"):
+        infer_schema(b"a" * 1000, complete=False)
+
+
+def test_a_cut_sample_leaves_out_a_row_cut_inside_quotes() -> None:
+    # The sample ends inside the quoted value of row 3: its partial value is not counted.
+    data = b'id,note\n1,"x"\n"2\n'
+    assert types(data, complete=False) == {"id": "BIGINT", "note": "VARCHAR"}
+
+
+@pytest.mark.parametrize("digits", ["١٢٣", "１２", "𝟙", "٣.٥"])
+def test_only_ascii_digits_make_numbers(digits: str) -> None:
+    # Python's int() and float() read these; DuckDB does not, so every row would be rejected.
+    assert value_kind(digits) == "text"
+    assert types(f"n\n{digits}\n".encode()) == {"n": "VARCHAR"}
+
+
+@pytest.mark.parametrize(
+    ("values", "type_", "reason"),
+    [
+        (["1", "-2"], "BIGINT", "bigint: every sampled value fits, e.g. '1'"),
+        (["2.5", "3"], "DOUBLE", "double: every sampled value fits exactly, e.g. '2.5'"),
+        (["0.1", "1e3"], "DOUBLE", "double: every sampled value fits exactly, e.g. '0.1'"),
+        (
+            ["1.5", "9007199254740993"],
+            "DECIMAL(38,1)",
+            "decimal: value '9007199254740993' on line 3 has more digits than a DOUBLE keeps;"
+            " every sampled value fits DECIMAL(38,1)",
+        ),
+        (["99999999999999999999", "-1"], "DECIMAL(38,0)", "decimal: value '99999999999999999999'"),
+        (["0.12345678901234567", "1"], "DECIMAL(38,17)", "decimal: value '0.12345678901234567'"),
+        (["1" * 39], "VARCHAR", "neither a DOUBLE nor a DECIMAL(38) holds exactly"),
+        (["1e400"], "VARCHAR", "string: value '1e400' on line 2 is a number that neither"),
+        (["1e-400"], "VARCHAR", "string: value '1e-400' on line 2 is a number that neither"),
+        (["1e3", "12345678901234567"], "VARCHAR", "value '12345678901234567' on line 3"),
+    ],
+)
+def test_numbers_get_a_type_that_keeps_every_digit(
+    values: list[str], type_: str, reason: str
+) -> None:
+    [column] = infer_schema(("n\n" + "\n".join(values) + "\n").encode(), complete=True).columns
+    assert column.type == type_
+    assert reason in column.reason
+
+
+@pytest.mark.parametrize(
+    ("contract_type", "values", "type_"),
+    [
+        ("DOUBLE", ["1", "2"], "DOUBLE"),
+        ("DOUBLE", ["9007199254740993"], "BIGINT"),  # a DOUBLE would round it: a 409
+        ("DECIMAL(38,2)", ["1.5", "7"], "DECIMAL(38,2)"),
+        ("DECIMAL(38,2)", ["1.234"], "DOUBLE"),  # more decimals than the dataset keeps
+        ("DECIMAL(38,2)", ["1e3"], "DOUBLE"),
+    ],
+)
+def test_an_upload_takes_the_datasets_numeric_type_only_when_exact(
+    contract_type: str, values: list[str], type_: str
+) -> None:
+    data = ("n\n" + "\n".join(values) + "\n").encode()
+    [column] = infer_schema(data, complete=True, contract=[Column("n", contract_type, "")]).columns
+    assert column.type == type_
