@@ -32,6 +32,7 @@ WAITING = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
 ]
+IN_PROGRESS = [*WAITING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 class DatasetConfig(dg.Config):
@@ -87,6 +88,14 @@ def waiting_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | N
     runs = instance.get_runs(
         dg.RunsFilter(job_name=INGEST_JOB, tags={PARTITION_TAG: dataset}, statuses=WAITING),
         limit=1,
+    )
+    return runs[0] if runs else None
+
+
+def active_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | None:
+    """Any run of `dataset` that has not finished (it settles the pending hint when done)."""
+    runs = instance.get_runs(
+        dg.RunsFilter(tags={PARTITION_TAG: dataset}, statuses=IN_PROGRESS), limit=1
     )
     return runs[0] if runs else None
 

@@ -3,7 +3,7 @@
 The API pushes a run for each upload, so the sensor matters when that push could not
 happen (webserver down, the API died right after committing). Each tick it lists the
 `pending/` hints (one short listing, whatever the bucket holds) and asks for a run of each
-hinted dataset that has none waiting. A run that finds nothing left to apply clears the
+hinted dataset that has none in progress. A run that finds nothing left to apply clears the
 hint. Every few minutes it also sweeps all datasets' logs, for an ingest whose hint was
 never written. No clock but the daemon's own decides anything.
 """
@@ -16,7 +16,7 @@ import dagster as dg
 
 from lakehouse.catalog import latest_manifests
 from lakehouse.ingests import datasets_marked_pending, datasets_with_log, has_pending
-from lakehouse.runs import DATASETS_PARTITIONS, apply_request, waiting_run
+from lakehouse.runs import DATASETS_PARTITIONS, active_run, apply_request
 from lakehouse.storage import StoreUnavailable
 from lakehouse_assets.jobs import ingest_job
 from lakehouse_assets.partitions import dataset_partitions_def
@@ -29,7 +29,7 @@ SWEEP_SECONDS = 300
     job=ingest_job,
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts a run for each dataset with pending ingests and no run waiting.",
+    description="Starts a run for each dataset with pending ingests and no run in progress.",
 )
 def ingest_sensor(
     context: dg.SensorEvaluationContext, s3: ObjectStoreResource
@@ -51,7 +51,9 @@ def ingest_sensor(
     except StoreUnavailable as exc:
         return dg.SkipReason(f"object store unavailable, will retry: {exc}")
     cursor = str(time.time()) if sweep else context.cursor
-    due = sorted(name for name in hinted if waiting_run(context.instance, name) is None)
+    # A dataset with a run in progress is left alone: when that run ends it looks at the
+    # log again and keeps the hint if anything is left, and the next tick launches then.
+    due = sorted(name for name in hinted if active_run(context.instance, name) is None)
     if not due:
         return dg.SkipReason("no dataset with pending ingests lacks a run")
     new = [

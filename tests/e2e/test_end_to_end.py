@@ -57,11 +57,11 @@ def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Pat
 
     manifest = wait_for_version(api, "workers_500k", 1)
     assert manifest["row_count"] == 500_000
-    # With the webserver up, the API pushed the run itself, through Dagster's GraphQL
-    # client; the sensor added none (it would have found one waiting, or nothing pending).
+    # With the webserver up, the API pushed a run itself, through Dagster's GraphQL client
+    # (the sensor may add one if it ticks between the commit and the push: a no-op then).
     with dg.DagsterInstance.from_config(str(stack.settings.resolved_dagster_home)) as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={PARTITION_TAG: "workers_500k"}))
-    assert [r.tags[LAUNCHED_BY_TAG] for r in runs] == ["api"]
+    assert "api" in [r.tags[LAUNCHED_BY_TAG] for r in runs]
     assert {c["name"]: c["type"] for c in manifest["columns"]} == {
         "worker_id": "BIGINT", "first_name": "VARCHAR", "last_name": "VARCHAR",
         "email": "VARCHAR", "state": "VARCHAR", "city": "VARCHAR", "role": "VARCHAR",

@@ -9,11 +9,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import dagster as dg
 import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from lakehouse.runs import CODE_LOCATION, PARTITION_TAG, REPOSITORY
+from lakehouse.runs import CODE_LOCATION, PARTITION_TAG, REPOSITORY, active_run
 from lakehouse.stack import Stack
 from tests.e2e.conftest import sql_rows, start_stack, wait_for_ingest
 
@@ -113,13 +114,9 @@ def test_rebuild_and_compaction_launched_by_hand_racing_appends(stack: Stack, jo
 
 
 def _wait_for_runs_of(stack: Stack, name: str, timeout: float = 180) -> None:
-    import dagster as dg
-
     deadline = time.monotonic() + timeout
     with dg.DagsterInstance.from_config(str(stack.settings.resolved_dagster_home)) as instance:
-        while instance.get_runs(
-            dg.RunsFilter(tags={PARTITION_TAG: name}, statuses=[*dg.IN_PROGRESS_RUN_STATUSES])
-        ):
+        while active_run(instance, name) is not None:
             assert time.monotonic() < deadline, f"runs of {name} never finished"
             time.sleep(0.5)
 

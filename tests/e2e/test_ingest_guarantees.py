@@ -97,7 +97,6 @@ def test_twenty_concurrent_uploads_to_five_datasets_each_materialize_once(stack:
 
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(upload, range(20)))
-    assert sum(refused for *_, refused in results) > 0, "expected some 503s with 20 at once"
 
     expected: dict[str, list[int]] = defaultdict(list)
     for name, ingest_id, rows, _ in results:
