@@ -30,11 +30,12 @@ import duckdb
 import httpx
 import pyarrow
 
+from lakehouse.catalog import DATASET_ASSET_KEY, Manifest, latest_manifest, manifest_history
 from lakehouse.convert import csv_to_parquet
 from lakehouse.csvschema import infer_schema
 from lakehouse.duck import attach_s3, connection_config, sql_string
 from lakehouse.settings import Settings
-from lakehouse.stack import PeakMemory, Stack, free_port
+from lakehouse.stack import PeakMemory, Stack, free_port, write_instance_yaml
 from lakehouse.storage import ObjectStore
 from lakehouse.workers import write_workers_csv
 
@@ -51,10 +52,11 @@ class Size:
     memory_upload_bytes: int
     throughput_seconds: float
     small_files: int  # 100-row files sent by 8 clients
+    versions: int  # versions of one dataset when its manifest is read
 
 
-FULL = Size(500_000, 5, 20, (100_000, 1_000_000, 10_000_000), 1024 * MIB, 5.0, 200)
-SMALL = Size(5_000, 1, 2, (1_000, 5_000), 8 * MIB, 0.5, 16)
+FULL = Size(500_000, 5, 20, (100_000, 1_000_000, 10_000_000), 1024 * MIB, 5.0, 200, 10_000)
+SMALL = Size(5_000, 1, 2, (1_000, 5_000), 8 * MIB, 0.5, 16, 200)
 
 
 @dataclass
@@ -312,7 +314,7 @@ class Bench:
         they are acknowledged, and until every row is queryable exactly once."""
         count = self.size.small_files
         names = [f"small_{datasets}_{i}" for i in range(datasets)]
-        header = self.workers.read_bytes().split(b"\n", 1)[0]
+        header = self.workers.read_bytes().split(b"\n", 1)[0].rstrip(b"\r")
 
         def send(i: int) -> float:
             rows = b"".join(
@@ -367,11 +369,45 @@ class Bench:
             )
         )
 
+    def manifest_reads(self) -> None:
+        """Reading the latest manifest and a page of versions with 10 versions vs many: the
+        catalog read must not grow with the history."""
+        with tempfile.TemporaryDirectory(prefix="lakehouse-bench-home-") as home:
+            write_instance_yaml(Path(home))
+            with dagster.DagsterInstance.from_config(home) as instance:
+                first = Manifest.empty("history", "s3://bench/datasets/history/")
+                for version in range(1, self.size.versions + 1):
+                    manifest = first.model_copy(update={"version": version})
+                    instance.report_runless_asset_event(
+                        dagster.AssetMaterialization(
+                            DATASET_ASSET_KEY, partition="history", metadata=manifest.to_metadata()
+                        )
+                    )
+                    if version == 10:
+                        few = self._read_times(instance)
+                many = self._read_times(instance)
+        self.report.add(
+            Figure(
+                f"latest manifest + a page of versions, {self.size.versions:,} versions vs 10",
+                f"{many[0] * 1000:.1f} ms + {many[1] * 1000:.1f} ms vs "
+                f"{few[0] * 1000:.1f} ms + {few[1] * 1000:.1f} ms = {sum(many) / sum(few):.2f}x",
+                "-",
+                "flat (<= 1.5x)",
+                sum(many) / sum(few) <= 1.5,
+            )
+        )
+
+    def _read_times(self, instance: dagster.DagsterInstance) -> tuple[float, float]:
+        repeats = 20
+        latest = median_time(lambda: latest_manifest(instance, "history"), repeats)
+        page = median_time(lambda: manifest_history(instance, "history", limit=100), repeats)
+        return latest, page
+
     def append_cost(self) -> None:
         """A 2-row append to the largest scaling dataset vs to an empty dataset: the cost
         of a version must not grow with the dataset's size."""
         large = f"scale_{self.size.scaling[-1]}"
-        header = self.workers.read_bytes().split(b"\n", 1)[0]
+        header = self.workers.read_bytes().split(b"\n", 1)[0].rstrip(b"\r")
         empty = self.workdir / "header.csv"
         empty.write_bytes(header + b"\n")
         self.upload("append_empty", empty, wait=True)
@@ -564,6 +600,7 @@ def main() -> None:
             bench.upload_memory()
             bench.scaling()
             bench.append_cost()
+            bench.manifest_reads()
             bench.small_files(datasets=1)
             bench.small_files(datasets=8)
         finally:

@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -63,9 +64,27 @@ def dagster_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(s3_server: Settings, tmp_path: Path, dagster_home_template: Path) -> Settings:
-    """Settings for one test: its own bucket and Dagster home, so tests never see each other."""
-    return isolated_settings(s3_server, tmp_path, dagster_home_template)
+def settings(
+    s3_server: Settings, tmp_path: Path, dagster_home_template: Path
+) -> Iterator[Settings]:
+    """Settings for one test: its own bucket and Dagster home, so tests never see each other.
+    The bucket goes afterwards: SeaweedFS gives each bucket volumes of its own, and a
+    server that keeps hundreds of buckets runs out of them."""
+    settings = isolated_settings(s3_server, tmp_path, dagster_home_template)
+    yield settings
+    remove_bucket(ObjectStore(s3_server.s3()), settings.s3_bucket)
+
+
+def remove_bucket(store: ObjectStore, bucket: str) -> None:
+    client = store.client
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys: list[Any] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    for upload in uploads:
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    client.delete_bucket(Bucket=bucket)
 
 
 @pytest.fixture

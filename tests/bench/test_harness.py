@@ -20,6 +20,7 @@ FIGURES = [
     "API peak memory during",
     "scaling: upload -> materialized",
     "2-row append to a",
+    "latest manifest + a page of versions, 200 versions vs 10",
     "small files: 16 x 100 rows, 8 clients, 1 dataset(s)",
     "small files: uploads acknowledged, 1 dataset(s)",
     "small files: 16 x 100 rows, 8 clients, 8 dataset(s)",
