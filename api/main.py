@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import APIRouter, FastAPI
 
+from api.deps import close_engines
 from api.routes import catalog, health, ingest, sql
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    close_engines()  # the query processes would exit with us anyway; this is tidier
 
 
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="Lakehouse API",
         description="Drop CSV files, query them as Parquet datasets with SQL.",
         version="0.1.0",
