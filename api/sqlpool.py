@@ -64,6 +64,7 @@ class QueryProcess:
                 env=env,
             )
         self.conn = Connection(ours.detach())
+        self._closing = threading.Lock()
         self.rss = self.started_rss = 0
         # Over the socket, not argv or the environment: the settings hold the S3 keys.
         readable = f"s3://{settings.s3_bucket}/{DATASETS}"
@@ -106,11 +107,16 @@ class QueryProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def kill(self) -> None:
+    def kill(self, close: bool = True) -> None:
+        """Kill the process; and close our end of the socket unless another thread may be
+        reading it (it then sees the end of the stream and closes it itself)."""
         with contextlib.suppress(ProcessLookupError):
             self.popen.kill()
         self.popen.wait()
-        self.conn.close()
+        if close:
+            with self._closing:
+                if not self.conn.closed:
+                    self.conn.close()
 
 
 class QueryPool:
@@ -175,4 +181,4 @@ class QueryPool:
             processes = list(self._all)
             self._all.clear()
         for process in processes:
-            process.kill()
+            process.kill(close=False)  # a query still reading it gets ProcessFailed
