@@ -3,6 +3,7 @@ well-formed 200; memory stays bounded; nothing stored changes."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -104,10 +105,8 @@ def test_six_concurrent_wide_results_stay_bounded(unchanged: Settings) -> None:
         while not done.wait(0.05):
             peak["api"] = max(peak["api"], rss_of_this_process())
             for pid in engine.pool.pids():
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     peak["query"] = max(peak["query"], psutil.Process(pid).memory_info().rss)
-                except psutil.NoSuchProcess:
-                    pass
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -184,7 +183,10 @@ def test_a_statement_longer_than_the_limit_is_422(unchanged: Settings) -> None:
     assert "100000 characters" in json.dumps(response.json()["detail"])
 
 
-NESTED = "SELECT 1 AS id, [1, 2] AS list, INTERVAL 3 MONTH AS span, {'a': 'x'} AS rec, '\\xAA'::BLOB AS raw"
+NESTED = (
+    "SELECT 1 AS id, [1, 2] AS list, INTERVAL 3 MONTH AS span, {'a': 'x'} AS rec, "
+    "'\\xAA'::BLOB AS raw"
+)
 
 
 def test_csv_writes_nested_values_as_json_and_intervals_as_text(unchanged: Settings) -> None:
@@ -231,7 +233,10 @@ def test_a_streamed_answer_stops_at_the_byte_cap_with_a_notice(
 def test_a_query_failing_after_its_first_rows_ends_the_stream_with_a_notice(
     unchanged: Settings, fmt: str
 ) -> None:
-    sql = "SELECT CASE WHEN i > 200000 THEN error('boom at ' || i) ELSE i END AS i FROM range(10000000) t(i)"
+    sql = (
+        "SELECT CASE WHEN i > 200000 THEN error('boom at ' || i) ELSE i END AS i "
+        "FROM range(10000000) t(i)"
+    )
     response = client_for(unchanged).post(
         "/v1/sql", params={"format": fmt}, json={"sql": sql, "max_rows": 10**6}
     )
