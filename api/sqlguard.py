@@ -84,6 +84,11 @@ def inspect(
         if not isinstance(value, dict):
             continue
         kind_of = value.get("type")
+        if kind_of == "SHOW_REF":  # DESCRIBE, SHOW, SUMMARIZE parse as SELECT over this
+            raise Refused(
+                "DESCRIBE, SHOW and SUMMARIZE are not allowed: GET /v1/catalog/<name> "
+                "describes a dataset"
+            )
         if kind_of == "BASE_TABLE":
             tables.add(_table(value))
         elif kind_of == "TABLE_FUNCTION":
