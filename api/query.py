@@ -19,6 +19,7 @@ address-space limit, its answer capped in rows and bytes.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -43,6 +44,8 @@ from lakehouse_assets.catalog import (
 )
 
 __all__ = ["QueryBusy", "QueryEngine", "QueryError", "QueryRefused", "QueryTimeout"]
+
+log = logging.getLogger(__name__)
 
 REJECT_COLUMNS: list[tuple[str, str]] = [
     ("line", "UBIGINT"),
@@ -123,7 +126,13 @@ class Running:
                     self._finish(healthy=True)
         except ProcessFailed:
             # The answer cannot be finished well-formed; the process is already gone.
+            log.error("query process failed mid-answer; the answer ends incomplete")
             self._finish(healthy=False)
+        except QueryError as exc:
+            # The process could not write the notice itself (its writer failed): end here
+            # rather than abort the connection.
+            log.error("query failed mid-answer without a notice: %s", exc)
+            self._finish(healthy=True)
         finally:
             self.close()
 
@@ -143,6 +152,7 @@ class Catalog:
 
     storage_ids: Mapping[str, int] = field(default_factory=dict)
     manifests: Mapping[str, Manifest] = field(default_factory=dict)
+    views: Mapping[str, str] = field(default_factory=dict)  # view name -> CREATE VIEW
     marker: object = None
 
 
@@ -219,7 +229,10 @@ class QueryEngine:
             }
             for manifest in manifests_by_storage_id(self.instance, changed).values():
                 manifests[manifest.name] = manifest
-            self._catalog = Catalog(dict(current), manifests, marker)
+            views: dict[str, str] = {}
+            for manifest in manifests.values():
+                views |= view_statements(manifest, self.bucket_url)
+            self._catalog = Catalog(dict(current), manifests, views, marker)
             return self._catalog
 
     def execute(
@@ -228,7 +241,7 @@ class QueryEngine:
         """Run `sql` and collect up to `max_rows` rows (and `sql_max_result_bytes`) as JSON."""
         started = time.perf_counter()
         job, datasets = self._job(sql, as_of, "json", max_rows, max_bytes)
-        process = self.pool.acquire()
+        process = self._acquire()
         try:
             columns = self._begin(process, job)
             parts: list[bytes] = []
@@ -255,7 +268,7 @@ class QueryEngine:
         """Check `sql`, run it in a query process and wait for the first chunk of its
         answer in `fmt`: whatever fails before that is an exception here."""
         job, datasets = self._job(sql, as_of, fmt, max_rows, self.settings.sql_max_export_bytes)
-        process = self.pool.acquire()
+        process = self._acquire()
         try:
             columns = self._begin(process, job)
             message = self._receive(process, job)
@@ -282,10 +295,14 @@ class QueryEngine:
         """Check `sql` against the catalog as it is now: the job for a query process, and
         the version of each dataset it reads."""
         catalog = self.refresh()
-        manifests = dict(catalog.manifests) | self._pinned(as_of)
-        definitions: dict[str, str] = {}
-        for manifest in manifests.values():
-            definitions |= view_statements(manifest, self.bucket_url)
+        pinned = self._pinned(as_of)
+        manifests: Mapping[str, Manifest] = catalog.manifests
+        definitions: Mapping[str, str] = catalog.views
+        if pinned:
+            manifests = dict(manifests) | pinned
+            definitions = dict(definitions)
+            for manifest in pinned.values():
+                definitions |= view_statements(manifest, self.bucket_url)
         try:
             with self._parser_lock:
                 parser = self._parser.cursor()
@@ -305,6 +322,12 @@ class QueryEngine:
         )
         datasets = {name: manifests[name].version for name in sorted(views) if name in manifests}
         return job, datasets
+
+    def _acquire(self) -> QueryProcess:
+        try:
+            return self.pool.acquire()
+        except (OSError, ProcessFailed) as exc:
+            raise QueryBusy(f"no query process could be started ({exc}): retry shortly") from exc
 
     def _begin(self, process: QueryProcess, job: Job) -> list[dict[str, str]]:
         process.send(job)

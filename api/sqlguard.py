@@ -124,9 +124,10 @@ def _check_tables(
         if name.lower() in system:
             raise Refused(f"{name!r} is the name of a system view: give the CTE another name")
     known = {name.lower(): name for name in views}
+    local = {name.lower() for name in ctes}  # identifiers are case-insensitive
     read: set[str] = set()
     for name in sorted(tables):
-        if name in ctes:
+        if name.lower() in local:
             continue
         if name.lower() in known:
             read.add(known[name.lower()])

@@ -313,13 +313,18 @@ class QueryProcess:
 
 
 def _lines_in_chunks(lines: Iterator[bytes], budget: Budget) -> Iterator[bytes]:
-    """Lines gathered into chunks of about PIECE_BYTES; cut at the byte cap."""
+    """Lines gathered into chunks of at most FETCH_ROWS lines or about PIECE_BYTES (the
+    first rows go out early, as a batch would); cut at the byte cap."""
     parts: list[bytes] = []
     size = 0
     for line in lines:
         parts.append(line)
         size += len(line)
-        if size >= PIECE_BYTES or budget.bytes + size >= budget.max_bytes:
+        if (
+            size >= PIECE_BYTES
+            or len(parts) >= FETCH_ROWS
+            or budget.bytes + size >= budget.max_bytes
+        ):
             yield b"".join(parts)
             parts, size = [], 0
     yield b"".join(parts)

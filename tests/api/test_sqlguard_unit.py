@@ -82,6 +82,7 @@ def test_no_function_is_both_allowed_and_denied() -> None:
         "SELECT '{\"a\": 1}'::JSON ->> 'a', json_extract('{}', '$.a')",
         "SELECT name FROM people ORDER BY name COLLATE nocase",
         "SELECT main.sum(id), pg_catalog.sum(id) FROM main.people",
+        "WITH Recent AS (SELECT * FROM PEOPLE) SELECT SUM(id) FROM recent",
     ],
 )
 def test_ordinary_queries_pass(con: duckdb.DuckDBPyConnection, sql: str) -> None:
