@@ -6,13 +6,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import close_engines
+from api.deps import close_engines, get_engine
 from api.routes import catalog, health, ingest, sql
+from lakehouse.settings import get_settings
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Start the query processes now (about a second) rather than in the first query.
+    settings = app.dependency_overrides.get(get_settings, get_settings)()
+    if settings.resolved_dagster_home.is_dir():
+        await run_in_threadpool(get_engine, settings)
     yield
     close_engines()  # the query processes would exit with us anyway; this is tidier
 

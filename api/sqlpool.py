@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class QueryProcess:
             )
         self.conn = Connection(ours.detach())
         self._closing = threading.Lock()
+        self._inbox: deque[tuple[Any, ...]] = deque()
         self.rss = self.started_rss = 0
         # Over the socket, not argv or the environment: the settings hold the S3 keys.
         readable = f"s3://{settings.s3_bucket}/{DATASETS}"
@@ -90,10 +92,13 @@ class QueryProcess:
     def receive(self, timeout: float) -> tuple[Any, ...]:
         """The next message; ProcessFailed (after killing it) if none comes in time."""
         try:
-            if not self.conn.poll(timeout):
-                self.kill()
-                raise ProcessFailed(f"query process {self.pid} did not answer in {timeout:g} s")
-            message: tuple[Any, ...] = self.conn.recv()
+            if not self._inbox:
+                if not self.conn.poll(timeout):
+                    self.kill()
+                    raise ProcessFailed(f"query process {self.pid} did not answer in {timeout:g} s")
+                envelope = self.conn.recv()
+                self._inbox.extend(envelope[1] if envelope[0] == "batch" else [envelope])
+            message: tuple[Any, ...] = self._inbox.popleft()
         except (EOFError, OSError) as exc:
             self.kill()
             raise ProcessFailed(f"query process {self.pid} stopped: {exc!r}") from exc

@@ -16,7 +16,8 @@ Started as `python -m api.sqlworker <fd>`, it talks over the socket `fd` with
     here -> API:  ("ready", info)
                   per job: ("columns", [{"name", "type"}]), ("chunk", bytes)...,
                   ("end", info), or ("error", kind, message, info) at any point before
-                  the first chunk of a streamed answer (kind: query, timeout, memory)
+                  the first chunk of a streamed answer (kind: query, timeout, memory);
+                  sent in ("batch", [message, ...]) envelopes
 
 It imports neither Dagster nor FastAPI, to stay small: the API sends each query the
 views it reads, and this process keeps them until their definition changes.
@@ -31,6 +32,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 65_536
 FETCH_ROWS = 2048
+# Where a result is read from: the connection that executed it, or a converting relation.
+Source = duckdb.DuckDBPyConnection | duckdb.DuckDBPyRelation
 
 
 class Job(TypedDict):
@@ -116,24 +120,46 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
 class Watchdog:
     """Interrupts the query when it runs too long: until the first chunk of the answer is
-    out as a whole, then per batch fetched (a slow reader is not the query's fault)."""
+    out as a whole, then per batch fetched (a slow reader is not the query's fault).
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, seconds: float) -> None:
+    One thread for the process's life: starting a timer thread per query cost more than
+    a small query itself. An interrupt that lands just after a query ended is harmless:
+    DuckDB forgets it when the next query starts."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
-        self.seconds = seconds
+        self.seconds = 0.0
         self.streaming = False
-        self._timer: threading.Timer | None = None
+        self._deadline: float | None = None
+        self._cond = threading.Condition()
+        threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._deadline = None
+                self.con.interrupt()
+
+    def start(self, seconds: float) -> None:
+        """A new query: the whole-answer limit until `first_chunk_out`."""
+        self.seconds, self.streaming = seconds, False
+        self.arm()
 
     def arm(self) -> None:
-        self.disarm()
-        self._timer = threading.Timer(self.seconds, self.con.interrupt)
-        self._timer.daemon = True
-        self._timer.start()
+        with self._cond:
+            self._deadline = time.monotonic() + self.seconds
+            self._cond.notify()
 
     def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        with self._cond:
+            self._deadline = None
 
     def first_chunk_out(self) -> None:
         self.disarm()
@@ -155,6 +181,16 @@ class QueryProcess:
         self.conn = conn
         self.con = con
         self.views: dict[str, str] = {}
+        self.watchdog = Watchdog(con)
+        self.outbox: list[tuple[Any, ...]] = []
+
+    def post(self, message: tuple[Any, ...], flush: bool = False) -> None:
+        """Queue a message; with `flush`, send what is queued as one ("batch", [...]): a
+        small JSON answer crosses to the API in one message instead of three."""
+        self.outbox.append(message)
+        if flush:
+            batch, self.outbox = self.outbox, []
+            self.conn.send(("batch", batch))
 
     def serve(self) -> None:
         self.conn.send(("ready", {"rss": resident_bytes()}))
@@ -166,15 +202,17 @@ class QueryProcess:
             self.run(job)
 
     def run(self, job: Job) -> None:
-        watchdog = Watchdog(self.con, job["timeout"])
-        watchdog.arm()
+        watchdog = self.watchdog
+        watchdog.start(job["timeout"])
         try:
             self._run(job, watchdog)
         except (duckdb.Error, MemoryError, OSError, pa.ArrowException) as exc:
             kind, message = classify(exc)
-            self.conn.send(("error", kind, message, {"rss": resident_bytes()}))
+            self.outbox.clear()
+            self.post(("error", kind, message, self._info()), flush=True)
         finally:
             watchdog.disarm()
+            self.outbox.clear()
 
     def _sync_views(self, views: dict[str, str]) -> None:
         for name, statement in views.items():
@@ -185,17 +223,21 @@ class QueryProcess:
 
     def _run(self, job: Job, watchdog: Watchdog) -> None:
         self._sync_views(job["views"])
-        relation = self.con.sql(job["sql"])
-        if relation is None:  # the guard lets only SELECT through; this is a backstop
-            self.conn.send(("error", "query", "not a query", {"rss": resident_bytes()}))
+        # Executed on the connection, which binds it once (a relation binds again to run).
+        self.con.execute(job["sql"])
+        description = self.con.description
+        if not description:  # the guard lets only SELECT through; this is a backstop
+            self.post(("error", "query", "not a query", self._info()), flush=True)
             return
-        names, types = relation.columns, relation.types
+        names = [d[0] for d in description]
+        types = [d[1] for d in description]
         columns = [{"name": n, "type": str(t)} for n, t in zip(names, types, strict=True)]
-        self.conn.send(("columns", columns))
+        self.post(("columns", columns))
         fmt = job["format"]
+        relation: Source = self.con
         expressions = encodable(names, types, fmt)
-        if expressions:
-            relation = relation.project(", ".join(expressions))
+        if expressions:  # rare: run it again, converted (a relation keeps the SQL intact)
+            relation = self.con.sql(job["sql"]).project(", ".join(expressions))
         budget = Budget(job["max_rows"], job["max_bytes"])
         if fmt == "json":
             self._json(relation, names, budget, watchdog)
@@ -216,18 +258,18 @@ class QueryProcess:
             if first:
                 if budget.error and budget.rows == 0:
                     # Failed before any row: the API can still answer with an error status.
-                    self.conn.send(("error", budget.error, budget.message, self._info()))
+                    self.post(("error", budget.error, budget.message, self._info()), flush=True)
                     return
                 watchdog.first_chunk_out()
                 first = False
             budget.bytes += len(chunk)
             if chunk:
-                self.conn.send(("chunk", chunk))
-        self.conn.send(("end", self._info(budget)))
+                self.post(("chunk", chunk), flush=True)
+        self.post(("end", self._info(budget)), flush=True)
 
     def _json(
         self,
-        relation: duckdb.DuckDBPyRelation,
+        relation: Source,
         names: list[str],
         budget: Budget,
         watchdog: Watchdog,
@@ -245,17 +287,18 @@ class QueryProcess:
             parts.append(row)
             size += len(row)
             if size >= PIECE_BYTES:
-                self.conn.send(("chunk", b",".join(parts)))
+                self.post(("chunk", b",".join(parts)))
                 parts, size = [], 0
         if budget.error:
-            self.conn.send(("error", budget.error, budget.message, self._info()))
+            self.outbox.clear()  # the rows so far are of no use
+            self.post(("error", budget.error, budget.message, self._info()), flush=True)
             return
         if parts:
-            self.conn.send(("chunk", b",".join(parts)))
-        self.conn.send(("end", self._info(budget)))
+            self.post(("chunk", b",".join(parts)))
+        self.post(("end", self._info(budget)), flush=True)
 
     def _rows(
-        self, relation: duckdb.DuckDBPyRelation, budget: Budget, watchdog: Watchdog
+        self, relation: Source, budget: Budget, watchdog: Watchdog
     ) -> Iterator[tuple[Any, ...]]:
         """The rows, up to max_rows (truncated when there is one more); a failure is
         recorded in the budget and ends the rows."""

@@ -87,7 +87,8 @@ class Report:
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
         verdict = {True: "met", False: "NOT met", None: "-"}[figure.met]
-        print(f"{figure.name}: {figure.measured} (anchor {figure.anchor}) -> {verdict}")
+        note = f" [{figure.note}]" if figure.note else ""
+        print(f"{figure.name}: {figure.measured} (anchor {figure.anchor}) -> {verdict}{note}")
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
