@@ -112,6 +112,10 @@ class Bench:
                 webserver_port=free_port(),
                 max_upload_bytes=4 * 1024 * MIB,
                 ingest_wait_seconds=900,
+                # The CI variant keeps the hostile load's worst case small.
+                sql_process_memory_mb=768
+                if size is SMALL
+                else Settings.model_fields["sql_process_memory_mb"].default,
             ),
             # As `make up` runs it: with the webserver, the API pushes each ingest's run.
             with_webserver=True,
