@@ -36,6 +36,11 @@ SPECIAL_FORMS = frozenset({"unnest", "unlist", "grouping", "grouping_id"})
 # Schemas a function name may be qualified with: DuckDB's own functions live in both.
 _FUNCTION_SCHEMAS = frozenset({"", "main", "pg_catalog"})
 MAX_SQL_CHARS = 100_000
+# Values a query builds from literal sizes are checked here, so that the plain cases
+# (`repeat('x', 3000000000)`, `range(300000000)`) are refused at once and never take a
+# query slot; sizes computed at run time are bounded by the query process's memory cap.
+MAX_LITERAL_VALUE_BYTES = 64 * 1024 * 1024
+MAX_LITERAL_LIST_ELEMENTS = 8 * 1024 * 1024
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|[^\s{}\[\],:"]+')
 
@@ -156,6 +161,7 @@ def _check_function(node: dict[str, Any]) -> None:
     if node.get("catalog") or schema not in _FUNCTION_SCHEMAS:
         raise Refused(f"function {schema}.{name}() is not allowed: call functions by name")
     if name in _ALLOWED or name in SPECIAL_FORMS:
+        _check_literal_sizes(name, node.get("children") or [])
         return
     if name in _DENIED:
         raise Refused(f"function {name}() is not allowed: it reaches beyond the query's values")
@@ -163,6 +169,47 @@ def _check_function(node: dict[str, Any]) -> None:
         f"function {name}() is not allowed: it is not on the list of functions /v1/sql "
         "may call (api/sql_allowlist.py)"
     )
+
+
+def _literal(node: Any) -> Any:
+    """The value of a constant argument (a number or a string), else None."""
+    if isinstance(node, dict) and node.get("class") == "CONSTANT":
+        value = node.get("value") or {}
+        if not value.get("is_null"):
+            return value.get("value")
+    return None
+
+
+def _check_literal_sizes(name: str, args: list[Any]) -> None:
+    values = [_literal(arg) for arg in args]
+    numbers = [
+        v if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values
+    ]
+    size = 0
+    if name == "repeat" and len(args) == 2 and numbers[1] is not None:
+        unit = len(values[0]) if isinstance(values[0], str) else 1
+        size = int(numbers[1]) * max(unit, 1)
+    elif name in ("lpad", "rpad") and len(args) >= 2 and numbers[1] is not None:
+        size = int(numbers[1])
+    if size > MAX_LITERAL_VALUE_BYTES:
+        raise Refused(
+            f"{name}() would build a value of {size:,} bytes; one value may hold at most "
+            f"{MAX_LITERAL_VALUE_BYTES:,}: build smaller values"
+        )
+    elements = 0
+    known = [n for n in numbers if n is not None]
+    if name in ("range", "generate_series") and args and len(known) == len(args) <= 3:
+        start, stop, step = ([0.0, *known, 1.0] if len(known) == 1 else [*known, 1.0])[:3]
+        elements = int((stop - start) / step) if step else 0
+    elif name in ("list_resize", "array_resize") and len(args) >= 2 and numbers[1] is not None:
+        elements = int(numbers[1])
+    if elements > MAX_LITERAL_LIST_ELEMENTS:
+        streams = name in ("range", "generate_series")
+        raise Refused(
+            f"{name}() would build a list of {elements:,} elements; one list may hold at most "
+            f"{MAX_LITERAL_LIST_ELEMENTS:,}: build smaller lists"
+            + (f", or read rows from the table function (FROM {name}(...))" if streams else "")
+        )
 
 
 def loads(text: str) -> Any:

@@ -77,6 +77,8 @@ def test_no_function_is_both_allowed_and_denied() -> None:
         "SELECT strftime(now(), '%Y'), date_diff('day', DATE '2020-01-01', today())",
         "SELECT string_agg(name, ','), list(name), quantile_cont(id, 0.5) FROM people",
         "SELECT repeat('x', 3), lpad('a', 3, ' '), format('{}', 1), md5('a')",
+        "SELECT range(10), generate_series(1, 1000000), range(-5), repeat('x', id) FROM people",
+        "SELECT count(*) FROM range(300000000)",  # rows stream: bounded by time, not here
         "SELECT regexp_matches(name, 'A.*'), name ILIKE 'a%', name SIMILAR TO 'A.*' FROM people",
         "SELECT * EXCLUDE (id) FROM people USING SAMPLE 50%",
         "SELECT '{\"a\": 1}'::JSON ->> 'a', json_extract('{}', '$.a')",
@@ -123,6 +125,12 @@ def test_the_views_read_are_named(con: duckdb.DuckDBPyConnection) -> None:
         ("SHOW TABLES", "not allowed"),
         ("SHOW ALL TABLES", "not allowed"),
         ("SELECT (SELECT count(*) FROM pg_settings) FROM people", "system view"),
+        ("SELECT repeat('x', 3000000000)", "repeat() would build a value of 3,000,000,000"),
+        ("SELECT repeat('abcd', 20000000)", "a value of 80,000,000 bytes"),
+        ("SELECT rpad(name, 100000000, 'x') FROM people", "rpad() would build a value"),
+        ("SELECT list_sum(range(300000000))", "range() would build a list of 300,000,000"),
+        ("SELECT generate_series(0, 1e9, 2)", "a list of 500,000,000 elements"),
+        ("SELECT list_resize([1], 100000000)", "list_resize() would build a list"),
         ("SELECT [x FOR x IN (SELECT list(name) FROM pg_settings)]", "system view"),
     ],
 )

@@ -31,6 +31,8 @@ LIMITS = {
 HOSTILE: list[tuple[str, str]] = [
     ("json", "SELECT length(repeat('x', 3000000000))"),
     ("json", "SELECT list_sum(range(300000000))"),
+    ("json", "SELECT length(repeat('x', 3000000000 + i)) FROM range(1) t(i)"),
+    ("json", "SELECT list_sum(range(300000000 + i)) FROM range(1) t(i)"),
     ("json", "SELECT repeat('x', 10000000) FROM range(100)"),
     ("csv", "SELECT repeat('x', 10000000) FROM range(100)"),
     ("json", "SELECT length(string_agg(repeat('x', 1000), '')) FROM range(3000000)"),
