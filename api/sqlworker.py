@@ -286,11 +286,11 @@ class QueryProcess:
             budget.bytes += len(row) + 1
             parts.append(row)
             size += len(row)
-            if size >= PIECE_BYTES:
-                self.post(("chunk", b",".join(parts)))
+            if size >= PIECE_BYTES:  # no message larger than a piece
+                self.post(("chunk", b",".join(parts)), flush=True)
                 parts, size = [], 0
         if budget.error:
-            self.outbox.clear()  # the rows so far are of no use
+            self.outbox.clear()  # the API drops the rows it has
             self.post(("error", budget.error, budget.message, self._info()), flush=True)
             return
         if parts:
