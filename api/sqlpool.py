@@ -1,14 +1,15 @@
 """The API's side of the query processes (`api.sqlworker`): start, lend, recycle, kill.
 
 Each API process keeps `sql_max_concurrent` query processes, started with its query
-engine (at the first query) and kept warm; a query borrows one for as long as its answer
+engine (when the app starts) and kept warm; a query borrows one for as long as its answer
 streams. That is the admission control of /v1/sql: a query that finds none free within
 `sql_queue_seconds` is refused with 503 (`QueryBusy`). A process is replaced when it
 dies, when it stops answering (killed), or when a query left it much larger than it
 started (an allocator keeps what it once held).
 
 Memory, per API process: its own size, plus for each query process its size after
-start-up (~100-150 MiB) and at most `sql_process_memory_mb` more.
+start-up (~160 MiB resident, much of it shared libraries) and at most
+`sql_process_memory_mb` more (README, "The bound").
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ class Watchdog:
                 self.disarm()
 
 
-class QueryProcess:
+class QueryServer:
     def __init__(self, conn: Connection, con: duckdb.DuckDBPyConnection) -> None:
         self.conn = conn
         self.con = con
@@ -388,7 +388,7 @@ def main() -> None:
     con = open_database(settings, start["readable"])
     limit_address_space(settings.sql_process_memory_mb)
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        QueryProcess(conn, con).serve()  # ends when the API process goes away
+        QueryServer(conn, con).serve()  # ends when the API process goes away
 
 
 if __name__ == "__main__":
