@@ -352,3 +352,27 @@ def _notice_and_rows(fmt: str, body: bytes) -> tuple[dict, int]:
     parquet = pq.ParquetFile(io.BytesIO(body))
     metadata = parquet.metadata.metadata
     return json.loads(metadata[b"lakehouse"]), parquet.metadata.num_rows
+
+
+@pytest.mark.parametrize(
+    ("sql", "status"),
+    [
+        ("SELECT $1", 400),
+        ("SELECT ?", 400),
+        ("SELECT 1 AS n -- a comment", 200),
+        ("/* a comment */ SELECT 1 AS n;", 200),
+        ("SELECT chr(0) AS n", 200),
+        ("SELECT 1e309 AS n", 200),
+        ("SELECT CAST('x' AS INTEGER)", 400),
+        ("SELECT * FROM people WHERE name = 'Ann' ORDER BY nope", 400),
+        ("SELECT error('stop here')", 400),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["json", "csv", "arrow"])
+def test_odd_statements_are_answered_or_400(
+    unchanged: Settings, sql: str, status: int, fmt: str
+) -> None:
+    response = client_for(unchanged).post("/v1/sql", params={"format": fmt}, json={"sql": sql})
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["detail"]
