@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import resource
+import shutil
 import signal
 import sys
 import threading
@@ -79,6 +80,12 @@ def open_database(settings: Settings, readable: str) -> duckdb.DuckDBPyConnectio
     config = connection_config(settings.duckdb_memory_limit, settings.duckdb_threads)
     # No Python variable of this process is ever a table.
     config["python_enable_replacements"] = False
+    # Spill files of its own (DuckDB names them alike in every process), bounded in size.
+    spill = (settings.state_dir / "query-spill" / str(os.getpid())).absolute()
+    shutil.rmtree(spill, ignore_errors=True)  # left by a killed process of the same pid
+    spill.mkdir(parents=True)
+    config["temp_directory"] = str(spill)
+    config["max_temp_directory_size"] = f"{settings.sql_max_spill_mb}MiB"
     con = duckdb.connect(":memory:", config=config)
     attach_s3(con, settings.query_s3())
     con.execute(f"SET allowed_directories = [{sql_string(readable)}]")

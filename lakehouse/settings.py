@@ -143,6 +143,11 @@ class Settings(BaseSettings):
         "past it fails with 'out of memory' (400) and nothing else is touched. Keep it above "
         "duckdb_memory_limit.",
     )
+    sql_max_spill_mb: int = Field(
+        4096,
+        ge=0,
+        description="Disk a query process's DuckDB may spill to (under <state_dir>/query-spill).",
+    )
     sql_max_result_bytes: int = Field(
         32 * 1024 * 1024,
         ge=1024,
