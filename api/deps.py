@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -25,10 +26,28 @@ def _instance(dagster_home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(dagster_home))
 
 
-@lru_cache
+# One engine (and so one pool of query processes) per process and settings.
+_engines: dict[str, QueryEngine] = {}
+_engines_lock = threading.Lock()
+
+
 def _engine(settings_json: str) -> QueryEngine:
-    settings = Settings.model_validate_json(settings_json)
-    return QueryEngine(settings, _instance(settings.resolved_dagster_home))
+    with _engines_lock:
+        engine = _engines.get(settings_json)
+        if engine is None:
+            settings = Settings.model_validate_json(settings_json)
+            engine = QueryEngine(settings, _instance(settings.resolved_dagster_home))
+            _engines[settings_json] = engine
+        return engine
+
+
+def close_engines() -> None:
+    """Stop every engine's query processes (at shutdown; tests, between tests)."""
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.close()
 
 
 def get_store(settings: Annotated[Settings, Depends(get_settings)]) -> ObjectStore:

@@ -136,7 +136,45 @@ class Settings(BaseSettings):
     sql_max_rows: int = Field(
         1_000_000, ge=1, description="Most rows a request may ask for with max_rows."
     )
-    sql_timeout_seconds: float = Field(30, gt=0, description="Time limit of one query.")
+    sql_timeout_seconds: float = Field(
+        30,
+        gt=0,
+        description="Time limit of one query until its first rows are out (JSON: until the "
+        "whole answer is collected); a streamed export then gets this long per batch.",
+    )
+    sql_max_concurrent: int = Field(
+        2,
+        ge=1,
+        description="Queries running at once per API process, each in its own query "
+        "process; more wait up to sql_queue_seconds, then get 503 with Retry-After.",
+    )
+    sql_queue_seconds: float = Field(
+        2, ge=0, description="How long a query waits for a free query process before a 503."
+    )
+    sql_process_memory_mb: int = Field(
+        1536,
+        ge=256,
+        description="Address space a query process may grow by beyond its start: a query "
+        "past it fails with 'out of memory' (400) and nothing else is touched. Keep it above "
+        "duckdb_memory_limit.",
+    )
+    sql_max_spill_mb: int = Field(
+        4096,
+        ge=0,
+        description="Disk a query process's DuckDB may spill to (under <state_dir>/query-spill).",
+    )
+    sql_max_result_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of rows in a JSON answer (held in memory while it is built); "
+        "past it the rows are cut and `truncated` is true.",
+    )
+    sql_max_export_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of a streamed (csv, ndjson, arrow, parquet) answer; past it "
+        "the stream ends cleanly with an in-band truncation notice.",
+    )
     duckdb_memory_limit: str = Field("1GB", description="DuckDB memory_limit per process.")
     duckdb_threads: int = Field(2, ge=1, description="DuckDB threads per process.")
 

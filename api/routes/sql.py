@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
-from api.formats import MEDIA_TYPES, format_for, stream
-from api.query import QueryError, QueryTimeout, Running
+from api.formats import MEDIA_TYPES, format_for
+from api.query import QueryBusy, QueryError, QueryTimeout
+from api.sqlguard import MAX_SQL_CHARS
 
 router = APIRouter(prefix="/sql", tags=["sql"])
+RETRY_AFTER_SECONDS = 1
 
 
 class SqlRequest(BaseModel):
-    sql: str = Field(min_length=1, description="One SELECT; each dataset is a view.")
+    sql: str = Field(
+        min_length=1, max_length=MAX_SQL_CHARS, description="One SELECT; each dataset is a view."
+    )
     max_rows: int | None = Field(
         None, ge=1, description="Rows to return at most (default and cap set by the server)."
     )
@@ -37,7 +40,10 @@ class SqlAnswer(BaseModel):
     columns: list[SqlColumn]
     rows: list[dict[str, Any]]
     row_count: int
-    truncated: bool = Field(description="True when the result had more rows than returned.")
+    truncated: bool = Field(
+        description="True when the result had more rows than returned (max_rows or "
+        "LAKEHOUSE_SQL_MAX_RESULT_BYTES)."
+    )
     elapsed_ms: float
     datasets: dict[str, int] = Field(description="Each dataset read -> the version read.")
 
@@ -47,7 +53,11 @@ class SqlAnswer(BaseModel):
     response_model=SqlAnswer,
     responses={
         200: {"content": {media: {} for media in MEDIA_TYPES.values()}},
-        400: {"description": "Refused statement, syntax error, unknown dataset or column."},
+        400: {
+            "description": "Refused statement, syntax error, unknown dataset or column, "
+            "or a query that needed more memory than one query may use."
+        },
+        503: {"description": "Every query slot of this API process is busy (Retry-After)."},
         504: {"description": "The query ran past the time limit and was stopped."},
     },
 )
@@ -73,31 +83,24 @@ async def run_sql(
     try:
         if fmt == "json":
             result = await run_in_threadpool(engine.execute, body.sql, max_rows, body.as_of)
-            return SqlAnswer(
-                columns=[SqlColumn(**c) for c in result.columns],
-                rows=result.rows,
-                row_count=len(result.rows),
-                truncated=result.truncated,
-                elapsed_ms=result.elapsed_ms,
-                datasets=result.datasets,
-            )
-        running = await run_in_threadpool(engine.start, body.sql, body.as_of)
+            return Response(result.body(), media_type=MEDIA_TYPES["json"])
+        running = await run_in_threadpool(engine.start, body.sql, body.as_of, fmt, max_rows)
+    except QueryBusy as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=str(exc),
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
     except QueryTimeout as exc:
         raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=str(exc)) from exc
     except QueryError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
     return StreamingResponse(
-        _chunks(running, fmt, max_rows),
+        running.chunks(),
         media_type=MEDIA_TYPES[fmt],
         headers={
             "X-Lakehouse-Datasets": json.dumps(running.datasets),
             "X-Lakehouse-Row-Limit": str(max_rows),
+            "X-Lakehouse-Byte-Limit": str(settings.sql_max_export_bytes),
         },
     )
-
-
-def _chunks(running: Running, fmt: str, max_rows: int) -> Iterator[bytes]:
-    try:
-        yield from stream(fmt, running.batches(), max_rows)
-    finally:
-        running.close()

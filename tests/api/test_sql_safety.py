@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.sqlworker import Job
 from lakehouse.settings import Settings, get_settings
 from lakehouse.storage import ObjectStore
 from tests.conftest import isolated_settings
@@ -93,21 +94,28 @@ def test_refused_statements(people: TestClient, sql: str, why: str) -> None:
     assert not Path("/tmp/stolen.csv").exists()
 
 
-def test_the_engines_duckdb_is_locked_down_behind_the_guard(
+def test_the_query_processes_duckdb_is_locked_down_behind_the_guard(
     people: TestClient, people_settings: Settings
 ) -> None:
     from api.deps import get_engine
 
     settings = people_settings
-    con = get_engine(settings)._con  # the second line of defence, probed directly
-    for sql in (
-        "SET threads = 1",
-        "SELECT * FROM read_csv('/etc/passwd')",
-        f"SELECT * FROM read_csv('s3://{settings.s3_bucket}/landing/x.csv')",
-        "COPY (SELECT 1) TO '/tmp/stolen.csv'",
-    ):
-        with pytest.raises(duckdb.Error, match="Permission|configuration"):
-            con.cursor().execute(sql)
+    pool = get_engine(settings).pool
+    process = pool.acquire()  # the second line of defence, probed directly
+    try:
+        for sql in (
+            "SET threads = 1",
+            "SELECT * FROM read_csv('/etc/passwd')",
+            f"SELECT * FROM read_csv('s3://{settings.s3_bucket}/landing/x.csv')",
+            "COPY (SELECT 1) TO '/tmp/stolen.csv'",
+        ):
+            process.send(
+                Job(sql=sql, views={}, format="json", max_rows=10, max_bytes=1024, timeout=30)
+            )
+            kind, _, message, _ = process.receive(60)
+            assert kind == "error" and re.search("Permission|configuration", message), message
+    finally:
+        pool.release(process)
     assert not Path("/tmp/stolen.csv").exists()
 
 
