@@ -48,11 +48,23 @@ class CommitRecord(BaseModel):
     def outcome(self, seq: int) -> Outcome | None:
         return next((o for o in self.outcomes if o.seq == seq), None)
 
+    @property
+    def decided(self) -> list[tuple[str, int]]:
+        """(ingest id, seq) of every ingest this version decided."""
+        return [(o.ingest_id, o.seq) for o in self.outcomes]
+
 
 def claim(store: ObjectStore, record: CommitRecord) -> bool:
-    """Create the version's record; False if another run already committed that version."""
+    """Create the version's record; False if another run already committed that version.
+
+    A write whose answer was lost and whose retry found the key taken finds its own
+    record there (same run), and so counts as committed.
+    """
     key = commit_key(record.manifest.name, record.version)
-    return store.put_json_if_absent(key, record.model_dump(mode="json"))
+    if store.put_json_if_absent(key, record.model_dump(mode="json")):
+        return True
+    holder = store.get_json_or_none(key)
+    return holder is not None and holder["run_id"] == record.run_id
 
 
 def read_commit(store: ObjectStore, dataset: str, version: int) -> CommitRecord | None:

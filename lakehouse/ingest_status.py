@@ -17,10 +17,10 @@ import dagster as dg
 from pydantic import BaseModel
 
 from lakehouse.catalog import latest_manifest
-from lakehouse.commits import IngestError, deciding_commit
+from lakehouse.commits import CommitRecord, IngestError, deciding_commit, read_commit
 from lakehouse.ingests import IngestRecord
 from lakehouse.runs import running_run, waiting_run
-from lakehouse.storage import ObjectStore
+from lakehouse.storage import ObjectStore, receipt_key
 
 Status = Literal["queued", "running", "materialized", "failed"]
 FINAL: set[Status] = {"materialized", "failed"}
@@ -44,7 +44,7 @@ def ingest_status(
             return IngestStatus(status="running", run_id=run.run_id)
         waiting = waiting_run(instance, record.dataset)
         return IngestStatus(status="queued", run_id=waiting.run_id if waiting else None)
-    commit = deciding_commit(store, record.dataset, record.seq, current.version)
+    commit = _deciding(store, record, current.version)
     outcome = commit.outcome(record.seq) if commit else None
     if commit is None or outcome is None:
         return IngestStatus(
@@ -62,3 +62,14 @@ def ingest_status(
         in_current_version=current.contains(record.seq) if outcome.status == "applied" else None,
         duplicate_of=outcome.duplicate_of,
     )
+
+
+def _deciding(store: ObjectStore, record: IngestRecord, latest: int) -> CommitRecord | None:
+    """The commit record of the version that decided `record`: named by its receipt once
+    the run wrote it there, else found by binary search."""
+    receipt = store.get_json_or_none(receipt_key(record.ingest_id))
+    if receipt and receipt.get("version"):
+        found = read_commit(store, record.dataset, receipt["version"])
+        if found is not None and found.outcome(record.seq) is not None:
+            return found
+    return deciding_commit(store, record.dataset, record.seq, latest)

@@ -58,6 +58,7 @@ Mode = Literal["append", "replace"]
 # Enough for a header and a few thousand rows of any sane width.
 SAMPLE_BYTES = 1024 * 1024
 READ_THREADS = 16
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def new_ingest_id(now: datetime | None = None) -> str:
@@ -80,11 +81,39 @@ class IngestRecord(BaseModel):
     seq: int = 0  # its place in the dataset's log; 0 until committed
 
 
-class Receipt(BaseModel):
-    """Where an ingest's log entry is, found by ingest id."""
+def landed_bytes(first_part: bytes) -> bytes:
+    """The first part as it is stored: without a UTF-8 byte order mark, which carries no
+    data and trips DuckDB's reader on some files (a last line `""` is dropped after it)."""
+    return first_part.removeprefix(UTF8_BOM)
 
+
+class Receipt(BaseModel):
+    """Where an ingest's log entry is, found by ingest id; once decided, which version
+    decided it (written by that run, so it is there even if the API's write failed)."""
+
+    ingest_id: str = ""
     dataset: str
     seq: int
+    version: int | None = None
+
+
+def read_receipt_of(store: ObjectStore, ingest_id: str) -> Receipt:
+    """The receipt of `ingest_id` (ClientError if there is none)."""
+    return Receipt.model_validate(store.get_json(receipt_key(ingest_id)))
+
+
+def record_decided(
+    store: ObjectStore, dataset: str, version: int, decided: list[tuple[str, int]]
+) -> None:
+    """Write the receipts of the ingests (id, seq) that version `version` decided."""
+
+    def write(ingest: tuple[str, int]) -> None:
+        ingest_id, seq = ingest
+        receipt = Receipt(ingest_id=ingest_id, dataset=dataset, seq=seq, version=version)
+        store.put_json(receipt_key(ingest_id), receipt.model_dump())
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        list(pool.map(write, decided))
 
 
 def read_entry(store: ObjectStore, dataset: str, seq: int) -> IngestRecord:
@@ -93,7 +122,7 @@ def read_entry(store: ObjectStore, dataset: str, seq: int) -> IngestRecord:
 
 def read_receipt(store: ObjectStore, ingest_id: str) -> IngestRecord:
     """The committed ingest `ingest_id` (ClientError if there is none)."""
-    receipt = Receipt.model_validate(store.get_json(receipt_key(ingest_id)))
+    receipt = read_receipt_of(store, ingest_id)
     return read_entry(store, receipt.dataset, receipt.seq)
 
 
@@ -109,34 +138,40 @@ def commit(store: ObjectStore, record: IngestRecord, after: int) -> IngestRecord
     while True:
         committed = record.model_copy(update={"seq": seq})
         key = log_key(record.dataset, seq)
-        if store.put_json_if_absent(key, committed.model_dump(mode="json")):
-            break
-        holder = store.get_json_or_none(key)
+        try:
+            if store.put_json_if_absent(key, committed.model_dump(mode="json")):
+                break
+            holder = store.get_json_or_none(key)
+        except StoreUnavailable as exc:  # the write may have reached the store, or not
+            raise CommitUnconfirmed(committed, certain=False) from exc
         if holder is not None and holder["ingest_id"] == record.ingest_id:
             break
         seq += 1
     try:
-        receipt = Receipt(dataset=record.dataset, seq=seq)
+        receipt = Receipt(ingest_id=record.ingest_id, dataset=record.dataset, seq=seq)
         store.put_json(receipt_key(record.ingest_id), receipt.model_dump())
         store.put_json(
             queued_key(record.dataset, record.sha256), {"ingest_id": record.ingest_id, "seq": seq}
         )
         mark_pending(store, record.dataset)
     except StoreUnavailable as exc:
-        raise CommittedUnconfirmed(committed) from exc
+        raise CommitUnconfirmed(committed, certain=True) from exc
     return committed
 
 
-class CommittedUnconfirmed(StoreUnavailable):
-    """The ingest is committed (it will be applied), but the store failed right after,
-    before its receipt was written: `GET /v1/ingest/{id}` may not find it."""
+class CommitUnconfirmed(StoreUnavailable):
+    """The store failed at or right after the commit point: the ingest is committed
+    (`certain`), or may be. Either way a resend is safe: a committed copy is applied once
+    and the other is found a duplicate. `GET /v1/ingest/{id}` finds it once a run has
+    applied it (runs write the receipts of what they decide)."""
 
-    def __init__(self, record: IngestRecord) -> None:
-        self.record = record
+    def __init__(self, record: IngestRecord, *, certain: bool) -> None:
+        self.record, self.certain = record, certain
+        state = "was committed" if certain else "may have been committed"
         super().__init__(
-            f"the object store failed right after ingest {record.ingest_id} was committed to "
-            f"dataset {record.dataset!r}: it will be applied once; sending the file again is "
-            "safe (the copy is recognised as a duplicate)"
+            f"the object store failed when ingest {record.ingest_id} {state} to dataset "
+            f"{record.dataset!r}: if it was, it will be applied once; sending the file again "
+            "is safe (a second copy is recognised as a duplicate)"
         )
 
 
@@ -159,7 +194,8 @@ def pending_entries(
 
 
 def has_pending(store: ObjectStore, dataset: str, after: int) -> bool:
-    return store.last_key(log_prefix(dataset), log_key(dataset, after)) is not None
+    """Whether the log has an entry after `after` (lists one key)."""
+    return store.first_key(log_prefix(dataset), log_key(dataset, after)) is not None
 
 
 def mark_pending(store: ObjectStore, dataset: str) -> None:
@@ -287,7 +323,7 @@ class Landing:
     def upload_part(self, number: int, part: bytes) -> None:
         """Send a part taken by `take_part`; parts may be sent concurrently, in any order."""
         assert self._upload is not None
-        self._upload.write_part(number, part)
+        self._upload.write_part(number, landed_bytes(part) if number == 1 else part)
 
     def finish(self, last_part: bytes) -> Landed:
         """Write the last part, make the object visible, then commit the ingest.
@@ -332,23 +368,32 @@ class Landing:
         if self.mode != "append":
             return None
         applied_through = self.current.applied_through if self.current else 0
+        holder: SameBytes | None = None
         queued = queued_with(self.store, self.dataset, sha256)
         if queued is not None and queued.seq > applied_through:
-            return read_entry(self.store, self.dataset, queued.seq)
+            holder = queued
         applied = applied_with(self.store, self.dataset, sha256)
-        if applied is not None and self.current and self.current.contains(applied.seq):
-            return read_entry(self.store, self.dataset, applied.seq)
-        return None
+        if holder is None and applied and self.current and self.current.contains(applied.seq):
+            holder = applied
+        # Anything committed after the holder may be a replace that takes it out (and the
+        # manifest read at the start may be stale): then only the run can tell.
+        if holder is None or has_pending(
+            self.store, self.dataset, max(holder.seq, applied_through)
+        ):
+            return None
+        return read_entry(self.store, self.dataset, holder.seq)
 
     def _complete(self, last_part: bytes) -> None:
         if self._upload is None:
-            self.store.put_bytes(self.key, last_part, "text/csv")
+            self.store.put_bytes(self.key, landed_bytes(last_part), "text/csv")
             return
         if last_part:  # already taken into account by finish()
             self.upload_part(self._upload.next_number(), last_part)
         self._upload.complete()
 
     def _take(self, data: bytes, *, complete: bool) -> None:
+        if self.size == 0:
+            data = landed_bytes(data)
         if self.schema is None and (data or complete):
             self.schema = self._infer(data, complete=complete)
         self.size += len(data)

@@ -225,6 +225,15 @@ class ObjectStore:
         with unavailable_on_error(f"stat {key}"):
             return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
 
+    def first_key(self, prefix: str, start_after: str = "") -> str | None:
+        """The first key under `prefix` after `start_after` (lists one key)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        with unavailable_on_error(f"list {prefix}"):
+            contents = self.client.list_objects_v2(**kwargs).get("Contents", [])
+        return contents[0]["Key"] if contents else None
+
     def last_key(self, prefix: str, start_after: str = "") -> str | None:
         """The last key under `prefix` after `start_after` (lists only what follows it)."""
         tail = deque(self.list_keys(prefix, start_after), maxlen=1)

@@ -42,6 +42,7 @@ class Budget:
     max_reject_share: float
     compaction_max_objects: int
     compaction_target_mb: int
+    sample_rows: int
 
 
 @dataclass
@@ -134,8 +135,12 @@ class Writer:
         try:
             result = csv_to_parquet(self.con, self.store.url(entry.landing_key), str(data), schema)
         except ConversionError as exc:
-            if exc.retryable:  # the store or the machine, not the file: the step retries
-                raise
+            if exc.retryable and self.store.exists(entry.landing_key):
+                raise  # the store or the machine, not the file: the step retries
+            if exc.retryable:
+                return _failed(
+                    entry, "its uploaded file is gone from the landing area: send it again"
+                )
             return _failed(entry, f"the file could not be read: {exc}")
         if result.rejected_share > self.budget.max_reject_share:
             return _too_many_rejects(entry, result, self.budget.max_reject_share)
@@ -195,12 +200,6 @@ class Writer:
         built = Built(manifest=base)
         version = base.version + 1
         objects = self._rewrite(base.objects, version, target_mb, sort_by, built)
-        if sum(o.rows for o in objects) != base.row_count:
-            self.store.delete(built.written)
-            raise WriteError(
-                f"compaction of {self.name!r} gave {sum(o.rows for o in objects)} rows, not "
-                f"{base.row_count}: nothing changed"
-            )
         built.manifest = base.next_version(
             objects=objects, operation="compact", added_ingest_ids=[]
         )
@@ -266,6 +265,8 @@ class Writer:
         prefix = object_key(self.name, version, self.run_id, part="-compacted").removesuffix(
             ".parquet"
         )
+        # An earlier attempt of this run (a step retry) may have left parts there.
+        self.store.delete(list(self.store.list_keys(prefix + "/")))
         source = ", ".join(sql_string(self.store.url(o.key)) for o in objects)
         order = f" ORDER BY {', '.join(sql_identifier(c) for c in sort_by)}" if sort_by else ""
         self.con.execute(
@@ -281,10 +282,18 @@ class Writer:
                 f"SELECT file_name, num_rows FROM parquet_file_metadata([{urls}])"
             ).fetchall()
         )
-        return [
+        rewritten = [
             DataObject(key=k, bytes=self.store.size(k), rows=int(counts[self.store.url(k)]))
             for k in keys
         ]
+        if sum(o.rows for o in rewritten) != sum(o.rows for o in objects):
+            self.store.delete(built.written)
+            raise WriteError(
+                f"rewriting {len(objects)} objects of {self.name!r} gave "
+                f"{sum(o.rows for o in rewritten)} rows, not {sum(o.rows for o in objects)}: "
+                "nothing changed"
+            )
+        return rewritten
 
     def _merge_small(
         self, objects: list[DataObject], version: int, built: Built
@@ -325,6 +334,7 @@ class Writer:
         return infer_schema(
             sample,
             complete=len(sample) == entry.bytes,
+            max_rows=self.budget.sample_rows,
             contract=previous.columns if previous else None,
         )
 

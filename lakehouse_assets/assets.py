@@ -9,7 +9,14 @@ from lakehouse import commits
 from lakehouse.catalog import Manifest, latest_manifest
 from lakehouse.commits import CommitRecord
 from lakehouse.duck import attach_s3
-from lakehouse.ingests import pending_entries, record_applied, settle_pending
+from lakehouse.ingests import (
+    has_pending,
+    mark_pending,
+    pending_entries,
+    record_applied,
+    record_decided,
+    settle_pending,
+)
 from lakehouse.profile import markdown_table, preview_rows, stats_markdown
 from lakehouse.runs import DatasetConfig
 from lakehouse.storage import ObjectStore, dataset_prefix
@@ -66,6 +73,7 @@ def dataset(
                 max_reject_share=policy.max_reject_share,
                 compaction_max_objects=policy.compaction_max_objects,
                 compaction_target_mb=policy.compaction_target_mb,
+                sample_rows=policy.sample_rows,
             ),
             Path(scratch),
             context.log.info,
@@ -103,6 +111,8 @@ def _commit_next_version(
             raise failure
         for entry in built.applied:
             record_applied(store, entry)
+        # If this run dies after its claim, the hint brings a run that publishes it.
+        mark_pending(store, name)
         record = CommitRecord(
             version=built.manifest.version,
             run_id=context.run.run_id,
@@ -111,6 +121,7 @@ def _commit_next_version(
         )
         if commits.claim(store, record):
             yield _materialization(record, writer, results)
+            record_decided(store, name, record.version, record.decided)
             settle_pending(store, name, built.manifest.applied_through)
             return
         context.log.warning(f"{name} v{record.version} was committed by another run: again")
@@ -127,17 +138,25 @@ def _build(
 ) -> Built | None:
     """The next version, or None when there is nothing to commit."""
     try:
+        if config.operation == "apply":
+            return _apply(config, store, writer, base, policy)
+        if base.version == 0:
+            raise WriteError(f"dataset {base.name!r} has no version to {config.operation} yet")
         if config.operation == "compact":
-            if base.version == 0:
-                raise WriteError(f"dataset {base.name!r} has no version to compact yet")
             sort_by = config.sort_by or policy.compaction_sort_keys.get(base.name, [])
             return writer.compact(base, config.target_file_mb, sort_by)
-        if config.operation == "rebuild":
-            if base.version == 0:
-                raise WriteError(f"dataset {base.name!r} has no version to rebuild yet")
-            return writer.rebuild(base)
+        return _rebuild(store, writer, base)
     except WriteError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
+
+
+def _apply(
+    config: DatasetConfig,
+    store: ObjectStore,
+    writer: Writer,
+    base: Manifest,
+    policy: LakehousePolicy,
+) -> Built | None:
     entries = pending_entries(
         store, base.name, base.applied_through, policy.batch_max_ingests, policy.batch_max_bytes
     )
@@ -146,6 +165,21 @@ def _build(
     if config.only_if_pending or base.version == 0:
         return None
     return writer.recommit(base)
+
+
+def _rebuild(store: ObjectStore, writer: Writer, base: Manifest) -> Built:
+    """A rebuild that would change the columns under pending appends (checked against the
+    current ones when they were acknowledged) would make them fail: it waits for a quiet
+    moment instead."""
+    built = writer.rebuild(base)
+    changed = built.manifest.schema_fingerprint != base.schema_fingerprint
+    if changed and has_pending(store, base.name, base.applied_through):
+        store.delete(built.written)
+        raise WriteError(
+            f"rebuilding {base.name!r} would change its columns while ingests checked against "
+            "the current ones are pending: run it again once they are applied"
+        )
+    return built
 
 
 def _failed_checks(
@@ -185,7 +219,16 @@ def _publish(
     results = checks.evaluate(
         record.manifest, store, con, policy.max_reject_share, allow_empty=True
     )
+    if failed := [str(r.check_name) for r in results if not r.passed]:
+        yield from results
+        raise dg.Failure(
+            f"{record.manifest.name} v{record.version}, committed by run {record.run_id}, "
+            f"fails its checks ({', '.join(failed)}): it is not published; the dataset needs "
+            "an operator (see docs/PROTOCOL.md)",
+            allow_retries=False,
+        )
     yield dg.MaterializeResult(metadata=_metadata(record), check_results=results)
+    record_decided(store, record.manifest.name, record.version, record.decided)
     settle_pending(store, record.manifest.name, record.manifest.applied_through)
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from botocore.exceptions import ClientError
 
+from lakehouse import commits
 from lakehouse.catalog import Manifest, manifest_history
 from lakehouse.ingests import Receipt
 from lakehouse.runs import DATASETS_PARTITIONS
@@ -40,8 +41,8 @@ def plan_cleanup(
     plan = CleanupPlan()
     for name in instance.get_dynamic_partitions(DATASETS_PARTITIONS):
         current, protected = _recently_listed(instance, name, now - grace)
-        if current is None:
-            continue
+        if current is None or commits.unpublished(store, name, current.version) is not None:
+            continue  # a version committed but not yet published: its objects are needed
         for key, modified in store.list_objects(dataset_prefix(name)):
             if key not in protected and modified < now - grace:
                 plan.objects.append(key)

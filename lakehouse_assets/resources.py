@@ -42,6 +42,7 @@ class LakehousePolicy(dg.ConfigurableResource):
         description="Largest share of rows that may be rejected (unparseable) before the "
         "whole ingest fails and the dataset stays as it was.",
     )
+    sample_rows: int = Field(description="Rows read to infer a CSV's schema (rebuilds too).")
     batch_max_ingests: int = Field(description="Most pending ingests one version applies.")
     batch_max_bytes: int = Field(description="Most bytes of pending ingests one version applies.")
     compaction_max_objects: int = Field(

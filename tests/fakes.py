@@ -52,6 +52,9 @@ class MemoryStore:
             keys = sorted(k for k in self.objects if k.startswith(prefix) and k > start_after)
         yield from keys
 
+    def first_key(self, prefix: str, start_after: str = "") -> str | None:
+        return next(self.list_keys(prefix, start_after), None)
+
     def last_key(self, prefix: str, start_after: str = "") -> str | None:
         keys = list(self.list_keys(prefix, start_after))
         return keys[-1] if keys else None

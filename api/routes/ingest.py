@@ -22,7 +22,7 @@ from lakehouse.commits import IngestError
 from lakehouse.csvschema import Column, NotCsv
 from lakehouse.ingest_status import FINAL, IngestStatus, ingest_status
 from lakehouse.ingests import (
-    CommittedUnconfirmed,
+    CommitUnconfirmed,
     IngestRecord,
     Landed,
     Landing,
@@ -374,10 +374,14 @@ def _refusal(exc: BaseException) -> BaseException:
         return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc))
     if isinstance(exc, NotCsv | BadGzip):
         return HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc))
-    if isinstance(exc, CommittedUnconfirmed):
+    if isinstance(exc, CommitUnconfirmed):
         return HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail={"message": str(exc), "ingest_id": exc.record.ingest_id, "committed": True},
+            detail={
+                "message": str(exc),
+                "ingest_id": exc.record.ingest_id,
+                "committed": True if exc.certain else "unknown",
+            },
             headers={"Retry-After": "10"},
         )
     if isinstance(exc, StoreUnavailable):

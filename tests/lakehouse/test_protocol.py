@@ -145,7 +145,7 @@ def record(version: int, applied_through: int) -> CommitRecord:
 def test_only_one_run_can_commit_a_version() -> None:
     s = store()
     assert claim(s, record(1, 3))
-    assert not claim(s, record(1, 4))
+    assert not claim(s, record(1, 4).model_copy(update={"run_id": "another run"}))
     assert unpublished(s, "events", published=1) is None
     found = unpublished(s, "events", published=0)
     assert found is not None and found.manifest.applied_through == 3
@@ -175,3 +175,22 @@ def test_statistics_merge_what_new_rows_add() -> None:
         ColumnStats(column="d", nulls=0, min="2024-01-02", max="2024-03-01"),
         ColumnStats(column="added", nulls=3),
     ]
+
+
+def test_a_claim_whose_answer_was_lost_finds_its_own_record() -> None:
+    s = cast(ObjectStore, LostAnswerStore())
+    assert claim(s, record(1, 3))  # written; the retry said "exists": it is ours
+    other = record(1, 4).model_copy(update={"run_id": "another run"})
+    assert not claim(s, other)
+
+
+def test_no_duplicate_answer_while_a_later_entry_may_be_a_replace() -> None:
+    from lakehouse.ingests import record_applied
+
+    s = store()
+    first = land(s).record
+    record_applied(s, first)
+    applied = manifest(1, base_seq=1, applied_through=1)
+    land(s, b"n\n9\n", mode="replace", current=applied)  # pending: it will take `first` out
+    again = land(s, current=applied)
+    assert not again.duplicate and again.record.seq == 3

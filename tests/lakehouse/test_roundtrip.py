@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from lakehouse.convert import csv_to_parquet, read_csv_sql
 from lakehouse.csvschema import Column, CsvSchema, NotCsv, infer_schema
+from lakehouse.ingests import landed_bytes
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -164,7 +165,7 @@ def convert(
     con: duckdb.DuckDBPyConnection, folder: Path, data: bytes, schema: CsvSchema
 ) -> tuple[list[tuple], int]:
     source, target = folder / "in.csv", folder / "out.parquet"
-    source.write_bytes(data)
+    source.write_bytes(landed_bytes(data))  # as the API stores it
     converted = csv_to_parquet(fresh(con), str(source), str(target), schema)
     rows = [tuple(r.values()) for r in pq.read_table(target).to_pylist()]
     assert converted.rows == len(rows)
@@ -243,6 +244,17 @@ def test_accepted_bytes_convert_to_what_duckdb_reads(
 
 @SETTINGS
 @given(tables(names=st.text(st.characters(codec="utf-8", exclude_characters="\x00\r\n"))))
+@example(  # a BOM, then a last line `""` with no line end: DuckDB dropped it (see landed_bytes)
+    {
+        "header": [","],
+        "rows": [[""]],
+        "delimiter": ",",
+        "line_end": "\n",
+        "quote_all": False,
+        "bom": True,
+        "final_line_end": False,
+    }
+)
 def test_well_formed_csv_round_trips_exactly(
     con: duckdb.DuckDBPyConnection, table: dict[str, Any]
 ) -> None:

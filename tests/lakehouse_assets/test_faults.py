@@ -141,6 +141,27 @@ def test_the_store_failing_at_the_commit_record_is_retried_and_commits_once(
     assert_versions_consecutive(instance, "events")
 
 
+class LostClaimAnswer(ObjectStore):
+    """The commit record is written, but the answer is lost and the retried conditional
+    write finds the key taken: the run must see that the record is its own."""
+
+    def put_json_if_absent(self, key: str, value: Any) -> bool:
+        written = super().put_json_if_absent(key, value)
+        return written and not key.startswith("commits/")
+
+
+def test_a_commit_record_whose_answer_was_lost_is_still_this_runs_version(
+    instance: dg.DagsterInstance, settings: Settings, store: ObjectStore
+) -> None:
+    upload_two(store)
+    resources = assets_resources(settings, LostClaimAnswer(settings.s3()))
+    assert run_dataset(instance, settings, "events", resources=resources).success
+    assert dataset_rows(instance, settings, "events") == [1, 2, 3]
+    manifest = latest_manifest(instance, "events")
+    assert manifest is not None and all(store.exists(o.key) for o in manifest.objects)
+    assert_versions_consecutive(instance, "events")
+
+
 def assets_resources(settings: Settings, failing: ObjectStore) -> dict:
     from lakehouse_assets.resources import ObjectStoreResource, build_resources
 
