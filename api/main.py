@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Start the query processes now (about a second) rather than in the first query.
     settings = app.dependency_overrides.get(get_settings, get_settings)()
-    if settings.resolved_dagster_home.is_dir():
+    if settings.sql_prewarm and settings.resolved_dagster_home.is_dir():
         try:
             await run_in_threadpool(get_engine, settings)
         except (OSError, dg.DagsterError):

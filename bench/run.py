@@ -511,7 +511,7 @@ class Bench:
             answer = self.upload(name, path, wait=True)
             assert answer["status"] == "materialized", answer
 
-        repeats = max(3, self.size.repeats)
+        repeats = self.size.repeats
         on_empty = median_time(lambda: append("append_empty"), repeats)
         on_large = median_time(lambda: append(large), repeats)
         rows = self.size.scaling[-1]

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         description="Time limit of one query until its first rows are out (JSON: until the "
         "whole answer is collected); a streamed export then gets this long per batch.",
     )
+    sql_prewarm: bool = Field(
+        True,
+        description="Start each API process's query processes with it (about a second), "
+        "rather than at its first query.",
+    )
     sql_max_concurrent: int = Field(
         2,
         ge=1,

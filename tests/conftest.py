@@ -108,6 +108,8 @@ def isolated_settings(s3_server: Settings, tmp_path: Path, template: Path) -> Se
             # In-process API tests have no webserver of their own: never push runs to one
             # (a developer's `make up` listens on the default port). e2e tests push.
             "push_runs": False,
+            # Most tests never query: start query processes at the first query only.
+            "sql_prewarm": False,
             "state_dir": tmp_path,
             "dagster_home": tmp_path / "dagster",
         }
