@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psutil
 import pyarrow as pa
@@ -39,8 +40,12 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def people_settings(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = isolated_settings(s3_server, tmp_path_factory.mktemp("hostile"))
+def people_settings(
+    s3_server: Settings, tmp_path_factory: pytest.TempPathFactory, dagster_home_template: Path
+) -> Settings:
+    settings = isolated_settings(
+        s3_server, tmp_path_factory.mktemp("hostile"), dagster_home_template
+    )
     materialize_csv(settings, "people", PEOPLE)
     return settings.model_copy(update=LIMITS)
 

@@ -19,6 +19,7 @@ FIGURES = [
     "/v1/sql throughput, 8 concurrent clients",
     "API peak memory during",
     "scaling: upload -> materialized",
+    "API peak memory, 16 concurrent hostile /v1/sql queries",
     "2-row append to a",
     "latest manifest + a page of versions, 200 versions vs 10",
     "small files: 16 x 100 rows, 8 clients, 1 dataset(s)",
