@@ -19,9 +19,9 @@ from botocore.exceptions import ClientError
 
 from lakehouse import commits
 from lakehouse.catalog import Manifest, manifest_history
-from lakehouse.ingests import Receipt
+from lakehouse.ingests import read_receipt_of
 from lakehouse.runs import DATASETS_PARTITIONS
-from lakehouse.storage import LANDING, InvalidIngestId, ObjectStore, dataset_prefix, receipt_key
+from lakehouse.storage import LANDING, InvalidIngestId, ObjectStore, dataset_prefix
 from lakehouse_assets.resources import LakehousePolicy, ObjectStoreResource
 
 
@@ -81,7 +81,7 @@ def _still_needed(store: ObjectStore, current: Manifest, landing: str) -> bool:
     """Pending, or a source of the current version (rebuild_job reads it again)."""
     ingest_id = landing.rsplit("/", 1)[-1].removesuffix(".csv")
     try:
-        receipt = Receipt.model_validate(store.get_json(receipt_key(ingest_id)))
+        receipt = read_receipt_of(store, ingest_id)
     except (ClientError, InvalidIngestId):  # no receipt: the upload never committed
         return False
     return receipt.seq > current.applied_through or current.contains(receipt.seq)
