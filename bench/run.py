@@ -37,10 +37,10 @@ from lakehouse.catalog import DATASET_ASSET_KEY, Manifest, latest_manifest, mani
 from lakehouse.convert import csv_to_parquet
 from lakehouse.csvschema import infer_schema
 from lakehouse.duck import attach_s3, connection_config, sql_string
+from lakehouse.sample_data import write_workers_csv
 from lakehouse.settings import Settings
 from lakehouse.stack import PeakMemory, Stack, free_port, write_instance_yaml
 from lakehouse.storage import ObjectStore
-from lakehouse.workers import write_workers_csv
 
 MIB = 1024 * 1024
 # Queries that built gigabytes in the API process before queries ran in query processes.
@@ -115,6 +115,7 @@ class Bench:
                 s3_endpoint=f"http://127.0.0.1:{free_port()}",
                 api_port=free_port(),
                 webserver_port=free_port(),
+                broker_port=free_port(),
                 max_upload_bytes=4 * 1024 * MIB,
                 ingest_wait_seconds=900,
                 # The CI variant keeps the hostile load's worst case small.
@@ -456,7 +457,7 @@ class Bench:
         """Reading the latest manifest and a page of versions with 10 versions vs many: the
         catalog read must not grow with the history."""
         with tempfile.TemporaryDirectory(prefix="lakehouse-bench-home-") as home:
-            write_instance_yaml(Path(home))
+            write_instance_yaml(Path(home), Settings())
             with dagster.DagsterInstance.from_config(home) as instance:
                 first = Manifest.empty("history", "s3://bench/datasets/history/")
                 for version in range(1, self.size.versions + 1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import sys
 import time
@@ -18,9 +19,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from lakehouse.sample_data import write_workers_csv
 from lakehouse.settings import get_settings
-from lakehouse.stack import Stack, StackError
-from lakehouse.workers import write_workers_csv
+from lakehouse.stack import Stack, StackError, prepare_dagster_home
 
 console = Console()
 CHUNK = 1024 * 1024
@@ -75,6 +76,32 @@ def up(no_webserver: bool, external_s3: bool) -> None:
     finally:
         stack.stop()
         console.print("stopped")
+
+
+@main.command()
+@click.option(
+    "--name",
+    default=lambda: f"lakehouse-{os.getpid()}",
+    show_default="lakehouse-<pid>",
+    help="Worker name, unique on this machine (Celery adds @<hostname>).",
+)
+def worker(name: str) -> None:
+    """Run a run worker: take runs from the broker and execute them, one at a time.
+
+    Another machine adds capacity with this command alone, given the same LAKEHOUSE_*
+    settings as the stack (broker URL, Postgres, object store).
+    """
+    settings = get_settings()
+    prepare_dagster_home(settings)
+    os.environ["DAGSTER_HOME"] = str(settings.resolved_dagster_home)
+    from lakehouse_assets.worker import app  # imports Dagster and the definitions
+
+    app.worker_main(
+        [
+            "worker", "--hostname", f"{name}@%h", "--concurrency", "1", "--pool", "prefork",
+            "--queues", "dagster", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ]
+    )  # fmt: skip
 
 
 @main.command("make-workers")

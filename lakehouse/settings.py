@@ -66,6 +66,26 @@ class Settings(BaseSettings):
         "postgresql://user:pass@host:5432/dagster; empty: SQLite under the Dagster home.",
     )
 
+    broker_url: str = Field(
+        "",
+        description="Celery broker the run workers take runs from (redis://… or amqp://…); "
+        "also their result backend unless broker_backend_url is set. Empty: `lakehouse up` "
+        "starts its own Redis on 127.0.0.1:<broker_port>.",
+    )
+    broker_backend_url: str = Field(
+        "", description="Celery result backend (run workers' task states); empty: broker_url."
+    )
+    broker_port: int = Field(6390, description="Port of the Redis `lakehouse up` starts.")
+    workers: int = Field(
+        2, ge=0, description="Run workers `lakehouse up` starts (each runs one run at a time)."
+    )
+    max_concurrent_runs: int = Field(
+        0,
+        ge=0,
+        description="Runs in progress at once across all workers; 0: `workers`. Raise it when "
+        "workers on other machines serve the same broker.",
+    )
+
     push_runs: bool = Field(
         True,
         description="The API launches each ingest's run through the webserver's "
@@ -200,6 +220,18 @@ class Settings(BaseSettings):
         return self.s3().model_copy(
             update={"access_key": self.s3_query_access_key, "secret_key": self.s3_query_secret_key}
         )
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"redis://127.0.0.1:{self.broker_port}/0"
+
+    @property
+    def resolved_backend_url(self) -> str:
+        return self.broker_backend_url or self.resolved_broker_url
+
+    @property
+    def run_slots(self) -> int:
+        return self.max_concurrent_runs or max(self.workers, 1)
 
     @property
     def resolved_webserver_url(self) -> str:

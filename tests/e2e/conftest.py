@@ -22,6 +22,7 @@ def start_stack(state_dir: Path, *, webserver: bool = False, **settings: Any) ->
             s3_secret_key="e2e-secret-key",
             api_port=free_port(),
             webserver_port=free_port(),
+            broker_port=free_port(),
             **settings,
         ),
         with_webserver=webserver,

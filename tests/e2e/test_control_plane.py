@@ -1,9 +1,18 @@
-"""The control plane on the real stack: Postgres instance storage (a server the tests start
-themselves), one run at a time per dataset, and a run whose process is killed."""
+"""The control plane on the real stack, as production runs it: Postgres instance storage (a
+server the tests start themselves), a Redis broker, Celery run workers (one the stack
+starts, one started by hand as another machine would); one run at a time per dataset; a
+run whose process is killed, a worker that is killed whole, and the stack stopped while a
+worker is busy."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +23,7 @@ import httpx
 import psutil
 import psycopg2
 import pytest
+from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
 from lakehouse.runs import PARTITION_TAG, active_run
 from lakehouse.stack import Stack
@@ -24,9 +34,49 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("postgres"), postgres_url=postgres_url)
+    # One worker of the stack's own, and room for one more started elsewhere.
+    stack = start_stack(
+        tmp_path_factory.mktemp("postgres"),
+        postgres_url=postgres_url,
+        workers=1,
+        max_concurrent_runs=2,
+    )
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="module")
+def worker_elsewhere(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A run worker started as on another machine: its own process, environment and state
+    directory (so its own Dagster home), sharing only the broker, Postgres and S3 URLs."""
+    settings = stack.settings
+    shared = {
+        "LAKEHOUSE_BROKER_URL": settings.resolved_broker_url,
+        "LAKEHOUSE_POSTGRES_URL": settings.postgres_url,
+        "LAKEHOUSE_S3_ENDPOINT": settings.s3_endpoint,
+        "LAKEHOUSE_S3_ACCESS_KEY": settings.s3_access_key,
+        "LAKEHOUSE_S3_SECRET_KEY": settings.s3_secret_key,
+    }
+    state = tmp_path_factory.mktemp("elsewhere")
+    log = (state / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "lakehouse"), "worker", "--name", "elsewhere"],
+        env={"PATH": os.environ["PATH"], "LAKEHOUSE_STATE_DIR": str(state), **shared},
+        cwd=state,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while " ready." not in (state / "worker.log").read_text(errors="replace"):
+        assert worker.poll() is None, (state / "worker.log").read_text()
+        assert time.monotonic() < deadline, "the worker started elsewhere never got ready"
+        time.sleep(0.2)
+    yield f"elsewhere@{socket.gethostname()}"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGTERM)
+    worker.wait(timeout=60)
+    log.close()
 
 
 def instance_of(stack: Stack) -> dg.DagsterInstance:
@@ -125,6 +175,108 @@ def test_a_killed_run_is_marked_failed_and_its_ingest_runs_again(
     receipt = wait_for_ingest(stack.api_url, ingest_id)
     assert receipt["status"] == "materialized"
     assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM killed") == [{"n": 500_000}]
+
+
+def test_a_worker_started_elsewhere_takes_runs(stack: Stack, worker_elsewhere: str) -> None:
+    """Runs go to whichever worker is free: with uploads to two datasets at once, both
+    workers end up running some (the invariant: every row lands once, wherever it ran)."""
+    workers_seen: set[str] = set()
+    for attempt in range(6):
+        names = [f"spread_{attempt}_{i}" for i in range(2)]
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda name: upload_numbers(stack, name, 200_000), names))
+        for name, answer in zip(names, answers, strict=True):
+            assert answer["status"] == "materialized", answer
+            assert sql_rows(stack.api_url, f"SELECT count(*) AS n FROM {name}") == [{"n": 200_000}]
+            workers_seen.add(worker_of(stack, answer["run_id"]))
+        if worker_elsewhere in workers_seen and len(workers_seen) == 2:
+            return
+    raise AssertionError(f"runs only ever ran on {workers_seen}")
+
+
+def test_a_killed_worker_is_noticed_and_its_run_retried_elsewhere(
+    stack: Stack, workers_csv: Path, worker_elsewhere: str
+) -> None:
+    """The whole worker dies (main process and pool), not just the run's process: the
+    launcher's health check notices that no worker has the run, run monitoring fails it,
+    the daemon retries it on the worker left, and the ingest lands once."""
+    response = httpx.post(
+        f"{stack.api_url}/v1/ingest",
+        params={"name": "orphaned"},
+        content=file_chunks(workers_csv),
+        timeout=300,
+    )
+    ingest_id = response.json()["ingest_id"]
+    run_id = wait_for_status(stack.api_url, ingest_id, "running")
+    with instance_of(stack) as instance:
+        worker = psutil.Process(run_worker_pid(instance, run_id)).parent()
+    assert worker is not None
+    os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
+
+    with instance_of(stack) as instance:
+        deadline = time.monotonic() + 120
+        while (run := instance.get_run_by_id(run_id)) and not run.is_finished:
+            assert time.monotonic() < deadline, "the killed worker's run was never marked failed"
+            time.sleep(0.5)
+        assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+        task = instance.run_launcher.celery.AsyncResult(run.tags[DAGSTER_CELERY_TASK_ID_TAG])  # type: ignore[attr-defined]
+        assert "no longer has this run" in str(task.result)  # the launcher noticed
+    receipt = wait_for_ingest(stack.api_url, ingest_id)
+    assert receipt["status"] == "materialized"
+    assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM orphaned") == [{"n": 500_000}]
+    # Give the stack a worker of its own again (the killed one may have been either).
+    for dead in stack.dead():
+        stack.stop(dead.name)
+    stack.start_workers(1)
+
+
+def test_the_stack_stops_cleanly_with_a_worker_busy(stack: Stack, workers_csv: Path) -> None:
+    """Stopping mid-run leaves no process behind; started again, the stack fails the
+    interrupted run (its broker kept nothing) and applies the ingest once."""
+    response = httpx.post(
+        f"{stack.api_url}/v1/ingest",
+        params={"name": "interrupted"},
+        content=file_chunks(workers_csv),
+        timeout=300,
+    )
+    ingest_id = response.json()["ingest_id"]
+    wait_for_status(stack.api_url, ingest_id, "running")
+    processes = [
+        process
+        for started in stack.processes
+        for process in [
+            psutil.Process(started.popen.pid),
+            *psutil.Process(started.popen.pid).children(recursive=True),
+        ]
+    ]
+    stack.stop()
+    assert not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    stack.start()
+    receipt = wait_for_ingest(stack.api_url, ingest_id)
+    assert receipt["status"] == "materialized"
+    assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM interrupted") == [{"n": 500_000}]
+
+
+def upload_numbers(stack: Stack, name: str, rows: int) -> dict:
+    body = b"n\n" + b"".join(b"%d\n" % j for j in range(rows))
+    response = httpx.post(
+        f"{stack.api_url}/v1/ingest",
+        params={"name": name, "wait": "true"},
+        content=body,
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def worker_of(stack: Stack, run_id: str) -> str:
+    """The Celery worker that executed a run, as its task's result records it."""
+    with instance_of(stack) as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None
+        celery = instance.run_launcher.celery  # type: ignore[attr-defined]
+        return celery.AsyncResult(run.tags[DAGSTER_CELERY_TASK_ID_TAG]).worker
 
 
 def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int:

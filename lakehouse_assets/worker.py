@@ -1,0 +1,35 @@
+"""A run worker: a Celery worker that executes the Dagster runs the launcher sends it.
+
+Start one with `lakehouse worker` (the stack starts LAKEHOUSE_WORKERS of them); on
+another machine, the same command with the same broker URL, instance storage (Postgres)
+and object store settings adds one more. The Celery app comes from the instance's own
+run launcher, so the worker and the launcher agree on broker, queues and serialization.
+
+Importing this module imports Dagster and the project's definitions in the worker's main
+process, before its pool process forks: a run starts on a process that has them loaded.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from celery import Celery
+from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+
+import lakehouse_assets.definitions  # noqa: F401  (warm: loaded once, before the fork)
+from lakehouse_assets.launcher import CeleryRunLauncher
+
+
+def celery_app() -> Celery:
+    with dg.DagsterInstance.get() as instance:
+        launcher = instance.run_launcher
+    if not isinstance(launcher, CeleryRunLauncher):
+        raise RuntimeError(
+            f"the Dagster instance at $DAGSTER_HOME runs runs with {type(launcher).__name__}, "
+            "not the project's CeleryRunLauncher: use the project's dagster.yaml"
+        )
+    return launcher.celery
+
+
+app = celery_app()
+execute_job = create_execute_job_task(app)
+resume_job = create_resume_job_task(app)
