@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, status
 
 from api.query import QueryEngine
 from lakehouse.names import InvalidName, validate_name
+from lakehouse.runs import Pusher
 from lakehouse.settings import S3Config, Settings, get_settings
 from lakehouse.storage import ObjectStore
 
@@ -24,6 +25,12 @@ def _store(config: S3Config) -> ObjectStore:
 @lru_cache
 def _instance(dagster_home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(dagster_home))
+
+
+@lru_cache
+def pusher(instance: dg.DagsterInstance, webserver_url: str) -> Pusher:
+    """The process's run pusher (its threads live as long as the process)."""
+    return Pusher(instance, webserver_url)
 
 
 # One engine (and so one pool of query processes) per process and settings.

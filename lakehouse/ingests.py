@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -58,6 +58,7 @@ Mode = Literal["append", "replace"]
 # Enough for a header and a few thousand rows of any sane width.
 SAMPLE_BYTES = 1024 * 1024
 READ_THREADS = 16
+T = TypeVar("T")
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -147,16 +148,30 @@ def commit(store: ObjectStore, record: IngestRecord, after: int) -> IngestRecord
         if holder is not None and holder["ingest_id"] == record.ingest_id:
             break
         seq += 1
+    receipt = Receipt(ingest_id=record.ingest_id, dataset=record.dataset, seq=seq)
     try:
-        receipt = Receipt(ingest_id=record.ingest_id, dataset=record.dataset, seq=seq)
-        store.put_json(receipt_key(record.ingest_id), receipt.model_dump())
-        store.put_json(
-            queued_key(record.dataset, record.sha256), {"ingest_id": record.ingest_id, "seq": seq}
+        together(
+            lambda: store.put_json(receipt_key(record.ingest_id), receipt.model_dump()),
+            lambda: store.put_json(
+                queued_key(record.dataset, record.sha256),
+                {"ingest_id": record.ingest_id, "seq": seq},
+            ),
+            lambda: mark_pending(store, record.dataset),
         )
-        mark_pending(store, record.dataset)
     except StoreUnavailable as exc:
         raise CommitUnconfirmed(committed, certain=True) from exc
     return committed
+
+
+_io = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="store")
+
+
+def together(*calls: Callable[[], T]) -> list[T]:
+    """Run independent store calls side by side (one round trip instead of several);
+    the first error, if any, is raised once all have finished."""
+    futures = [_io.submit(call) for call in calls]
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 class CommitUnconfirmed(StoreUnavailable):
@@ -369,10 +384,12 @@ class Landing:
             return None
         applied_through = self.current.applied_through if self.current else 0
         holder: SameBytes | None = None
-        queued = queued_with(self.store, self.dataset, sha256)
+        queued, applied = together(
+            lambda: queued_with(self.store, self.dataset, sha256),
+            lambda: applied_with(self.store, self.dataset, sha256),
+        )
         if queued is not None and queued.seq > applied_through:
             holder = queued
-        applied = applied_with(self.store, self.dataset, sha256)
         if holder is None and applied and self.current and self.current.contains(applied.seq):
             holder = applied
         # Anything committed after the holder may be a replace that takes it out (and the

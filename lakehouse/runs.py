@@ -10,6 +10,8 @@ commit record (`lakehouse.commits`) catches whatever slips past the queue.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -125,6 +127,33 @@ def push(instance: dg.DagsterInstance, webserver_url: str, dataset: str) -> str 
     except Exception as exc:  # noqa: BLE001 - a push is only a shortcut: the sensor is the path
         log.warning("no run pushed for %s (the sensor will launch one): %s", dataset, exc)
         return None
+
+
+class Pusher:
+    """Pushes runs in the background, so an upload's answer never waits for the webserver
+    to create a run, and coalesces a burst: a dataset has at most one push waiting to
+    start. That is enough: a push that has not started yet will launch (or find) a run
+    that has not started either, and a run reads the log when it starts, so it sees every
+    ingest committed before then. (A push already under way does not count: the waiting
+    run it found may start before a later commit.)"""
+
+    def __init__(self, instance: dg.DagsterInstance, webserver_url: str, threads: int = 2):
+        self.instance, self.webserver_url = instance, webserver_url
+        self._waiting: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="push")
+
+    def request(self, dataset: str) -> None:
+        with self._lock:
+            if dataset in self._waiting:
+                return
+            self._waiting.add(dataset)
+        self._pool.submit(self._push, dataset)
+
+    def _push(self, dataset: str) -> None:
+        with self._lock:
+            self._waiting.discard(dataset)
+        push(self.instance, self.webserver_url, dataset)
 
 
 @lru_cache

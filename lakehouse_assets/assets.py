@@ -61,6 +61,7 @@ def dataset(
     or the sensor launched after another run applied everything), it commits nothing.
     """
     name = context.partition_key
+    context.log.info(f"{name}: {config.operation} on top of its latest version")
     store = s3.store()
     with duckdb.get_connection() as con, scratch_dir() as scratch:
         attach_s3(con, store.config)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import InstanceDep, SettingsDep, StoreDep, dataset_name
+from api.deps import InstanceDep, SettingsDep, StoreDep, dataset_name, pusher
 from lakehouse.catalog import Manifest, latest_manifest
 from lakehouse.commits import IngestError
 from lakehouse.csvschema import Column, NotCsv
@@ -30,7 +30,6 @@ from lakehouse.ingests import (
     SchemaConflict,
     read_receipt,
 )
-from lakehouse.runs import push
 from lakehouse.storage import InvalidIngestId, ObjectStore, StoreUnavailable
 from lakehouse.streams import BadGzip, BadMultipart, Gunzip, MultipartFile, SizeCap, TooLarge
 
@@ -285,12 +284,11 @@ async def ingest(
         state = await run_in_threadpool(ingest_status, instance, store, record)
         return answer(record, state, duplicate=True)
     # Committed: from here the ingest will be applied whatever happens to this request.
-    run_id = None
     if settings.push_runs:
-        run_id = await run_in_threadpool(push, instance, settings.resolved_webserver_url, name)
+        pusher(instance, settings.resolved_webserver_url).request(name)
     if wait_seconds:
         return await _wait(instance, store, record, wait_seconds, response)
-    return answer(record, IngestStatus(status="queued", run_id=run_id))
+    return answer(record, IngestStatus(status="queued"))
 
 
 @router.get("/{ingest_id}")
