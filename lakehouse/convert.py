@@ -84,6 +84,10 @@ class Converted:
         return self.rejected / max(self.rows + self.rejected, 1)
 
 
+# How every dataset object is written (one converted file is uploaded as it is).
+PARQUET_FORMAT = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
+
+
 def read_csv_sql(source_url: str, schema: CsvSchema) -> str:
     """A `read_csv(...)` call that reads `source_url` exactly as `schema` says."""
     columns = ", ".join(f"{sql_string(c.name)}: {sql_string(c.type)}" for c in schema.columns)
@@ -101,8 +105,7 @@ def csv_to_parquet(
     query = f"SELECT * FROM {read_csv_sql(source_url, schema)}"
     try:
         result = con.execute(
-            f"COPY ({query}) TO {sql_string(target_url)}"
-            " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+            f"COPY ({query}) TO {sql_string(target_url)} ({PARQUET_FORMAT})"
         ).fetchone()
     except _DETERMINISTIC as exc:
         raise ConversionError(f"{exc}; fix the file and upload it again", retryable=False) from exc

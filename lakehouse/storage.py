@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -173,6 +174,12 @@ class ObjectStore:
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream"):
         with unavailable_on_error(f"write {key}"):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def put_file(self, key: str, path: Path) -> int:
+        """Upload a local file (in parallel parts when large); its size."""
+        with unavailable_on_error(f"write {key}"):
+            self.client.upload_file(str(path), self.bucket, key)
+        return path.stat().st_size
 
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value).encode(), "application/json")

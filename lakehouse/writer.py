@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,13 @@ import duckdb
 
 from lakehouse.catalog import ColumnStats, DataObject, Manifest
 from lakehouse.commits import IngestError, Outcome
-from lakehouse.convert import ConversionError, Converted, csv_to_parquet, write_rejects
+from lakehouse.convert import (
+    PARQUET_FORMAT,
+    ConversionError,
+    Converted,
+    csv_to_parquet,
+    write_rejects,
+)
 from lakehouse.csvschema import CsvSchema, infer_schema
 from lakehouse.duck import sql_identifier, sql_string
 from lakehouse.ingests import SAMPLE_BYTES, IngestRecord, applied_with, read_entry
@@ -158,9 +165,13 @@ class Writer:
         stats = [] if state.replaced else list(base.stats)
         if state.converted:
             key = object_key(self.name, version, self.run_id)
-            new = self._write([c.data for c in state.converted], key, built)
-            objects.append(new)
-            stats = merge_stats(stats, self._stats([c.data for c in state.converted], state))
+            files = [c.data for c in state.converted]
+            # The statistics read the local files while the object goes up.
+            with ThreadPoolExecutor(1) as upload:
+                writing = upload.submit(self._write, files, key, built)
+                added = self._stats(files, state)
+                objects.append(writing.result())
+            stats = merge_stats(stats, added)
             reject_files = [c.rejects for c in state.converted if c.rejects is not None]
             if reject_files:
                 rejects_at = rejects_key(self.name, version, self.run_id)
@@ -241,14 +252,20 @@ class Writer:
     # -- objects --------------------------------------------------------------------------
 
     def _write(self, files: Sequence[Path], key: str, built: Built) -> DataObject:
-        """`files` (same columns) as one object at `key`, rows in order."""
-        source = ", ".join(sql_string(str(f)) for f in files)
-        result = self.con.execute(
-            f"COPY (SELECT * FROM read_parquet([{source}])) TO {sql_string(self.store.url(key))}"
-            " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-        ).fetchone()
+        """`files` (same columns) as one object at `key`, rows in order. One file is
+        uploaded as it is (it was written with the same format settings)."""
         built.written.append(key)
-        rows = int(result[0]) if result else 0
+        con = self.con.cursor()  # its own connection: the caller's may be busy meanwhile
+        if len(files) == 1:
+            count = con.execute(f"SELECT count(*) FROM read_parquet({sql_string(str(files[0]))})")
+            rows = int(count.fetchone()[0])  # type: ignore[index]
+            return DataObject(key=key, bytes=self.store.put_file(key, files[0]), rows=rows)
+        source = ", ".join(sql_string(str(f)) for f in files)
+        copied = con.execute(
+            f"COPY (SELECT * FROM read_parquet([{source}])) TO {sql_string(self.store.url(key))}"
+            f" ({PARQUET_FORMAT})"
+        ).fetchone()
+        rows = int(copied[0]) if copied else 0
         return DataObject(key=key, bytes=self.store.size(key), rows=rows)
 
     def _rewrite(
