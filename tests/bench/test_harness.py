@@ -11,6 +11,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 FIGURES = [
     "upload -> queryable",
+    "run start-up: queued -> the asset's first log line",
     "conversion CSV in S3 -> Parquet in S3, 5,000 rows",
     "conversion CSV in S3 -> Parquet in S3, 10,000 rows",
     "upload throughput through /v1/ingest",
@@ -26,6 +27,7 @@ FIGURES = [
     "small files: uploads acknowledged, 1 dataset(s)",
     "small files: 16 x 100 rows, 8 clients, 8 dataset(s)",
     "small files: uploads acknowledged, 8 dataset(s)",
+    "small files to 8 datasets: 2 run workers vs 1",
 ]
 
 
