@@ -27,7 +27,7 @@ FIGURES = [
     "small files: uploads acknowledged, 1 dataset(s)",
     "small files: 16 x 100 rows, 8 clients, 8 dataset(s)",
     "small files: uploads acknowledged, 8 dataset(s)",
-    "small files to 8 datasets: 2 run workers vs 1",
+    "run tier: 16 committed small files to 8 datasets, 2 run workers vs 1",
 ]
 
 
