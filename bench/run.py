@@ -724,9 +724,9 @@ SETTINGS_NOTES = """
   version, so 200 small files became 2 versions (1 dataset) or 8 (8 datasets), from one
   run each before. A run's fixed cost (Dagster starting a process, ~2-3 s) is what remains
   per version; a version costs the same on a 10M-row dataset as on an empty one.
-- **`dequeue_use_threads`** in the run coordinator: launching a run blocks ~2 s until its
-  process is up; without threads, runs of different datasets started strictly one after
-  another.
+- **`dequeue_use_threads`** in the run coordinator: with the default launcher, launching a
+  run blocked ~2 s until its process was up; without threads, runs of different datasets
+  started strictly one after another.
 - **`dequeue_interval_seconds: 1`** (default 5) and the **in-process executor** for
   `ingest_job` (one asset: a process per step would only add start-up).
 - **Conversion** reads the CSV with the schema inferred at upload (no second sniffing pass):
@@ -744,9 +744,6 @@ SETTINGS_NOTES = """
   thread per query process; binding the statement once (on the connection, not a
   relation) saved ~0.5 ms more. One hostile query used to grow the API by 5.7 GiB; 16 at
   once now stay within README's bound (figure above).
-
-## What holds back the targets not met
-
 - **Warm run workers** (dagster-celery's `CeleryRunLauncher`, Redis, `lakehouse worker`):
   before them, every run started a fresh Python process (the code server's `spawn`, ~2 s
   on this machine) that imported Dagster and loaded the definitions; a worker did that
@@ -757,6 +754,8 @@ SETTINGS_NOTES = """
   than read and encoded again by a `COPY`, with its statistics read meanwhile.
 - **Pushes in the background**: an upload's answer no longer waits for the webserver to
   create its run, and a burst to one dataset makes one push, not one per file.
+
+## What holds back the targets not met
 
 - **Upload throughput (~0.5-0.6x of boto3).** boto3's `upload_file` sends parts from 10
   threads straight from disk; each upload through the API also streams through HTTP
