@@ -88,7 +88,9 @@ def test_every_version_is_a_snapshot_with_the_versions_rows(
         assert iceberg_rows(table, manifest.iceberg.snapshot_id) == manifest_rows(
             settings, manifest
         )
-        files = {t.file.file_path for t in table.scan(snapshot_id=snapshot.snapshot_id).plan_files()}
+        files = {
+            t.file.file_path for t in table.scan(snapshot_id=snapshot.snapshot_id).plan_files()
+        }
         assert files == {f"s3://{settings.s3_bucket}/{o.key}" for o in manifest.objects}
     # apply, apply, replace, apply, compact, recommit
     assert operations == ["append", "append", "overwrite", "append", "overwrite", "append"]
@@ -110,10 +112,10 @@ def test_column_types_map_exactly(
     instance: dg.DagsterInstance, settings: Settings, store: ObjectStore
 ) -> None:
     data = (
-        "id,price,amount,day,at,ok,name\n"
-        "1,2.5,12345678901234567.89,2024-01-02,2024-01-02 03:04:05.123456,true,Ann\n"
-        "2,,0.01,,2024-02-03 00:00:00,false,\n"
-    ).encode()
+        b"id,price,amount,day,at,ok,name\n"
+        b"1,2.5,12345678901234567.89,2024-01-02,2024-01-02 03:04:05.123456,true,Ann\n"
+        b"2,,0.01,,2024-02-03 00:00:00,false,\n"
+    )
     ingest(instance, settings, store, "typed", data)
     manifest = latest_manifest(instance, "typed")
     assert manifest is not None
@@ -132,9 +134,7 @@ def test_a_replace_with_other_columns_evolves_the_table(
     instance: dg.DagsterInstance, settings: Settings, store: ObjectStore
 ) -> None:
     ingest(instance, settings, store, "prices", b"sku,price\nA,1\nB,2\n")
-    ingest(
-        instance, settings, store, "prices", b"cur,sku,price\nEUR,C,3.5\n", mode="replace"
-    )
+    ingest(instance, settings, store, "prices", b"cur,sku,price\nEUR,C,3.5\n", mode="replace")
     table = reader_catalog(settings).load_table("lakehouse.prices")
     assert [(f.name, str(f.field_type)) for f in table.schema().fields] == [
         ("cur", "string"),
