@@ -61,6 +61,7 @@ from pyiceberg.types import (
     TimeType,
     UUIDType,
 )
+from pyiceberg.utils.concurrent import ExecutorFactory
 
 from lakehouse.catalog import IcebergSnapshot, Manifest
 from lakehouse.csvschema import Column
@@ -240,7 +241,8 @@ class IcebergTables:
                 mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
                 tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
             update = tx.update_snapshot(snapshot_properties=properties)
-            producer = update.overwrite() if removed else update.fast_append()
+            # Appends merge manifests (TABLE_PROPERTIES), so reading the file list stays cheap.
+            producer = update.overwrite() if removed else update.merge_append()
             with producer as snapshot:
                 for old in removed:
                     snapshot.delete_data_file(old)
@@ -365,11 +367,11 @@ def data_files(table: Table, snapshot: Snapshot | None = None) -> dict[str, Data
     snapshot = snapshot or table.current_snapshot()
     if snapshot is None:
         return {}
-    return {
-        entry.data_file.file_path: entry.data_file
-        for manifest_file in snapshot.manifests(table.io)
-        for entry in manifest_file.fetch_manifest_entry(table.io, discard_deleted=True)
-    }
+    entries = ExecutorFactory.get_or_create().map(
+        lambda manifest_file: manifest_file.fetch_manifest_entry(table.io, discard_deleted=True),
+        snapshot.manifests(table.io),
+    )
+    return {entry.data_file.file_path: entry.data_file for group in entries for entry in group}
 
 
 def key_of(url: str, bucket: str) -> str | None:
