@@ -47,6 +47,15 @@ class ColumnStats(BaseModel):
     max: str | None = None
 
 
+class IcebergSnapshot(BaseModel):
+    """Where other engines read a version: the Iceberg table, the snapshot that is this
+    version, and the table metadata file written by that commit (`lakehouse.iceberg`)."""
+
+    table: str
+    snapshot_id: int
+    metadata_location: str
+
+
 class Manifest(BaseModel):
     dataset_id: str
     name: str
@@ -66,6 +75,8 @@ class Manifest(BaseModel):
     added_ingest_ids: list[str] = []  # the ingests this version added
     operation: str = "apply"
     stats: list[ColumnStats] = []
+    # Set when the version is committed to its Iceberg table, after its commit record.
+    iceberg: IcebergSnapshot | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -104,6 +115,7 @@ class Manifest(BaseModel):
                 "row_count": sum(o.rows for o in manifest.objects),
                 "bytes": sum(o.bytes for o in manifest.objects),
                 "rejected_rows": sum(r.rows for r in manifest.rejects),
+                "iceberg": None,
                 "updated_at": datetime.now(UTC),
             }
         )
@@ -132,6 +144,11 @@ class Manifest(BaseModel):
             "added_ingest_ids": dg.MetadataValue.json(self.added_ingest_ids),
             "stats": dg.MetadataValue.json([s.model_dump() for s in self.stats]),
             "created_at": dg.MetadataValue.timestamp(self.created_at),
+            **(
+                {"iceberg": dg.MetadataValue.json(self.iceberg.model_dump())}
+                if self.iceberg
+                else {}
+            ),
         }
 
     @classmethod
@@ -158,6 +175,7 @@ class Manifest(BaseModel):
             excluded_seqs=meta.get("excluded_seqs", []),
             added_ingest_ids=meta.get("added_ingest_ids", []),
             stats=meta.get("stats", []),
+            iceberg=meta.get("iceberg"),
             created_at=datetime.fromtimestamp(meta["created_at"], UTC),
             updated_at=datetime.fromtimestamp(event.timestamp, UTC),
         )

@@ -241,6 +241,14 @@ class Settings(BaseSettings):
     def resolved_dagster_home(self) -> Path:
         return (self.dagster_home or self.state_dir / "dagster").absolute()
 
+    @property
+    def iceberg_catalog_url(self) -> str:
+        """Where the Iceberg SQL catalog lives: beside the Dagster instance (its Postgres
+        database, else SQLite under the state directory)."""
+        if self.postgres_url:
+            return self.postgres_url
+        return f"sqlite:///{(self.state_dir / 'iceberg' / 'catalog.db').absolute()}"
+
 
 @lru_cache
 def get_settings() -> Settings:

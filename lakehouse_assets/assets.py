@@ -9,6 +9,7 @@ from lakehouse import commits
 from lakehouse.catalog import Manifest, latest_manifest
 from lakehouse.commits import CommitRecord
 from lakehouse.duck import attach_s3
+from lakehouse.iceberg import IcebergTables
 from lakehouse.ingests import (
     has_pending,
     mark_pending,
@@ -23,13 +24,20 @@ from lakehouse.storage import ObjectStore, dataset_prefix
 from lakehouse.writer import Budget, Built, WriteError, Writer, scratch_dir
 from lakehouse_assets import checks
 from lakehouse_assets.partitions import dataset_partitions_def
-from lakehouse_assets.resources import LakehousePolicy, ObjectStoreResource
+from lakehouse_assets.resources import (
+    IcebergCatalogResource,
+    LakehousePolicy,
+    ObjectStoreResource,
+)
 
 LAKEHOUSE_GROUP = "lakehouse"
 
 # Transient faults (the object store briefly down) are retried inside the run; whatever
 # the run decides about an ingest is part of the version, so a retry never decides twice.
 RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+# Materialization metadata: milliseconds this version's Iceberg commit took in the run.
+ICEBERG_COMMIT_MS = "iceberg_commit_ms"
 
 # How often a run that lost the race for a version number builds again on the winner's.
 COMMIT_ATTEMPTS = 3
@@ -38,7 +46,7 @@ COMMIT_ATTEMPTS = 3
 @dg.asset(
     partitions_def=dataset_partitions_def,
     group_name=LAKEHOUSE_GROUP,
-    kinds={"s3", "parquet", "duckdb"},
+    kinds={"s3", "parquet", "duckdb", "iceberg"},
     check_specs=checks.check_specs,
     retry_policy=RETRY_POLICY,
     output_required=False,
@@ -49,16 +57,20 @@ def dataset(
     s3: ObjectStoreResource,
     duckdb: DuckDBResource,
     policy: LakehousePolicy,
+    iceberg: IcebergCatalogResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """A dataset: the Parquet objects under `datasets/<name>/` that its latest manifest lists.
+    """A dataset: the Parquet objects under `datasets/<name>/` that its latest manifest lists,
+    also the Iceberg table `lakehouse.<name>`.
 
     Every run commits at most one new version on top of the latest one: the pending
     ingests of the dataset's log, in order (apply), the same rows in fewer files
     (compact), every source converted again (rebuild), or, from the UI with nothing
     pending, the current state again. The version is checked, then claimed with a
-    compare-and-set (`lakehouse.commits`) and only then emitted, so version numbers are
-    unique and consecutive however runs were launched. With nothing to do (a run the API
-    or the sensor launched after another run applied everything), it commits nothing.
+    compare-and-set (`lakehouse.commits`), committed to its Iceberg table as a snapshot, and
+    only then emitted, so version numbers are unique and consecutive however runs were
+    launched, and the Iceberg table never shows a version the catalog will not. With nothing
+    to do (a run the API or the sensor launched after another run applied everything), it
+    commits nothing.
     """
     name = context.partition_key
     context.log.info(f"{name}: {config.operation} on top of its latest version")
@@ -79,7 +91,8 @@ def dataset(
             Path(scratch),
             context.log.info,
         )
-        yield from _commit_next_version(context, config, store, con, writer, policy)
+        tables = iceberg.tables(store.config)
+        yield from _commit_next_version(context, config, store, con, writer, policy, tables)
 
 
 def _commit_next_version(
@@ -89,13 +102,14 @@ def _commit_next_version(
     con: duckdb.DuckDBPyConnection,
     writer: Writer,
     policy: LakehousePolicy,
+    tables: IcebergTables,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     name = context.partition_key
     for _ in range(COMMIT_ATTEMPTS):
         base = latest_manifest(context.instance, name)
         published = base.version if base else 0
         if (behind := commits.unpublished(store, name, published)) is not None:
-            yield from _publish(context, behind, store, con, policy)
+            yield from _publish(context, behind, store, con, policy, tables)
             return
         base = base or Manifest.empty(name, store.url(dataset_prefix(name)))
         built = _build(config, store, writer, base, policy)
@@ -121,7 +135,11 @@ def _commit_next_version(
             outcomes=built.outcomes,
         )
         if commits.claim(store, record):
-            yield _materialization(record, writer, results)
+            record, check, elapsed = _commit_to_iceberg(record, tables)
+            if not check.passed:
+                yield check
+                raise _iceberg_mismatch(record)
+            yield _materialization(record, writer, [*results, check], elapsed)
             record_decided(store, name, record.version, record.decided)
             settle_pending(store, name, built.manifest.applied_through)
             return
@@ -198,14 +216,47 @@ def _failed_checks(
     )
 
 
+def _commit_to_iceberg(
+    record: CommitRecord, tables: IcebergTables
+) -> tuple[CommitRecord, dg.AssetCheckResult, float]:
+    """Commit the claimed version to its Iceberg table (or find that commit, if it already
+    happened) and check it; the record with the snapshot, the check, the commit's seconds.
+
+    Any failure fails the run before the version is emitted: the catalog and the table both
+    stay at the previous version, and the next run publishes this one (docs/PROTOCOL.md)."""
+    manifest = record.manifest
+    try:
+        committed = tables.commit(manifest)
+    except Exception as exc:  # the store, the catalog database, pyiceberg: all the same here
+        raise dg.Failure(
+            f"{manifest.name} v{record.version}: the Iceberg commit failed ({exc}); the "
+            f"dataset stays at v{record.version - 1} in the catalog and in Iceberg, and the "
+            "next run publishes this version"
+        ) from exc
+    published = manifest.model_copy(update={"iceberg": committed.snapshot})
+    record = record.model_copy(update={"manifest": published})
+    return record, checks.iceberg(published, tables), committed.seconds
+
+
+def _iceberg_mismatch(record: CommitRecord) -> dg.Failure:
+    return dg.Failure(
+        f"{record.manifest.name} v{record.version}: the Iceberg table does not match the "
+        "version after its commit (see the iceberg_snapshot_matches check); it is not "
+        "published; the dataset needs an operator (see docs/PROTOCOL.md)",
+        allow_retries=False,
+    )
+
+
 def _publish(
     context: dg.AssetExecutionContext,
     record: CommitRecord,
     store: ObjectStore,
     con: duckdb.DuckDBPyConnection,
     policy: LakehousePolicy,
+    tables: IcebergTables,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Emit a version another run committed but died before emitting."""
+    """Emit a version another run committed but died before emitting (committing it to
+    Iceberg first, if that run did not get so far)."""
     owner = context.instance.get_run_by_id(record.run_id)
     if owner is not None and owner.run_id != context.run.run_id and not owner.is_finished:
         # Retried by the step's policy: by then that run has published it, or died.
@@ -228,13 +279,20 @@ def _publish(
             "an operator (see docs/PROTOCOL.md)",
             allow_retries=False,
         )
-    yield dg.MaterializeResult(metadata=_metadata(record), check_results=results)
+    record, check, elapsed = _commit_to_iceberg(record, tables)
+    if not check.passed:
+        yield check
+        raise _iceberg_mismatch(record)
+    yield dg.MaterializeResult(
+        metadata={**_metadata(record), **_iceberg_timing(elapsed)},
+        check_results=[*results, check],
+    )
     record_decided(store, record.manifest.name, record.version, record.decided)
     settle_pending(store, record.manifest.name, record.manifest.applied_through)
 
 
 def _materialization(
-    record: CommitRecord, writer: Writer, results: list[dg.AssetCheckResult]
+    record: CommitRecord, writer: Writer, results: list[dg.AssetCheckResult], iceberg_seconds: float
 ) -> dg.MaterializeResult:
     manifest = record.manifest
     writer.log(
@@ -246,8 +304,14 @@ def _materialization(
     metadata = {
         **_metadata(record),
         "preview": dg.MetadataValue.md(markdown_table([c.name for c in manifest.columns], preview)),
+        **_iceberg_timing(iceberg_seconds),
     }
     return dg.MaterializeResult(metadata=metadata, check_results=results)
+
+
+def _iceberg_timing(seconds: float) -> dict[str, dg.MetadataValue]:
+    """How long this run's Iceberg commit took (0: it had already been made)."""
+    return {ICEBERG_COMMIT_MS: dg.MetadataValue.float(round(seconds * 1000, 1))}
 
 
 def _metadata(record: CommitRecord) -> dict[str, dg.MetadataValue]:

@@ -1,7 +1,10 @@
 """Asset checks on the dataset asset, evaluated on each new manifest *before* it is
 committed: if a blocking check fails, the run fails and no new version appears, so the API
 keeps serving the previous one. Each check reads object footers and sizes, never rows, so
-its cost follows the (bounded) number of objects, not the dataset's size."""
+its cost follows the (bounded) number of objects, not the dataset's size.
+
+`iceberg_snapshot_matches` is evaluated after the Iceberg commit (it checks that commit),
+still before the version is emitted."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from lakehouse.catalog import DATASET_ASSET_KEY, Manifest
 from lakehouse.duck import sql_string
+from lakehouse.iceberg import IcebergTables
 from lakehouse.profile import parquet_source
 from lakehouse.storage import ObjectStore
 
@@ -40,7 +44,16 @@ check_specs = [
         blocking=True,
         description="Every object the manifest lists is in the bucket with its recorded size.",
     ),
+    dg.AssetCheckSpec(
+        "iceberg_snapshot_matches",
+        asset=DATASET_ASSET_KEY,
+        blocking=True,
+        description="The Iceberg table's current snapshot is this version: its row count, "
+        "its data files (exactly the manifest's objects) and its columns.",
+    ),
 ]
+
+ICEBERG_CHECK = "iceberg_snapshot_matches"
 
 
 def evaluate(
@@ -57,6 +70,17 @@ def evaluate(
         _rejects(manifest, max_reject_share),
         _objects(manifest, store),
     ]
+
+
+def iceberg(manifest: Manifest, tables: IcebergTables) -> dg.AssetCheckResult:
+    """Run after the version's Iceberg commit: the table's current snapshot is the version."""
+    problems = tables.verify(manifest)
+    return _result(
+        ICEBERG_CHECK,
+        not problems,
+        snapshot_id=str(manifest.iceberg.snapshot_id) if manifest.iceberg else "none",
+        problems="; ".join(problems) or "none",
+    )
 
 
 def unchanged(manifest: Manifest) -> list[dg.AssetCheckResult]:

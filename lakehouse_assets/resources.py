@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from lakehouse.duck import connection_config
+from lakehouse.iceberg import IcebergTables
 from lakehouse.settings import S3Config, Settings
 from lakehouse.storage import ObjectStore
 
@@ -33,6 +34,18 @@ class ObjectStoreResource(dg.ConfigurableResource):
 
     def store(self) -> ObjectStore:
         return ObjectStore(self.config())
+
+
+class IcebergCatalogResource(dg.ConfigurableResource):
+    """The Iceberg SQL catalog (JDBC catalog layout) where every dataset is a table."""
+
+    catalog_url: str = Field(
+        description="SQLAlchemy URL of the catalog database: the Dagster instance's Postgres "
+        "(LAKEHOUSE_POSTGRES_URL), else SQLite under the state directory."
+    )
+
+    def tables(self, s3: S3Config) -> IcebergTables:
+        return IcebergTables(self.catalog_url, s3)
 
 
 class LakehousePolicy(dg.ConfigurableResource):
@@ -75,6 +88,12 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             access_key=_from_env("LAKEHOUSE_S3_ACCESS_KEY", settings.s3_access_key),
             secret_key=_from_env("LAKEHOUSE_S3_SECRET_KEY", settings.s3_secret_key),
             url_style=settings.s3_url_style,
+        ),
+        # The Postgres URL may hold a password: a reference when it comes from the environment.
+        "iceberg": IcebergCatalogResource(
+            catalog_url=_from_env("LAKEHOUSE_POSTGRES_URL", settings.iceberg_catalog_url)
+            if settings.postgres_url
+            else settings.iceberg_catalog_url
         ),
         # The policy's fields are settings of the same names.
         "policy": LakehousePolicy(**settings.model_dump(include=set(LakehousePolicy.model_fields))),

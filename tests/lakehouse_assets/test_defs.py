@@ -14,7 +14,7 @@ def test_definitions_load_and_resolve() -> None:
     assert definitions.resolve_assets_def("dataset").partitions_def is not None
     for schedule in definitions.schedules or []:
         definitions.resolve_schedule_def(schedule.name)  # type: ignore[union-attr]
-    assert set(definitions.resources or {}) == {"s3", "duckdb", "policy"}
+    assert set(definitions.resources or {}) == {"s3", "duckdb", "policy", "iceberg"}
     for job in ("compaction_job", "rebuild_job", "cleanup_job"):
         assert definitions.resolve_job_def(job).description
     for name in ("compaction_schedule", "cleanup_schedule"):

@@ -4,7 +4,8 @@ row must then be in the dataset exactly once, and nothing else.
 
 The steps (docs/PROTOCOL.md): the API lands the bytes, commits the log entry, writes the
 receipt and the pending hint; a run converts, writes the new object, marks the bytes
-applied, claims the version's commit record, emits the version, clears the hint.
+applied, claims the version's commit record, commits it to the Iceberg table, emits the
+version, clears the hint. After recovery, the Iceberg table agrees with the catalog.
 A process dying at a step is modelled by a failure nothing in that process catches.
 """
 
@@ -23,6 +24,7 @@ from api.main import create_app
 from lakehouse import commits, writer
 from lakehouse.catalog import latest_manifest, manifest_history
 from lakehouse.duck import attach_s3
+from lakehouse.iceberg import IcebergTables, data_files, version_of
 from lakehouse.runs import DatasetConfig
 from lakehouse.settings import Settings, get_settings
 from lakehouse.storage import LOG, ObjectStore, StoreUnavailable
@@ -62,6 +64,23 @@ def assert_versions_consecutive(instance: dg.DagsterInstance, name: str) -> None
     assert [m.version for m in history] == list(range(len(history), 0, -1))
 
 
+def assert_iceberg_agrees(instance: dg.DagsterInstance, settings: Settings, name: str) -> None:
+    """The table's current snapshot is the catalog's version, with its rows and files, and
+    every version is exactly one snapshot."""
+    manifest = latest_manifest(instance, name)
+    table = IcebergTables(settings.iceberg_catalog_url, settings.s3()).load(name)
+    assert manifest is not None and manifest.iceberg is not None and table is not None
+    current = table.current_snapshot()
+    assert current is not None and current.snapshot_id == manifest.iceberg.snapshot_id
+    assert version_of(current) == manifest.version
+    files = data_files(table)
+    assert set(files) == {f"s3://{settings.s3_bucket}/{o.key}" for o in manifest.objects}
+    assert sum(f.record_count for f in files.values()) == manifest.row_count
+    history, _ = manifest_history(instance, name, limit=1000)
+    snapshot_versions = sorted(version_of(s) or 0 for s in table.snapshots())
+    assert snapshot_versions == sorted(m.version for m in history)
+
+
 def upload_two(store: ObjectStore) -> None:
     land_csv(store, "events", b"n\n1\n2\n")
     land_csv(store, "events", b"n\n3\n")
@@ -78,9 +97,20 @@ def upload_two(store: ObjectStore) -> None:
         (assets, "record_applied", True),  # bytes marked applied, nothing committed
         (commits, "claim", False),  # checked, just before the compare-and-set
         (commits, "claim", True),  # committed, not yet emitted (published by the next run)
+        (IcebergTables, "commit", False),  # claimed, the Iceberg commit fails
+        (IcebergTables, "commit", True),  # in Iceberg too, not yet emitted
         (assets, "settle_pending", False),  # emitted, the pending hint not cleared
     ],
-    ids=["converting", "object-written", "marked-applied", "before-claim", "claimed", "emitted"],
+    ids=[
+        "converting",
+        "object-written",
+        "marked-applied",
+        "before-claim",
+        "claimed",
+        "iceberg-fails",
+        "iceberg-committed",
+        "emitted",
+    ],
 )
 def test_a_run_dying_at_each_step_then_recovering_applies_every_row_once(
     instance: dg.DagsterInstance,
@@ -104,6 +134,35 @@ def test_a_run_dying_at_each_step_then_recovering_applies_every_row_once(
     assert_versions_consecutive(instance, "events")
     manifest = latest_manifest(instance, "events")
     assert manifest is not None and manifest.version == 1 and manifest.applied_through == 2
+    assert_iceberg_agrees(instance, settings, "events")
+
+
+def test_a_failed_iceberg_commit_fails_the_run_and_keeps_both_at_the_previous_version(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    store: ObjectStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    land_csv(store, "events", b"n\n1\n")
+    assert run_dataset(instance, settings, "events").success
+    land_csv(store, "events", b"n\n2\n")
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("When writing the metadata: the object store is unreachable (injected)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(IcebergTables, "_commit", unreachable)
+        failed = run_dataset(instance, settings, "events", DatasetConfig(only_if_pending=True))
+    assert not failed.success
+    manifest = latest_manifest(instance, "events")
+    assert manifest is not None and manifest.version == 1
+    assert_iceberg_agrees(instance, settings, "events")
+    assert commits.unpublished(store, "events", 1) is not None  # claimed: it will be published
+
+    assert run_dataset(instance, settings, "events", DatasetConfig(only_if_pending=True)).success
+    assert dataset_rows(instance, settings, "events") == [1, 2]
+    assert_versions_consecutive(instance, "events")
+    assert_iceberg_agrees(instance, settings, "events")
 
 
 class FailingStore(ObjectStore):
@@ -139,6 +198,7 @@ def test_the_store_failing_at_the_commit_record_is_retried_and_commits_once(
     assert run_dataset(instance, settings, "events", resources=resources).success
     assert dataset_rows(instance, settings, "events") == [1, 2, 3]
     assert_versions_consecutive(instance, "events")
+    assert_iceberg_agrees(instance, settings, "events")
 
 
 class LostClaimAnswer(ObjectStore):

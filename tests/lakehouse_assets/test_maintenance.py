@@ -43,7 +43,7 @@ def rows(settings: Settings, store: ObjectStore, name: str, instance) -> list[tu
 # -- checks ------------------------------------------------------------------------------
 
 
-def test_each_materialization_runs_and_passes_the_four_checks(
+def test_each_materialization_runs_and_passes_the_five_checks(
     instance, settings: Settings, store: ObjectStore
 ) -> None:
     result = ingest(instance, settings, store, "people", b"id,name\n1,Ann\n2,Bo\n")
@@ -54,6 +54,7 @@ def test_each_materialization_runs_and_passes_the_four_checks(
         "row_count_matches": True,
         "rejected_share_under_threshold": True,
         "objects_exist_with_recorded_sizes": True,
+        "iceberg_snapshot_matches": True,
     }
     metadata = result.asset_materializations_for_node("dataset")[0].metadata
     assert "| id | name |" in metadata["preview"].value  # type: ignore[operator]

@@ -1,0 +1,131 @@
+"""Another engine reads the datasets: a separate process with pyiceberg alone (no project
+code), configured only as the README says, gets exactly the rows `/v1/sql` returns, for the
+current version and for an earlier snapshot after a replace; through the catalog, and
+through the metadata file alone (an engine without catalog access)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lakehouse.stack import Stack
+from tests.e2e.conftest import start_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+# What a user writes from the README: nothing here imports the project.
+READER = textwrap.dedent(
+    """
+    import json, sys
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.table import StaticTable
+
+    args = json.loads(sys.argv[1])
+    s3 = {
+        "s3.endpoint": args["endpoint"],
+        "s3.access-key-id": args["access_key"],
+        "s3.secret-access-key": args["secret_key"],
+        "s3.region": "us-east-1",
+    }
+
+    def rows(table, snapshot_id=None):
+        found = table.scan(snapshot_id=snapshot_id).to_arrow().to_pylist()
+        return sorted((json.loads(json.dumps(r, default=str)) for r in found),
+                      key=lambda r: json.dumps(r, sort_keys=True))
+
+    catalog = SqlCatalog("lakehouse", uri=args["catalog_uri"], **s3)
+    table = catalog.load_table("lakehouse." + args["name"])
+    static = StaticTable.from_metadata(args["metadata_location"], s3)
+    print(json.dumps({
+        "current": rows(table),
+        "earlier": rows(table, args["earlier_snapshot_id"]),
+        "static_current": rows(static),
+        "static_earlier": rows(static, args["earlier_snapshot_id"]),
+        "snapshot_id": table.current_snapshot().snapshot_id,
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("iceberg"))
+    yield stack
+    stack.stop()
+
+
+def ingest(api: str, name: str, body: bytes, mode: str = "append") -> dict:
+    response = httpx.post(
+        f"{api}/v1/ingest",
+        params={"name": name, "mode": mode, "wait": "true"},
+        content=body,
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def sql(api: str, query: str, as_of: dict | None = None) -> list[dict]:
+    body: dict = {"sql": query, **({"as_of": as_of} if as_of else {})}
+    response = httpx.post(f"{api}/v1/sql", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return sorted(response.json()["rows"], key=lambda r: json.dumps(r, sort_keys=True))
+
+
+def test_pyiceberg_alone_reads_what_the_sql_api_answers(stack: Stack, tmp_path: Path) -> None:
+    api = stack.api_url
+    ingest(api, "shifts", b"id,worker,hours,day\n1,ann,8.5,2024-01-02\n2,bo,4,2024-01-03\n")
+    ingest(api, "shifts", b"id,worker,hours,day\n3,cy,6.25,2024-01-04\n")
+    ingest(api, "shifts", b"id,worker,hours,day\n9,zed,1.5,2025-06-30\n", mode="replace")
+
+    manifest = httpx.get(f"{api}/v1/catalog/shifts", timeout=10).json()
+    assert manifest["version"] == 3
+    iceberg = manifest["iceberg"]
+    bucket = stack.settings.s3_bucket
+    assert iceberg["table"] == "lakehouse.shifts"
+    assert iceberg["metadata_location"].startswith(f"s3://{bucket}/iceberg/shifts/metadata/")
+    assert iceberg["metadata_location"].endswith(".metadata.json")
+    versions = httpx.get(f"{api}/v1/catalog/shifts/versions", timeout=10).json()["versions"]
+    snapshot_ids = {v["version"]: v["iceberg"]["snapshot_id"] for v in versions}
+    assert sorted(snapshot_ids) == [1, 2, 3] and len(set(snapshot_ids.values())) == 3
+    assert snapshot_ids[3] == iceberg["snapshot_id"]
+
+    settings = stack.settings
+    args = {
+        "name": "shifts",
+        "endpoint": settings.s3_endpoint,
+        "access_key": settings.s3_access_key,
+        "secret_key": settings.s3_secret_key,
+        "catalog_uri": f"sqlite:///{settings.state_dir.absolute()}/iceberg/catalog.db",
+        "metadata_location": iceberg["metadata_location"],
+        "earlier_snapshot_id": snapshot_ids[2],
+    }
+    script = tmp_path / "reader.py"
+    script.write_text(READER)
+    read = subprocess.run(
+        [sys.executable, str(script), json.dumps(args)],
+        cwd=tmp_path,  # not the project: nothing of it is importable by path
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert read.returncode == 0, read.stderr
+    seen = json.loads(read.stdout)
+
+    current = sql(api, "SELECT * FROM shifts")
+    earlier = sql(api, "SELECT * FROM shifts", as_of={"shifts": 2})
+    assert current == [{"id": 9, "worker": "zed", "hours": 1.5, "day": "2025-06-30"}]
+    assert len(earlier) == 3
+    assert seen["snapshot_id"] == iceberg["snapshot_id"]
+    assert seen["current"] == seen["static_current"] == current
+    assert seen["earlier"] == seen["static_earlier"] == earlier
