@@ -188,6 +188,7 @@ def main() -> None:
                 s3_endpoint=f"http://127.0.0.1:{free_port()}",
                 api_port=free_port(),
                 webserver_port=free_port(),
+                broker_port=free_port(),
             ),
             with_webserver=True,  # as `make up`: the API pushes each ingest's run
         )
