@@ -805,6 +805,11 @@ def main() -> None:
             bench.small_files(datasets=1)
             bench.small_files(datasets=8)
             bench.worker_scaling()
+            from bench import iceberg  # it builds on this module's report
+
+            iceberg.measure(
+                bench.stack, bench.report, iceberg.SMALL if args.small else iceberg.FULL, Path(tmp)
+            )
         finally:
             bench.stack.stop()
     write_report(bench.report, args.out, size, time.perf_counter() - started)
