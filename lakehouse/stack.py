@@ -11,7 +11,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -19,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +27,7 @@ import httpx
 import psutil
 import yaml
 
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, sqlalchemy_url
 from lakehouse.storage import ObjectStore, StoreUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +72,7 @@ def write_instance_yaml(home: Path, settings: Settings) -> None:
     launcher["broker"] = settings.resolved_broker_url
     launcher["backend"] = settings.resolved_backend_url
     if settings.postgres_url:
-        # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; dagster-postgres ships 2.
-        url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", settings.postgres_url)
-        config["storage"] = {"postgres": {"postgres_url": url}}
+        config["storage"] = {"postgres": {"postgres_url": sqlalchemy_url(settings.postgres_url)}}
     # Written aside and renamed: a process starting meanwhile reads the old or the new.
     draft = home / f".dagster.yaml.{os.getpid()}"
     draft.write_text(
@@ -131,11 +128,24 @@ class Process:
 
 
 @dataclass
+class Starting:
+    """A process started, and how to tell it is ready."""
+
+    process: Process
+    ready: Callable[[], bool]
+    timeout: float
+    interval: float = 0.2  # between checks
+    checked: float = 0.0  # when last checked (monotonic)
+
+
+@dataclass
 class Stack:
     settings: Settings
     with_webserver: bool = True
     local_s3: bool = True  # False when the settings point at an S3 server run elsewhere
     processes: list[Process] = field(default_factory=list)
+    # Inside `_together`: the processes started and not yet awaited.
+    _starting: list[Starting] | None = field(default=None, init=False, repr=False)
 
     @property
     def state_dir(self) -> Path:
@@ -156,27 +166,44 @@ class Stack:
     # -- starting -------------------------------------------------------------------------
 
     def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
-        """Start every process and wait until each is healthy; on failure stop them all."""
+        """Start every process and wait until each is healthy; on failure stop them all.
+
+        Processes start side by side (each spends seconds importing Dagster, and the
+        machine has cores); the daemon, webserver and API once the store is up."""
         try:
-            if self.local_s3:
-                progress("object store (SeaweedFS S3)")
-                self.start_s3()
-            if not self.settings.broker_url:
-                progress("broker (Redis)")
-                self.start_broker()
-            if self.settings.workers:
-                progress(f"{self.settings.workers} run worker(s)")
-                self.start_workers()
-            progress("Dagster daemon")
-            self.start_daemon()
-            if self.with_webserver:
-                progress("Dagster webserver")
-                self.start_webserver()
-            progress("API")
-            self.start_api()
+            prepare_dagster_home(self.settings)
+            with self._together():
+                if self.local_s3:
+                    progress("object store (SeaweedFS S3)")
+                    self.start_s3()
+                if not self.settings.broker_url:
+                    progress("broker (Redis)")
+                    self.start_broker()
+                if self.settings.workers:  # they wait for the broker themselves
+                    progress(f"{self.settings.workers} run worker(s)")
+                    self.start_workers()
+            with self._together():
+                progress("Dagster daemon")
+                self.start_daemon()
+                if self.with_webserver:
+                    progress("Dagster webserver")
+                    self.start_webserver()
+                progress("API")
+                self.start_api()
         except BaseException:
             self.stop()
             raise
+
+    @contextlib.contextmanager
+    def _together(self) -> Iterator[None]:
+        """Processes started inside are awaited together at its end, not one by one."""
+        self._starting = []
+        try:
+            yield
+            starting, self._starting = self._starting, None
+            self._await(starting)
+        finally:
+            self._starting = None
 
     def start_s3(self) -> None:
         s3_dir = self.state_dir / "s3"
@@ -261,7 +288,8 @@ class Stack:
     def start_daemon(self) -> None:
         prepare_dagster_home(self.settings)
         self._spawn("dagster-daemon", [_bin("dagster-daemon"), "run", *self._workspace()])
-        self._wait("dagster-daemon", self._daemon_ready, timeout=120)
+        # Each check opens the instance (0.1 s of CPU): not too often while all start.
+        self._wait("dagster-daemon", self._daemon_ready, timeout=120, interval=1.0)
 
     def start_webserver(self) -> None:
         prepare_dagster_home(self.settings)
@@ -283,7 +311,7 @@ class Stack:
                 "--workers", str(self.settings.api_workers), "--no-access-log",
             ],
         )  # fmt: skip
-        self._wait("api", self._http_ok(f"{self.api_url}/health"), timeout=60)
+        self._wait("api", self._http_ok(f"{self.api_url}/health"), timeout=120)
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -317,16 +345,38 @@ class Stack:
             )
         self.processes.append(Process(name, popen, log))
 
-    def _wait(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
+    def _wait(
+        self, name: str, ready: Callable[[], bool], timeout: float, interval: float = 0.2
+    ) -> None:
+        """Wait until `name` is ready, or, inside `_together`, leave that for its end."""
         process = next(p for p in self.processes if p.name == name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not process.alive():
-                raise StackError(f"{name} exited ({process.popen.returncode}):\n{process.tail()}")
-            if ready():
-                return
+        starting = Starting(process, ready, timeout, interval)
+        if self._starting is not None:
+            self._starting.append(starting)
+        else:
+            self._await([starting])
+
+    @staticmethod
+    def _await(starting: list[Starting]) -> None:
+        began = time.monotonic()
+        while starting:
+            for item in list(starting):
+                process = item.process
+                if not process.alive():
+                    raise StackError(
+                        f"{process.name} exited ({process.popen.returncode}):\n{process.tail()}"
+                    )
+                now = time.monotonic()
+                if now - item.checked < item.interval:
+                    continue
+                item.checked = now
+                if item.ready():
+                    starting.remove(item)
+                elif now - began > item.timeout:
+                    raise StackError(
+                        f"{process.name} not healthy after {item.timeout:.0f}s:\n{process.tail()}"
+                    )
             time.sleep(0.2)
-        raise StackError(f"{name} not healthy after {timeout:.0f}s:\n{process.tail()}")
 
     def _s3_ready(self) -> bool:
         try:
