@@ -27,7 +27,19 @@ from lakehouse.storage import ObjectStore
 PROCESS_FIXTURES = frozenset({"s3_server", "postgres_server"})
 
 
+# The slowest files first (whole stacks, then in-process runs), so that the two xdist
+# workers finish together rather than one idling while the other runs the last long file.
+# The Makefile turns off xdist's own order, which puts the files with the most tests first.
+SLOWEST_FIRST = ("tests/bench/", "tests/e2e/", "tests/lakehouse_assets/")
+
+
+def _slowness_rank(item: pytest.Item) -> int:
+    path = item.nodeid
+    return next((i for i, prefix in enumerate(SLOWEST_FIRST) if path.startswith(prefix)), 99)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_slowness_rank)  # stable: a file's tests keep their order
     for item in items:
         started = PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         if started and item.get_closest_marker("integration") is None:
