@@ -11,6 +11,8 @@ import dagster as dg
 from fastapi import Depends, HTTPException, status
 
 from api.query import QueryEngine
+from lakehouse.catalog import CurrentManifests, latest_manifest
+from lakehouse.ingests import LogTails
 from lakehouse.names import InvalidName, validate_name
 from lakehouse.runs import Pusher
 from lakehouse.settings import S3Config, Settings, get_settings
@@ -20,6 +22,18 @@ from lakehouse.storage import ObjectStore
 @lru_cache
 def _store(config: S3Config) -> ObjectStore:
     return ObjectStore(config)
+
+
+@lru_cache
+def log_tails(store: ObjectStore) -> LogTails:
+    """What this process knows of the store's ingest logs (see `LogTails`)."""
+    return LogTails()
+
+
+@lru_cache
+def current_manifests(instance: dg.DagsterInstance, store: ObjectStore) -> CurrentManifests:
+    """The process's cache of each dataset's latest manifest (see `CurrentManifests`)."""
+    return CurrentManifests(store, lambda name: latest_manifest(instance, name))
 
 
 @lru_cache

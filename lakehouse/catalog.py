@@ -16,7 +16,7 @@ failed or were duplicates). Every entry up to `applied_through` has been decided
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from dagster import DagsterEventType
 from pydantic import BaseModel
 
 from lakehouse.csvschema import Column
+from lakehouse.storage import ObjectStore, commit_key, commits_prefix
 
 DATASET_ASSET_KEY = dg.AssetKey("dataset")
 
@@ -214,6 +215,33 @@ def latest_manifests(instance: dg.DagsterInstance) -> dict[str, Manifest]:
 def latest_manifest(instance: dg.DagsterInstance, name: str) -> Manifest | None:
     history, _ = manifest_history(instance, name, limit=1)
     return history[0] if history else None
+
+
+class CurrentManifests:
+    """Each dataset's latest manifest, for a process that reads it on every upload.
+
+    Every version has a commit record in the store before it is in the catalog, so a
+    cached manifest is still the latest while no record follows its version: one short
+    listing of the store instead of a query of Dagster's event log, which the runs are
+    busy writing. A dataset with a newer record is read from the catalog again.
+    """
+
+    def __init__(self, store: ObjectStore, read: Callable[[str], Manifest | None]) -> None:
+        self.store, self.read = store, read
+        self._cached: dict[str, Manifest] = {}
+
+    def latest(self, name: str) -> Manifest | None:
+        cached = self._cached.get(name)
+        if cached is not None and not self._newer_record(cached):
+            return cached
+        manifest = self.read(name)
+        if manifest is not None:
+            self._cached[name] = manifest
+        return manifest
+
+    def _newer_record(self, manifest: Manifest) -> bool:
+        after = commit_key(manifest.name, manifest.version)
+        return self.store.first_key(commits_prefix(manifest.name), after) is not None
 
 
 HISTORY_PAGE = 100

@@ -16,7 +16,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import InstanceDep, SettingsDep, StoreDep, dataset_name, pusher
+from api.deps import (
+    InstanceDep,
+    SettingsDep,
+    StoreDep,
+    current_manifests,
+    dataset_name,
+    log_tails,
+    pusher,
+)
 from lakehouse.catalog import Manifest, latest_manifest
 from lakehouse.commits import IngestError
 from lakehouse.csvschema import Column, NotCsv
@@ -264,8 +272,15 @@ async def ingest(
     """
     name = dataset_name(name)
     wait_seconds = _wait_seconds(wait, settings.ingest_wait_seconds)
-    current = await run_in_threadpool(latest_manifest, instance, name)
-    landing = Landing(store, name, mode=mode, current=current, sample_rows=settings.sample_rows)
+    current = await run_in_threadpool(current_manifests(instance, store).latest, name)
+    landing = Landing(
+        store,
+        name,
+        mode=mode,
+        current=current,
+        sample_rows=settings.sample_rows,
+        tails=log_tails(store),
+    )
     try:
         landed = await land(request, landing, settings)
     except BaseException as exc:

@@ -4,16 +4,18 @@ ingest. (The same code against a real S3 server: tests/lakehouse_assets, tests/e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
 
-from lakehouse.catalog import Manifest
+from lakehouse.catalog import CurrentManifests, Manifest
 from lakehouse.commits import CommitRecord, claim, deciding_commit, unpublished
 from lakehouse.ingests import (
     Landing,
+    LogTails,
     has_pending,
     pending_entries,
     settle_pending,
@@ -49,6 +51,46 @@ def test_racing_commits_get_distinct_seqs_with_no_gap() -> None:
     with ThreadPoolExecutor(16) as pool:
         records = list(pool.map(lambda i: land(s, f"n\n{i}\n".encode()).record, range(32)))
     assert sorted(r.seq for r in records) == list(range(1, 33))
+
+
+class CountingStore(MemoryStore):
+    """Counts the log keys each listing returns."""
+
+    listed = 0
+
+    def list_keys(self, prefix: str, start_after: str = "") -> Iterator[str]:
+        for key in super().list_keys(prefix, start_after):
+            self.listed += 1
+            yield key
+
+
+def test_racing_commits_of_several_processes_get_distinct_seqs_with_no_gap() -> None:
+    """Two API processes, each with its own knowledge of the log, racing 16 uploads each."""
+    s = store()
+    processes = [LogTails(), LogTails()]
+    with ThreadPoolExecutor(16) as pool:
+        records = list(
+            pool.map(
+                lambda i: land(s, f"n\n{i}\n".encode(), tails=processes[i % 2]).record,
+                range(32),
+            )
+        )
+    assert sorted(r.seq for r in records) == list(range(1, 33))
+
+
+def test_a_process_lists_only_the_log_entries_it_has_not_seen() -> None:
+    """A burst of uploads pending for one dataset: each commit lists what follows the last
+    entry this process saw, not every pending entry (which made a burst quadratic)."""
+    s = CountingStore()
+    tails = LogTails()
+    for i in range(20):
+        land(cast(ObjectStore, s), f"n\n{i}\n".encode(), tails=tails)
+    assert s.listed == 0  # every entry was this process's own
+    land(cast(ObjectStore, s), b"n\nother\n", tails=LogTails())  # another process
+    assert s.listed == 20  # it knew nothing, so listed all
+    land(cast(ObjectStore, s), b"n\nlast\n", tails=tails)
+    assert s.listed == 21  # just the other process's entry
+    assert [r for r in s.list_keys("log/events/")][-1] == log_key("events", 22)
 
 
 class LostAnswerStore(MemoryStore):
@@ -194,3 +236,29 @@ def test_no_duplicate_answer_while_a_later_entry_may_be_a_replace() -> None:
     land(s, b"n\n9\n", mode="replace", current=applied)  # pending: it will take `first` out
     again = land(s, current=applied)
     assert not again.duplicate and again.record.seq == 3
+
+
+def test_the_upload_path_reads_the_catalog_again_only_after_a_new_commit_record() -> None:
+    s = store()
+    catalog = {"events": manifest(1)}
+    reads: list[str] = []
+
+    def read(name: str) -> Manifest | None:
+        reads.append(name)
+        return catalog.get(name)
+
+    current = CurrentManifests(s, read)
+    assert current.latest("events") == catalog["events"]
+    assert current.latest("events") == catalog["events"]
+    assert reads == ["events"]  # the second answer came from the cache
+    assert current.latest("new") is None
+    assert current.latest("new") is None
+    assert reads == ["events", "new", "new"]  # nothing to cache for a dataset not made yet
+
+    # Version 2 is claimed: the cache is stale from then on, even before the catalog has it.
+    claim(s, CommitRecord(version=2, run_id="r", manifest=manifest(2)))
+    assert current.latest("events") == catalog["events"]  # still version 1 in the catalog
+    catalog["events"] = manifest(2)
+    assert current.latest("events") == catalog["events"]
+    assert current.latest("events") == catalog["events"]
+    assert reads == ["events", "new", "new", "events", "events"]
