@@ -29,7 +29,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Full benchmark on the real stack (~10 min): writes docs/BENCHMARKS.md.
+# Full benchmark on the real stack (~30 min, half of it the 1,000-object Iceberg figure):
+# writes docs/BENCHMARKS.md. `python -m bench.run --only <figures>` measures single figures.
 bench: install
 	$(BIN)/python -m bench.run
 

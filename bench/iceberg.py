@@ -49,7 +49,7 @@ class IcebergSize:
 
 QUERYABLE_TIMEOUT = 600
 FULL = IcebergSize(rows=500_000, uploads=5, objects=1000)
-SMALL = IcebergSize(rows=5_000, uploads=3, objects=100)
+SMALL = IcebergSize(rows=5_000, uploads=3, objects=30)
 
 
 def measure(stack: Stack, report: Report, size: IcebergSize, workdir: Path) -> None:

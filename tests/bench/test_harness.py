@@ -22,14 +22,14 @@ FIGURES = [
     "scaling: upload -> materialized",
     "API peak memory, 16 concurrent hostile /v1/sql queries",
     "2-row append to a",
-    "latest manifest + a page of versions, 200 versions vs 10",
+    "latest manifest + a page of 10 versions, 200 versions vs 10",
     "small files: 16 x 100 rows, 8 clients, 1 dataset(s)",
     "small files: uploads acknowledged, 1 dataset(s)",
     "small files: 16 x 100 rows, 8 clients, 8 dataset(s)",
     "small files: uploads acknowledged, 8 dataset(s)",
     "run tier: 16 committed small files to 8 datasets, 2 run workers vs 1",
     "Iceberg commit per version, 5,000-row appends",
-    "Iceberg commit of a 1-object append at 100 appended objects",
+    "Iceberg commit of a 1-object append at 30 appended objects",
 ]
 
 
