@@ -66,7 +66,7 @@ from pyiceberg.utils.concurrent import ExecutorFactory
 from lakehouse.catalog import IcebergSnapshot, Manifest
 from lakehouse.csvschema import Column
 from lakehouse.names import validate_name
-from lakehouse.settings import S3Config
+from lakehouse.settings import S3Config, sqlalchemy_url
 
 CATALOG_NAME = "lakehouse"
 NAMESPACE = "lakehouse"
@@ -150,12 +150,6 @@ def io_properties(s3: S3Config) -> dict[str, str]:
     }
 
 
-def sqlalchemy_url(url: str) -> str:
-    """A catalog database URL as SQLAlchemy 2.1 wants it: a bare postgresql:// would mean
-    psycopg 3, and psycopg2 is what is installed (the Dagster instance uses it too)."""
-    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", url)
-
-
 @lru_cache(maxsize=8)
 def open_catalog(catalog_url: str, s3: S3Config) -> SqlCatalog:
     """The `lakehouse` SQL catalog (its tables are created on first use), one per process."""
@@ -209,7 +203,7 @@ class IcebergTables:
                 if attempt == COMMIT_ATTEMPTS - 1:
                     raise
                 continue
-            table = self.catalog.load_table(table_identifier(manifest.name))
+            # The committed transaction left `table` at the metadata it just wrote.
             snapshot = snapshot_of_version(table, manifest.version)
             assert snapshot is not None
             return Committed(self._ref(table, snapshot), time.perf_counter() - started)

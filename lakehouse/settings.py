@@ -6,6 +6,7 @@ asked for (never at import time); the defaults run the local stack as-is.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -248,6 +249,12 @@ class Settings(BaseSettings):
         if self.postgres_url:
             return self.postgres_url
         return f"sqlite:///{(self.state_dir / 'iceberg' / 'catalog.db').absolute()}"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A database URL as SQLAlchemy 2.1 wants it: a bare postgresql:// would mean psycopg 3,
+    and psycopg2 is what is installed (dagster-postgres uses it)."""
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", url)
 
 
 @lru_cache

@@ -152,24 +152,13 @@ def test_runs_of_one_dataset_never_overlap(stack: Stack) -> None:
 def test_a_killed_run_is_marked_failed_and_its_ingest_runs_again(
     stack: Stack, workers_csv: Path
 ) -> None:
-    response = httpx.post(
-        f"{stack.api_url}/v1/ingest",
-        params={"name": "killed"},
-        content=file_chunks(workers_csv),
-        timeout=300,
-    )
-    ingest_id = response.json()["ingest_id"]
-    run_id = wait_for_status(stack.api_url, ingest_id, "running")
+    ingest_id, run_id = upload_until_running(stack, "killed", workers_csv)
     with instance_of(stack) as instance:
         worker_pid = run_worker_pid(instance, run_id)
     psutil.Process(worker_pid).kill()
 
     with instance_of(stack) as instance:
-        deadline = time.monotonic() + 120
-        while (run := instance.get_run_by_id(run_id)) and not run.is_finished:
-            assert time.monotonic() < deadline, "the killed run was never marked failed"
-            time.sleep(0.5)
-        assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+        assert finished_run(instance, run_id).status == dg.DagsterRunStatus.FAILURE
     # The ingest was never decided: it is still pending, and the daemon's run retry (or
     # the sensor) applies it, once.
     receipt = wait_for_ingest(stack.api_url, ingest_id)
@@ -200,25 +189,15 @@ def test_a_killed_worker_is_noticed_and_its_run_retried_elsewhere(
     """The whole worker dies (main process and pool), not just the run's process: the
     launcher's health check notices that no worker has the run, run monitoring fails it,
     the daemon retries it on the worker left, and the ingest lands once."""
-    response = httpx.post(
-        f"{stack.api_url}/v1/ingest",
-        params={"name": "orphaned"},
-        content=file_chunks(workers_csv),
-        timeout=300,
-    )
-    ingest_id = response.json()["ingest_id"]
-    run_id = wait_for_status(stack.api_url, ingest_id, "running")
+    ingest_id, run_id = upload_until_running(stack, "orphaned", workers_csv)
     with instance_of(stack) as instance:
         worker = psutil.Process(run_worker_pid(instance, run_id)).parent()
     assert worker is not None
     os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
 
     with instance_of(stack) as instance:
-        deadline = time.monotonic() + 120
-        while (run := instance.get_run_by_id(run_id)) and not run.is_finished:
-            assert time.monotonic() < deadline, "the killed worker's run was never marked failed"
-            time.sleep(0.5)
-        assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+        run = finished_run(instance, run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE
         task = instance.run_launcher.celery.AsyncResult(run.tags[DAGSTER_CELERY_TASK_ID_TAG])  # type: ignore[attr-defined]
         assert "no longer has this run" in str(task.result)  # the launcher noticed
     receipt = wait_for_ingest(stack.api_url, ingest_id)
@@ -233,14 +212,7 @@ def test_a_killed_worker_is_noticed_and_its_run_retried_elsewhere(
 def test_the_stack_stops_cleanly_with_a_worker_busy(stack: Stack, workers_csv: Path) -> None:
     """Stopping mid-run leaves no process behind; started again, the stack fails the
     interrupted run (its broker kept nothing) and applies the ingest once."""
-    response = httpx.post(
-        f"{stack.api_url}/v1/ingest",
-        params={"name": "interrupted"},
-        content=file_chunks(workers_csv),
-        timeout=300,
-    )
-    ingest_id = response.json()["ingest_id"]
-    wait_for_status(stack.api_url, ingest_id, "running")
+    ingest_id, _ = upload_until_running(stack, "interrupted", workers_csv)
     processes = [
         process
         for started in stack.processes
@@ -256,6 +228,24 @@ def test_the_stack_stops_cleanly_with_a_worker_busy(stack: Stack, workers_csv: P
     receipt = wait_for_ingest(stack.api_url, ingest_id)
     assert receipt["status"] == "materialized"
     assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM interrupted") == [{"n": 500_000}]
+
+
+def upload_until_running(stack: Stack, name: str, csv: Path) -> tuple[str, str]:
+    """Upload `csv` to `name`; once its run is running: the ingest id and the run id."""
+    response = httpx.post(
+        f"{stack.api_url}/v1/ingest", params={"name": name}, content=file_chunks(csv), timeout=300
+    )
+    ingest_id = response.json()["ingest_id"]
+    return ingest_id, wait_for_status(stack.api_url, ingest_id, "running")
+
+
+def finished_run(instance: dg.DagsterInstance, run_id: str, timeout: float = 120) -> dg.DagsterRun:
+    deadline = time.monotonic() + timeout
+    while (run := instance.get_run_by_id(run_id)) is not None and not run.is_finished:
+        assert time.monotonic() < deadline, f"run {run_id} did not finish in {timeout:.0f} s"
+        time.sleep(0.5)
+    assert run is not None
+    return run
 
 
 def upload_numbers(stack: Stack, name: str, rows: int) -> dict:

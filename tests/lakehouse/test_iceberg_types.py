@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lakehouse.csvschema import Column
-from lakehouse.iceberg import IcebergError, iceberg_schema, iceberg_type, key_of, sqlalchemy_url
-from lakehouse.settings import Settings
+from lakehouse.iceberg import IcebergError, iceberg_schema, iceberg_type, key_of
+from lakehouse.settings import Settings, sqlalchemy_url
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,7 @@ def test_the_catalog_lives_beside_the_dagster_instance(tmp_path: Path) -> None:
     assert sqlite == f"sqlite:///{tmp_path.absolute()}/iceberg/catalog.db"
     url = "postgresql://u:p@db:5432/dagster"
     assert Settings(state_dir=tmp_path, postgres_url=url).iceberg_catalog_url == url
+    # SQLAlchemy 2.1 would read a bare postgresql:// as psycopg 3; psycopg2 is installed.
     assert sqlalchemy_url(url) == "postgresql+psycopg2://u:p@db:5432/dagster"
     assert sqlalchemy_url("postgres://db/x") == "postgresql+psycopg2://db/x"
     assert sqlalchemy_url(sqlite) == sqlite
