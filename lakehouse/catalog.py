@@ -25,7 +25,7 @@ from dagster import DagsterEventType
 from pydantic import BaseModel
 
 from lakehouse.csvschema import Column
-from lakehouse.storage import ObjectStore, commit_key, commits_prefix
+from lakehouse.storage import ObjectStore, StoreUnavailable, commit_key, commits_prefix
 
 DATASET_ASSET_KEY = dg.AssetKey("dataset")
 
@@ -240,8 +240,13 @@ class CurrentManifests:
         return manifest
 
     def _newer_record(self, manifest: Manifest) -> bool:
+        """Whether a version past `manifest` has been claimed; if the store cannot say,
+        assume so (the catalog answers, and the upload meets the store's 503 itself)."""
         after = commit_key(manifest.name, manifest.version)
-        return self.store.first_key(commits_prefix(manifest.name), after) is not None
+        try:
+            return self.store.first_key(commits_prefix(manifest.name), after) is not None
+        except StoreUnavailable:
+            return True
 
 
 HISTORY_PAGE = 100

@@ -14,13 +14,14 @@ import pytest
 from lakehouse.catalog import CurrentManifests, Manifest
 from lakehouse.commits import CommitRecord, claim, deciding_commit, unpublished
 from lakehouse.ingests import (
+    CommitUnconfirmed,
     Landing,
     LogTails,
     has_pending,
     pending_entries,
     settle_pending,
 )
-from lakehouse.storage import ObjectStore, log_key, pending_key
+from lakehouse.storage import ObjectStore, StoreUnavailable, log_key, pending_key
 from tests.fakes import MemoryStore
 
 
@@ -99,6 +100,32 @@ class LostAnswerStore(MemoryStore):
     def put_json_if_absent(self, key: str, value: Any) -> bool:
         super().put_json_if_absent(key, value)
         return False
+
+
+class FailingOnceAfterWriteStore(MemoryStore):
+    """The first conditional create reaches the store, but the store fails to answer."""
+
+    failed = False
+
+    def put_json_if_absent(self, key: str, value: Any) -> bool:
+        created = super().put_json_if_absent(key, value)
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailable("the store went away mid-answer")
+        return created
+
+
+def test_the_store_failing_at_the_commit_point_then_a_resend_leaves_no_gap() -> None:
+    """Through one process's LogTails: the failed commit taught it nothing, yet the resend
+    still finds the entry that was written and takes the next seq."""
+    s = cast(ObjectStore, FailingOnceAfterWriteStore())
+    tails = LogTails()
+    with pytest.raises(CommitUnconfirmed) as failed:
+        land(s, tails=tails)
+    assert not failed.value.certain
+    resent = land(s, tails=tails).record
+    assert resent.seq == 2
+    assert list(s.list_keys("log/events/")) == [log_key("events", n) for n in (1, 2)]
 
 
 def test_a_commit_whose_answer_was_lost_is_not_committed_twice() -> None:
@@ -255,10 +282,20 @@ def test_the_upload_path_reads_the_catalog_again_only_after_a_new_commit_record(
     assert current.latest("new") is None
     assert reads == ["events", "new", "new"]  # nothing to cache for a dataset not made yet
 
+    # A store that cannot answer the check: the catalog is read (never a stale answer).
+    down = CurrentManifests(cast(ObjectStore, UnreachableStore()), read)
+    down._cached["events"] = manifest(0)
+    assert down.latest("events") == catalog["events"]
+
     # Version 2 is claimed: the cache is stale from then on, even before the catalog has it.
     claim(s, CommitRecord(version=2, run_id="r", manifest=manifest(2)))
     assert current.latest("events") == catalog["events"]  # still version 1 in the catalog
     catalog["events"] = manifest(2)
     assert current.latest("events") == catalog["events"]
     assert current.latest("events") == catalog["events"]
-    assert reads == ["events", "new", "new", "events", "events"]
+    assert reads == ["events", "new", "new", "events", "events", "events"]
+
+
+class UnreachableStore(MemoryStore):
+    def list_keys(self, prefix: str, start_after: str = "") -> Iterator[str]:
+        raise StoreUnavailable("connection refused")
