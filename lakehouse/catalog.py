@@ -228,23 +228,21 @@ class CurrentManifests:
 
     def __init__(self, store: ObjectStore, read: Callable[[str], Manifest | None]) -> None:
         self.store, self.read = store, read
-        self._cached: dict[str, Manifest] = {}
+        self._cached: dict[str, Manifest | None] = {}  # None: no version yet
 
     def latest(self, name: str) -> Manifest | None:
-        cached = self._cached.get(name)
-        if cached is not None and not self._newer_record(cached):
-            return cached
-        manifest = self.read(name)
-        if manifest is not None:
-            self._cached[name] = manifest
+        if name in self._cached:
+            cached = self._cached[name]
+            if not self._newer_record(name, cached.version if cached else 0):
+                return cached
+        manifest = self._cached[name] = self.read(name)
         return manifest
 
-    def _newer_record(self, manifest: Manifest) -> bool:
-        """Whether a version past `manifest` has been claimed; if the store cannot say,
+    def _newer_record(self, name: str, version: int) -> bool:
+        """Whether a version past `version` has been claimed; if the store cannot say,
         assume so (the catalog answers, and the upload meets the store's 503 itself)."""
-        after = commit_key(manifest.name, manifest.version)
         try:
-            return self.store.first_key(commits_prefix(manifest.name), after) is not None
+            return self.store.first_key(commits_prefix(name), commit_key(name, version)) is not None
         except StoreUnavailable:
             return True
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ from lakehouse.ingests import SAMPLE_BYTES, IngestRecord, applied_with, read_ent
 from lakehouse.storage import ObjectStore, dataset_prefix, object_key, rejects_key
 
 log = logging.getLogger(__name__)
+
+# A batch logs its progress at most this often: every log line of a run is an event
+# Dagster stores, and a line per file made a batch of small files cost twice as much.
+PROGRESS_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,11 +102,15 @@ class Writer:
     def apply(self, base: Manifest, entries: Sequence[IngestRecord]) -> Built:
         """The pending `entries` (log order) on top of `base`, as the next version."""
         state = _Batch(base)
-        for entry in entries:
+        logged = time.monotonic()
+        for done, entry in enumerate(entries, 1):
             outcome = self._decide(state, entry)
             state.outcomes.append(outcome)
             if outcome.status != "applied":
                 state.excluded.append(entry.seq)
+            if time.monotonic() - logged >= PROGRESS_SECONDS or done == len(entries):
+                logged = time.monotonic()
+                self.log(f"{self.name}: {done} of {len(entries)} ingests decided ({state.rows()})")
         return self._finish_apply(base, state, entries[-1].seq)
 
     def _decide(self, state: _Batch, entry: IngestRecord) -> Outcome:
@@ -128,10 +137,6 @@ class Writer:
             state.adopt(entry)
         state.converted.append(converted)
         state.shas[entry.sha256] = entry.ingest_id
-        self.log(
-            f"ingest {entry.ingest_id} (#{entry.seq}): {converted.result.rows} rows, "
-            f"{converted.result.rejected} rejected"
-        )
         return Outcome(ingest_id=entry.ingest_id, seq=entry.seq, status="applied")
 
     def _convert(self, entry: IngestRecord, schema: CsvSchema) -> _Converted | Outcome:
@@ -414,6 +419,12 @@ class _Batch:
         self.columns = list(entry.csv_schema.columns)
         self.fingerprint = entry.csv_schema.fingerprint
         self.base_seq = entry.seq
+
+    def rows(self) -> str:
+        """The batch so far, for progress lines."""
+        rows = sum(c.result.rows for c in self.converted)
+        rejected = sum(c.result.rejected for c in self.converted)
+        return f"{rows} rows to add, {rejected} rejected"
 
     def holder_of(self, store: ObjectStore, entry: IngestRecord) -> str | None:
         """The ingest whose rows these bytes already are, in this batch or the dataset."""

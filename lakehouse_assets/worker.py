@@ -5,8 +5,9 @@ another machine, the same command with the same broker URL, instance storage (Po
 and object store settings adds one more. The Celery app comes from the instance's own
 run launcher, so the worker and the launcher agree on broker, queues and serialization.
 
-Importing this module imports Dagster and the project's definitions in the worker's main
-process, before its pool process forks: a run starts on a process that has them loaded.
+Importing this module imports Dagster and the project's definitions, and loads boto3's S3
+model, in the worker's main process, before its pool process forks: a run starts on a
+process that has them loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from celery import Celery
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 import lakehouse_assets.definitions  # noqa: F401  (warm: loaded once, before the fork)
+from lakehouse.storage import load_s3_model
 from lakehouse_assets.launcher import CeleryRunLauncher
 
 
@@ -30,6 +32,7 @@ def celery_app() -> Celery:
     return launcher.celery
 
 
+load_s3_model()
 app = celery_app()
 execute_job = create_execute_job_task(app)
 resume_job = create_resume_job_task(app)
