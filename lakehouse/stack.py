@@ -118,13 +118,23 @@ class Process:
     name: str
     popen: subprocess.Popen
     log: Path
+    # Where this process's output starts in its log: a restarted process appends to the
+    # log of the one before it, whose lines must not pass for its own.
+    log_start: int = 0
 
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def output(self) -> str:
+        """What this process has written to its log."""
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as log:
+            log.seek(self.log_start)
+            return log.read().decode(errors="replace")
+
     def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(self.output().splitlines()[-lines:])
 
 
 @dataclass
@@ -334,6 +344,7 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
         with log.open("ab") as out:
+            log_start = out.tell()
             popen = subprocess.Popen(
                 argv,
                 cwd=cwd,
@@ -343,7 +354,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.processes.append(Process(name, popen, log))
+        self.processes.append(Process(name, popen, log, log_start))
 
     def _wait(
         self, name: str, ready: Callable[[], bool], timeout: float, interval: float = 0.2
@@ -395,7 +406,7 @@ class Stack:
 
     def _log_says(self, name: str, text: str) -> Callable[[], bool]:
         process = next(p for p in self.processes if p.name == name)
-        return lambda: process.log.exists() and text in process.log.read_text(errors="replace")
+        return lambda: text in process.output()
 
     def _daemon_ready(self) -> bool:
         from dagster import DagsterInstance  # heavy import, only where needed
