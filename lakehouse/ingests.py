@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from itertools import islice
 from typing import Literal, TypeVar
 
@@ -61,6 +62,7 @@ Mode = Literal["append", "replace"]
 SAMPLE_BYTES = 1024 * 1024
 READ_THREADS = 16
 T = TypeVar("T")
+A = TypeVar("A")
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -100,6 +102,22 @@ class Receipt(BaseModel):
     version: int | None = None
 
 
+_io = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="store")
+
+
+def together(*calls: Callable[[], T]) -> list[T]:
+    """Run independent store calls side by side (one round trip instead of several);
+    the first error, if any, is raised once all have finished."""
+    futures = [_io.submit(call) for call in calls]
+    wait(futures)
+    return [future.result() for future in futures]
+
+
+def each(call: Callable[[A], T], items: Sequence[A]) -> list[T]:
+    """`call` on every item, side by side on the same threads as `together`."""
+    return together(*(partial(call, item) for item in items))
+
+
 def read_receipt_of(store: ObjectStore, ingest_id: str) -> Receipt:
     """The receipt of `ingest_id` (ClientError if there is none)."""
     return Receipt.model_validate(store.get_json(receipt_key(ingest_id)))
@@ -115,8 +133,7 @@ def record_decided(
         receipt = Receipt(ingest_id=ingest_id, dataset=dataset, seq=seq, version=version)
         store.put_json(receipt_key(ingest_id), receipt.model_dump())
 
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        list(pool.map(write, decided))
+    each(write, decided)
 
 
 def read_entry(store: ObjectStore, dataset: str, seq: int) -> IngestRecord:
@@ -201,17 +218,6 @@ def commit(
     return committed
 
 
-_io = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="store")
-
-
-def together(*calls: Callable[[], T]) -> list[T]:
-    """Run independent store calls side by side (one round trip instead of several);
-    the first error, if any, is raised once all have finished."""
-    futures = [_io.submit(call) for call in calls]
-    wait(futures)
-    return [future.result() for future in futures]
-
-
 class CommitUnconfirmed(StoreUnavailable):
     """The store failed at or right after the commit point: the ingest is committed
     (`certain`), or may be. Either way a resend is safe: a committed copy is applied once
@@ -235,8 +241,7 @@ def pending_entries(
     one, however large). Entries are read side by side: a batch of small files is many
     small reads."""
     keys = list(islice(store.list_keys(log_prefix(dataset), log_key(dataset, after)), max_count))
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        entries = list(pool.map(lambda key: read_entry(store, dataset, seq_of_log_key(key)), keys))
+    entries = each(lambda key: read_entry(store, dataset, seq_of_log_key(key)), keys)
     size, taken = 0, 0
     for entry in entries:
         if taken and size + entry.bytes > max_bytes:
