@@ -774,7 +774,7 @@ SETTINGS_NOTES = """
 
 ## What holds back the targets not met
 
-- **Upload throughput (~0.5-0.6x of boto3).** boto3's `upload_file` sends parts from 10
+- **Upload throughput (~0.5-0.75x of boto3).** boto3's `upload_file` sends parts from 10
   threads straight from disk; each upload through the API also streams through HTTP
   parsing in Python, hashes every byte (SHA-256, for duplicate detection), samples the
   schema, and writes a claim, a receipt and a record and pushes the run (~0.3 s of fixed
@@ -789,6 +789,12 @@ SETTINGS_NOTES = """
   on average, before the ~0.15 s from dequeue to the asset's first line. Launching at
   submit (`DefaultRunCoordinator`) would lose the queue's per-dataset limit, which keeps
   runs of one dataset from ever overlapping.
+- **Small files, acknowledged (15-26/s vs 30) and 8 datasets queryable (9-16 files/s).**
+  These vary by almost 2x between runs minutes apart on this shared machine (four runs of
+  the 1-dataset figure on fresh stacks: 14.6, 16.9, 22.9, 25.6 uploads/s; a quieter day
+  gave 32-38). Each acknowledgement is ~9 store round trips (claim, receipt, log entry,
+  record, manifest check) plus SHA-256 and schema sampling, and the 8 clients' uploads
+  share 2 cores with the S3 server, the daemon and the runs applying them.
 - **Run tier, 2 workers vs 1.** On 2 cores the run tier is CPU-bound: with one worker the
   machine is already ~1.2 of its 2 cores busy (the worker, the S3 server, the daemon), so
   a second worker can add at most the ratio the figure prints as its bound; more cores, or
