@@ -784,7 +784,7 @@ SETTINGS_NOTES = """
   (~2-3 ms with the client), the statement guard (DuckDB parse + `json_serialize_sql`,
   ~0.6 ms), the catalog check, a cursor per request. The group-by (real work) is within
   its budget.
-- **Run start-up (~0.4 s vs 0.3 s).** A run waits in Dagster's queue for the daemon's
+- **Run start-up (0.4-0.65 s vs 0.3 s).** A run waits in Dagster's queue for the daemon's
   next look, and the daemon looks at most every 0.5 s (it sleeps in 0.5 s steps): ~0.27 s
   on average, before the ~0.15 s from dequeue to the asset's first line. Launching at
   submit (`DefaultRunCoordinator`) would lose the queue's per-dataset limit, which keeps
@@ -796,7 +796,7 @@ SETTINGS_NOTES = """
   record, manifest check) plus SHA-256 and schema sampling, and the 8 clients' uploads
   share 2 cores with the S3 server, the daemon and the runs applying them.
 - **Run tier, 2 workers vs 1.** On 2 cores the run tier is CPU-bound: with one worker the
-  machine is already ~1.2 of its 2 cores busy (the worker, the S3 server, the daemon), so
+  machine is already ~1.2-1.4 of its 2 cores busy (the worker, the S3 server, the daemon), so
   a second worker can add at most the ratio the figure prints as its bound; more cores, or
   workers on other machines, are what scales it.
 """

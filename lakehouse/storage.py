@@ -18,6 +18,7 @@ what, and when):
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -141,10 +142,20 @@ def _run(run_id: str) -> str:
 
 
 # One boto3 session per process (inherited across fork): a new session loads the S3
-# service's model, a large JSON file (~0.2 s of CPU), on its first client; this one does
-# it once. Sessions are not thread-safe, so clients are made under a lock.
+# service's model, a large JSON file (80-200 ms of CPU), on its first client; this one
+# does it once. Sessions are not thread-safe, so clients are made under a lock.
 _session = boto3.session.Session()
 _session_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    # A thread of the parent may have held the lock when it forked; the child has no
+    # such thread to release it.
+    global _session_lock
+    _session_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def load_s3_model() -> None:

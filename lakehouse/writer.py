@@ -110,7 +110,8 @@ class Writer:
                 state.excluded.append(entry.seq)
             if time.monotonic() - logged >= PROGRESS_SECONDS or done == len(entries):
                 logged = time.monotonic()
-                self.log(f"{self.name}: {done} of {len(entries)} ingests decided ({state.rows()})")
+                progress = state.progress()
+                self.log(f"{self.name}: {done} of {len(entries)} ingests decided ({progress})")
         return self._finish_apply(base, state, entries[-1].seq)
 
     def _decide(self, state: _Batch, entry: IngestRecord) -> Outcome:
@@ -420,7 +421,7 @@ class _Batch:
         self.fingerprint = entry.csv_schema.fingerprint
         self.base_seq = entry.seq
 
-    def rows(self) -> str:
+    def progress(self) -> str:
         """The batch so far, for progress lines."""
         rows = sum(c.result.rows for c in self.converted)
         rejected = sum(c.result.rejected for c in self.converted)
