@@ -7,17 +7,19 @@ run launcher, so the worker and the launcher agree on broker, queues and seriali
 
 Importing this module imports Dagster and the project's definitions, and loads boto3's S3
 model, in the worker's main process, before its pool process forks: a run starts on a
-process that has them loaded.
+process that has them loaded. A finished run tells the run queue at once: a run of the
+same dataset may be waiting for it (lakehouse_assets/coordinator.py).
 """
 
 from __future__ import annotations
 
 import dagster as dg
-from celery import Celery
+from celery import Celery, signals
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 import lakehouse_assets.definitions  # noqa: F401  (warm: loaded once, before the fork)
 from lakehouse.storage import load_s3_model
+from lakehouse_assets.coordinator import signal_queue_changed
 from lakehouse_assets.launcher import CeleryRunLauncher
 
 
@@ -36,3 +38,8 @@ load_s3_model()
 app = celery_app()
 execute_job = create_execute_job_task(app)
 resume_job = create_resume_job_task(app)
+
+
+@signals.task_postrun.connect
+def _run_finished(**_: object) -> None:
+    signal_queue_changed()
