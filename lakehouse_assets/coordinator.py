@@ -6,10 +6,11 @@ more. Most of a small upload's latency, once runs start on warm workers, was tha
 
 This coordinator makes the daemon's look prompt instead:
 - The daemon reads the queue's limits (`get_run_queue_config`) at the start of every
-  look. Read again by the same thread within `DEQUEUE_INTERVAL_SECONDS`, that read
-  waits until the queue changes or the interval is up: the daemon, told not to sleep
-  (interval 0), then looks once per change and at least every interval, never spinning.
-  Readers that do not loop (the UI's queue page) are not held up.
+  look, in its queue thread. Told not to sleep (interval 0), it reads them again right
+  after each look; there, a read within `DEQUEUE_INTERVAL_SECONDS` of the last one waits
+  until the queue changes or the interval is up. The daemon then looks once per change
+  and at least every interval, never spinning. Other readers (a run starting, the UI)
+  are never held up.
 - A change is a touch of `$DAGSTER_HOME/queue-changed`, which costs a `stat` to watch:
   a run is submitted (here, in whichever process submits it), or a run worker finished
   a run (`lakehouse_assets.worker`), which may free a slot for a run of the same dataset.
@@ -31,6 +32,8 @@ import dagster as dg
 
 DEQUEUE_INTERVAL_SECONDS = 0.5
 WATCH_SECONDS = 0.02  # how often a waiting look checks for a change
+# The name Dagster's daemon gives the thread that looks at the queue.
+DAEMON_QUEUE_THREAD = "dagster-daemon-QUEUED_RUN_COORDINATOR"
 SIGNAL_FILE = "queue-changed"
 
 
@@ -55,27 +58,41 @@ def _signal_stamp() -> int:
         return 0
 
 
+def in_daemon_queue_thread() -> bool:
+    return threading.current_thread().name == DAEMON_QUEUE_THREAD
+
+
 class QueueWatch:
-    """Paces each thread's reads: a read within `interval` of the same thread's last
-    one returns once the signal's stamp changes, or when the interval is up."""
+    """Paces the daemon's looks: a read within `interval` of the last one returns once
+    the signal's stamp changes, or when the interval is up. Reads where `paced` says no
+    (any thread but the daemon's queue thread) return at once."""
 
     def __init__(
         self,
         interval: float = DEQUEUE_INTERVAL_SECONDS,
+        paced: Callable[[], bool] = in_daemon_queue_thread,
         stamp: Callable[[], int] = _signal_stamp,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.interval, self.stamp, self.clock, self.sleep = interval, stamp, clock, sleep
-        self._last = threading.local()
+        self.interval, self.paced = interval, paced
+        self.stamp, self.clock, self.sleep = stamp, clock, sleep
+        self._last_read: float | None = None
+        self._last_stamp = 0
 
     def pace(self) -> None:
-        last_read, last_stamp = getattr(self._last, "read", None), getattr(self._last, "stamp", 0)
-        if last_read is not None:
-            due = last_read + self.interval
-            while self.clock() < due and self.stamp() == last_stamp:
+        if not self.paced():
+            return
+        if self._last_read is None:
+            dg.get_dagster_logger().info(
+                "Looking at the run queue as soon as it changes, and at least every "
+                f"{self.interval:g} s (lakehouse_assets/coordinator.py)"
+            )
+        else:
+            due = self._last_read + self.interval
+            while self.clock() < due and self.stamp() == self._last_stamp:
                 self.sleep(min(WATCH_SECONDS, max(0.0, due - self.clock())))
-        self._last.read, self._last.stamp = self.clock(), self.stamp()
+        self._last_read, self._last_stamp = self.clock(), self.stamp()
 
 
 class PromptQueuedRunCoordinator(dg.QueuedRunCoordinator):

@@ -149,6 +149,16 @@ def test_runs_of_one_dataset_never_overlap(stack: Stack) -> None:
     assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM lane_0") == [{"n": 3 * 300_000}]
 
 
+def test_the_daemon_looks_at_the_queue_when_it_changes(stack: Stack) -> None:
+    """Told not to sleep between looks, the daemon must be paced by the coordinator (its
+    queue thread is found by name): else it would look at the queue in a tight loop."""
+    daemon = next(p for p in stack.processes if p.name == "dagster-daemon")
+    deadline = time.monotonic() + 60  # its first look comes once its threads are up
+    while "Looking at the run queue as soon as it changes" not in daemon.output():
+        assert time.monotonic() < deadline, daemon.tail()
+        time.sleep(0.5)
+
+
 def test_a_killed_run_is_marked_failed_and_its_ingest_runs_again(
     stack: Stack, workers_csv: Path
 ) -> None:

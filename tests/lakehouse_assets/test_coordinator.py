@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +25,12 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 
 from lakehouse.runs import PARTITION_TAG
-from lakehouse_assets.coordinator import PromptQueuedRunCoordinator, QueueWatch
+from lakehouse_assets.coordinator import (
+    DAEMON_QUEUE_THREAD,
+    PromptQueuedRunCoordinator,
+    QueueWatch,
+    in_daemon_queue_thread,
+)
 
 ORIGIN = RemoteJobOrigin(
     RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("lakehouse"), "__repository__"),
@@ -73,8 +78,10 @@ class FakeTime:
             self.stamp += 1
             self.change_at = None
 
-    def watch(self) -> QueueWatch:
-        return QueueWatch(0.5, stamp=lambda: self.stamp, clock=self.clock, sleep=self.sleep)
+    def watch(self, paced: Callable[[], bool] = lambda: True) -> QueueWatch:
+        return QueueWatch(
+            0.5, paced=paced, stamp=lambda: self.stamp, clock=self.clock, sleep=self.sleep
+        )
 
 
 def test_a_first_look_does_not_wait() -> None:
@@ -118,14 +125,17 @@ def test_a_look_later_than_the_interval_does_not_wait() -> None:
     assert time.slept == 0
 
 
-def test_each_thread_is_paced_on_its_own() -> None:
+def test_only_the_daemons_queue_thread_is_paced() -> None:
+    """A run reads the limits when it starts, and a worker starts runs back to back."""
     time = FakeTime()
-    watch = time.watch()
+    watch = time.watch(paced=in_daemon_queue_thread)
     watch.pace()
-    other = threading.Thread(target=watch.pace)  # another reader's first look
-    other.start()
-    other.join()
+    watch.pace()
     assert time.slept == 0
+    daemon = threading.Thread(target=lambda: [watch.pace(), watch.pace()], name=DAEMON_QUEUE_THREAD)
+    daemon.start()
+    daemon.join()
+    assert time.slept == pytest.approx(0.5)
 
 
 def test_the_daemon_reads_the_queue_limits_once_per_look(
