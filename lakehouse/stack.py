@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ import httpx
 import psutil
 import yaml
 
+from lakehouse.ports import free_port
 from lakehouse.settings import Settings, sqlalchemy_url
 from lakehouse.storage import ObjectStore, StoreUnavailable
 
@@ -36,12 +36,6 @@ STOP_GRACE_SECONDS = 15
 
 class StackError(RuntimeError):
     """A process of the stack did not start or did not become healthy."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
