@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_workers: int = Field(2, ge=1, description="API worker processes (uvicorn --workers).")
     webserver_port: int = 3000
+    code_server_port: int = Field(
+        0,
+        ge=0,
+        description="Port of the Dagster code server `lakehouse up` starts, from which the "
+        "daemon and the webserver load the definitions; 0: a free port.",
+    )
 
     ingest_part_bytes: int = Field(
         8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Multipart upload part size."

@@ -1,8 +1,14 @@
-"""Start and stop the whole local stack: S3 server, Dagster daemon and webserver, API.
+"""Start and stop the whole local stack: S3 server, broker, run workers, Dagster code
+server, daemon and webserver, API.
 
 One implementation for `lakehouse up` (make up) and for the tests, which run the same
 processes on free ports in a temporary directory. Each process runs in its own process
-group, so stopping it also stops what it spawned (Dagster's code servers and runs).
+group, so stopping it also stops what it spawned.
+
+The daemon and the webserver load the definitions from one long-lived code server
+(`workspace.yaml` under the state directory), not from code servers of their own: the
+daemon replaces a code server it spawned itself every minute, and each replacement
+imported Dagster and the definitions again (seconds of CPU, taken from the runs).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from lakehouse.storage import ObjectStore, StoreUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STOP_GRACE_SECONDS = 15
+CODE_SERVER_READY = "Started Dagster code server"
 
 
 class StackError(RuntimeError):
@@ -186,6 +193,8 @@ class Stack:
                 if self.settings.workers:  # they wait for the broker themselves
                     progress(f"{self.settings.workers} run worker(s)")
                     self.start_workers()
+                progress("Dagster code server")
+                self.start_code_server()
             with self._together():
                 progress("Dagster daemon")
                 self.start_daemon()
@@ -289,6 +298,27 @@ class Stack:
         for name in names:
             self._wait(name, self._log_says(name, " ready."), timeout=120)
 
+    def start_code_server(self) -> None:
+        """Dagster's code server for the definitions, and the workspace file that points
+        the daemon and the webserver at it. One process, no reloading proxy: code changes
+        need a restart of the stack anyway, since the run workers import the code once."""
+        from lakehouse.runs import CODE_LOCATION  # heavy import (Dagster), only where needed
+
+        port = self.settings.code_server_port or free_port()
+        server = {"host": "127.0.0.1", "port": port, "location_name": CODE_LOCATION}
+        workspace = {"load_from": [{"grpc_server": server}]}
+        self.workspace_file.parent.mkdir(parents=True, exist_ok=True)
+        self.workspace_file.write_text(yaml.safe_dump(workspace, sort_keys=False))
+        self._spawn(
+            "code-server",
+            [
+                _bin("dagster"), "api", "grpc", "-h", "127.0.0.1", "-p", str(port),
+                "-m", "lakehouse_assets.definitions", "-a", "defs",
+                "--location-name", CODE_LOCATION,
+            ],
+        )  # fmt: skip
+        self._wait("code-server", self._log_says("code-server", CODE_SERVER_READY), timeout=120)
+
     def start_daemon(self) -> None:
         prepare_dagster_home(self.settings)
         self._spawn("dagster-daemon", [_bin("dagster-daemon"), "run", *self._workspace()])
@@ -330,8 +360,12 @@ class Stack:
 
     # -- helpers --------------------------------------------------------------------------
 
+    @property
+    def workspace_file(self) -> Path:
+        return self.state_dir / "workspace.yaml"
+
     def _workspace(self) -> list[str]:
-        return ["-w", str(PROJECT_ROOT / "workspace.yaml")]
+        return ["-w", str(self.workspace_file)]
 
     def _spawn(self, name: str, argv: list[str], cwd: Path = PROJECT_ROOT) -> None:
         logs = self.state_dir / "logs"

@@ -159,6 +159,16 @@ def test_the_daemon_looks_at_the_queue_when_it_changes(stack: Stack) -> None:
         time.sleep(0.5)
 
 
+def test_the_daemon_loads_the_definitions_from_the_stack_code_server(stack: Stack) -> None:
+    """A code server of the daemon's own would be replaced every minute, each time
+    importing Dagster and the definitions again: the daemon and the webserver spawn none
+    (the sensor, evaluated there, is covered by the tests of runs it launches)."""
+    dagster = [p for p in stack.processes if p.name in {"dagster-daemon", "dagster-webserver"}]
+    assert dagster
+    for process in dagster:
+        assert psutil.Process(process.popen.pid).children(recursive=True) == [], process.name
+    assert "grpc_server" in stack.workspace_file.read_text()
+
 def test_a_killed_run_is_marked_failed_and_its_ingest_runs_again(
     stack: Stack, workers_csv: Path
 ) -> None:
