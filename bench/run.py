@@ -73,7 +73,7 @@ class Size:
     tier_rounds: int  # rounds of 2 run workers, then 1, for the run tier's medians
 
 
-FULL = Size(500_000, 5, 20, (100_000, 1_000_000, 10_000_000), 1024 * MIB, 5.0, 200, 10_000, 3)
+FULL = Size(500_000, 5, 20, (100_000, 1_000_000, 10_000_000), 1024 * MIB, 5.0, 200, 10_000, 5)
 SMALL = Size(5_000, 1, 2, (1_000, 5_000), 8 * MIB, 0.5, 16, 200, 1)
 
 
