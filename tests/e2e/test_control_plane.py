@@ -169,6 +169,7 @@ def test_the_daemon_loads_the_definitions_from_the_stack_code_server(stack: Stac
         assert psutil.Process(process.popen.pid).children(recursive=True) == [], process.name
     assert "grpc_server" in stack.workspace_file.read_text()
 
+
 def test_a_killed_run_is_marked_failed_and_its_ingest_runs_again(
     stack: Stack, workers_csv: Path
 ) -> None:
