@@ -115,11 +115,21 @@ def limit_address_space(headroom_mb: int) -> int:
     return cap
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
-    """(kind, message) of a failed query: timeout, memory or query."""
+# DuckDB sometimes reports a query that failed in one of its threads as interrupted,
+# without the error itself (a race in its streaming results, seen about once in 400 runs
+# on a loaded machine): only the watchdog's own interrupt is a timeout.
+LOST_ERROR = (
+    "the query failed, but DuckDB reported only {text!r}, not why (it happens when a query "
+    "fails while running in parallel): run it again to see its error"
+)
+
+
+def classify(exc: BaseException, *, timed_out: bool) -> tuple[str, str]:
+    """(kind, message) of a failed query: timeout, memory or query. `timed_out`: the
+    watchdog interrupted it."""
     text = str(exc)
     if isinstance(exc, duckdb.InterruptException) or "INTERRUPT Error" in text:
-        return "timeout", text
+        return ("timeout", text) if timed_out else ("query", LOST_ERROR.format(text=text))
     if isinstance(exc, duckdb.OutOfMemoryException | MemoryError) or "Out of Memory" in text:
         return "memory", text
     return "query", text
@@ -137,6 +147,7 @@ class Watchdog:
         self.con = con
         self.seconds = 0.0
         self.streaming = False
+        self.fired = False  # it interrupted the current query
         self._deadline: float | None = None
         self._cond = threading.Condition()
         threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
@@ -152,11 +163,12 @@ class Watchdog:
                     self._cond.wait(left)
                     continue
                 self._deadline = None
+                self.fired = True
                 self.con.interrupt()
 
     def start(self, seconds: float) -> None:
         """A new query: the whole-answer limit until `first_chunk_out`."""
-        self.seconds, self.streaming = seconds, False
+        self.seconds, self.streaming, self.fired = seconds, False, False
         self.arm()
 
     def arm(self) -> None:
@@ -214,7 +226,7 @@ class QueryServer:
         try:
             self._run(job, watchdog)
         except (duckdb.Error, MemoryError, OSError, pa.ArrowException) as exc:
-            kind, message = classify(exc)
+            kind, message = classify(exc, timed_out=watchdog.fired)
             self.outbox.clear()
             self.post(("error", kind, message, self._info()), flush=True)
         finally:
@@ -314,7 +326,7 @@ class QueryServer:
                 with watchdog.fetching():
                     rows = relation.fetchmany(FETCH_ROWS)
             except (duckdb.Error, MemoryError, OSError) as exc:
-                budget.fail(*classify(exc))
+                budget.fail(*classify(exc, timed_out=watchdog.fired))
                 return
             if not rows:
                 return
@@ -338,7 +350,7 @@ class QueryServer:
             except StopIteration:
                 return
             except (duckdb.Error, MemoryError, OSError, pa.ArrowException) as exc:
-                budget.fail(*classify(exc))
+                budget.fail(*classify(exc, timed_out=watchdog.fired))
                 return
             left = budget.max_rows - budget.rows
             if left <= 0:

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from api.deps import close_engines, get_engine
 from api.main import create_app
+from api.sqlworker import LOST_ERROR
 from lakehouse.settings import Settings, get_settings
 from lakehouse.storage import ObjectStore
 from tests.conftest import isolated_settings
@@ -265,7 +266,10 @@ def test_a_query_failing_after_its_first_rows_ends_the_stream_with_a_notice(
     )
     assert response.status_code == 200, response.text
     notice, rows = _notice_and_rows(fmt, response.content)
-    assert notice["error"] == "query" and "boom at" in notice["message"]
+    assert notice["error"] == "query"  # never a timeout the watchdog did not call
+    # DuckDB's own message, unless its race lost it (tests/api/test_sqlworker_unit.py).
+    lost = LOST_ERROR.split("{")[0]
+    assert "boom at" in notice["message"] or lost in notice["message"], notice
     assert 0 < rows <= 200_001
 
 

@@ -67,6 +67,16 @@ def test_delimiters_are_detected(delimiter: str) -> None:
     assert [c.type for c in schema.columns] == ["BIGINT", "VARCHAR", "DOUBLE"]
 
 
+def test_an_ambiguous_file_splits_into_the_most_columns() -> None:
+    """`0|` then `|` is one comma-separated column, or two pipe-separated ones: the
+    reading with the most columns, the same on every line, wins (and a header `|` alone
+    is two blank names, refused, rather than a column named "|")."""
+    schema = infer_schema(b"0|\n|\n", complete=True)
+    assert (schema.delimiter, len(schema.columns)) == ("|", 2)
+    with pytest.raises(NotCsv, match="no column names"):
+        infer_schema(b"|\n", complete=True)
+
+
 def test_quoted_fields_with_delimiters_quotes_and_newlines() -> None:
     data = b'id,note\n1,"a, b"\n2,"say ""hi"""\n3,"two\nlines"\n4,plain\n'
     assert types(data) == {"id": "BIGINT", "note": "VARCHAR"}

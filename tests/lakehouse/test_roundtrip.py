@@ -10,6 +10,8 @@ round-trips to the values it was written from.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import tempfile
 from collections.abc import Iterator
@@ -22,11 +24,11 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from lakehouse.convert import csv_to_parquet, read_csv_sql
-from lakehouse.csvschema import Column, CsvSchema, NotCsv, infer_schema
+from lakehouse.csvschema import DELIMITERS, Column, CsvSchema, NotCsv, infer_schema
 from lakehouse.ingests import landed_bytes
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -122,6 +124,20 @@ def write(table: dict[str, Any]) -> bytes:
     lines = [table["delimiter"].join(map(field, row)) for row in [table["header"], *table["rows"]]]
     text = table["line_end"].join(lines) + (table["line_end"] if table["final_line_end"] else "")
     return (b"\xef\xbb\xbf" if table["bom"] else b"") + text.encode()
+
+
+def read_as_wide_with_another_delimiter(data: bytes, table: dict[str, Any]) -> bool:
+    """Whether another delimiter splits every line into as many fields or more (two at
+    least): then the file reads as a different table, as well-formed as this one."""
+    text = data.decode("utf-8-sig")
+    for delimiter in DELIMITERS:
+        if delimiter == table["delimiter"]:
+            continue
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
+        widths = {len(row) for row in rows}
+        if len(widths) == 1 and widths.pop() >= max(len(table["header"]), 2):
+            return True
+    return False
 
 
 @st.composite
@@ -260,6 +276,10 @@ def test_well_formed_csv_round_trips_exactly(
 ) -> None:
     table["header"][0] = table["header"][0].strip() or "id"  # a header line, not a blank one
     data = write(table)
+    # `0|` then `|` is one comma-separated column or two pipe-separated ones, and `|` alone
+    # a column named "|" or two blank names: no reader can know which was meant (the widest
+    # reading wins, test_csvschema.py pins it). Only files with one reading here.
+    assume(not read_as_wide_with_another_delimiter(data, table))
     schema = infer_schema(data, complete=True)
     with tempfile.TemporaryDirectory() as folder:
         values, rejected = convert(con, Path(folder), data, schema)
