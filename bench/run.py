@@ -823,8 +823,12 @@ SETTINGS_NOTES = """
 
 ## What holds back the targets not met, or met only on a quiet day
 
-This VM's speed varies by ~2-3x between days (a 10^7-step Python loop: 0.19 s on the day
-of the figures above, 0.36-0.54 s on others); figures near their bound move with it.
+This VM's speed varies by ~2-3x between days (a 10^7-step Python loop: 0.30 s on the day
+of the figures above, 0.19-0.54 s on others); figures near their bound move with it. On
+this day's slow VM, run start-up (0.43 s), upload -> queryable (1.54x the floor) and the
+/v1/sql latencies missed bounds they met on 2026-11-23 (0.21 s, 1.41x); the same day, a
+probe alternating stacks with and without the code server measured start-up 0.35-0.36 s vs
+0.36-0.37 s and 1.51-1.57x vs 1.52-1.62x the floor: the code server did not move them.
 
 - **Upload throughput (~0.5-0.75x of boto3).** boto3's `upload_file` sends parts from 10
   threads straight from disk; each upload through the API also streams through HTTP
@@ -842,21 +846,22 @@ of the figures above, 0.36-0.54 s on others); figures near their bound move with
   entry, the receipt, the queued mark and the pending hint) plus SHA-256 and schema
   sampling, and the 8 clients' uploads share 2 cores with the S3 server, the daemon and
   the runs applying them.
-- **Run tier, 2 workers vs 1 (1.21-1.69x a round, vs 1.6x).** On 2 cores the run tier
-  is CPU-bound, and the figure is close to what the cores allow in the same run. One
-  worker's run is a chain of its own CPU and the S3 server's (each request waits for its
-  answer): about one core. Beside it the machine spends ~0.25-0.3 of a core on work that
-  does not grow with the workers (the daemon: launching runs, the queue, the sensor; the
-  code server; the API's view refreshes and the bench's poll; the kernel), so one worker
-  keeps ~1.3 of 2 cores busy. Two workers need two such chains plus that work: they keep
-  ~1.8-1.9 busy, and the run that finishes first waits on the CPU, not on the store. The
-  figure prints the ratio "with every core busy" (the measured ratio x 2 / cores busy
-  with 2 workers): ~1.6x in today's rounds, the most this machine gives whatever the
-  code. Less CPU per file in the worker makes both runs faster but not the ratio (the
-  worker is on the critical path of both); what raised it was CPU beside the runs: the
-  daemon's code server that was replaced every minute (~4 CPU-s each time on a slow
-  day), and the bench's own 10 Hz SQL poll (0.145 cores, 7% of the machine). Workers on
-  machines of their own, as in production, are what scale it further.
+- **Run tier, 2 workers vs 1 (1.18-1.69x a round, vs 1.6x).** On 2 cores the run tier
+  is CPU-bound, and the figure is at what the cores allow in the same run. The same work
+  costs the same CPU with 1 worker or 2 (~16.8 CPU-s per 200 files in probes), so the
+  ratio is cores busy with 2 workers / cores busy with 1. One worker's run is a chain of
+  its own CPU and the S3 server's (each request waits for its answer): about one core.
+  Beside it the machine spends ~0.25 of a core on work that does not grow with the
+  workers (the daemon: launching runs, the queue, the sensor; the code server; the API's
+  view refreshes and the bench's poll; the kernel), so one worker keeps ~1.27-1.32 of 2
+  cores busy, and no second worker can give more than 2 / 1.27 = 1.57x. Two keep ~1.8-1.9
+  busy. The figure prints the ratio "with every core busy" (the measured ratio x 2 /
+  cores busy with 2 workers). Less CPU per file in the worker makes both runs faster but
+  not the ratio (the worker is on the critical path of both); what raised it was CPU
+  beside the runs: the daemon's code server that was replaced every minute (~4 CPU-s
+  each time on a slow day), and the bench's own 10 Hz SQL poll (0.145 cores, 7% of the
+  machine). Workers on machines of their own, as in production, are what scale it
+  further.
 """
 
 
