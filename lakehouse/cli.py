@@ -21,7 +21,7 @@ from rich.table import Table
 
 from lakehouse.sample_data import write_workers_csv
 from lakehouse.settings import get_settings
-from lakehouse.stack import Stack, StackError, prepare_dagster_home
+from lakehouse.stack import STOP_GRACE_SECONDS, Stack, StackError, prepare_dagster_home
 
 console = Console()
 CHUNK = 1024 * 1024
@@ -50,9 +50,17 @@ def up(no_webserver: bool, external_s3: bool) -> None:
     settings = get_settings()
     stack = Stack(settings, with_webserver=not no_webserver, local_s3=not external_s3)
 
+    stopping = False
+
     def terminate(signum: int, frame: FrameType | None) -> None:
+        # Each process has its own session, out of the terminal's reach: a second Ctrl-C
+        # that cut the stopping short would leave them running, holding their ports.
+        if stopping:
+            stack.kill()
+            return
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, terminate)
     signal.signal(signal.SIGTERM, terminate)
     try:
         stack.start(progress=lambda part: console.print(f"starting {part} ..."))
@@ -72,8 +80,11 @@ def up(no_webserver: bool, external_s3: bool) -> None:
         console.print(f"[red]{exc}[/]")
         raise SystemExit(1) from exc
     except KeyboardInterrupt:
-        console.print("stopping ...")
+        console.print(
+            f"stopping (each process gets up to {STOP_GRACE_SECONDS} s; Ctrl-C again kills) ..."
+        )
     finally:
+        stopping = True
         stack.stop()
         console.print("stopped")
 

@@ -355,6 +355,14 @@ class Stack:
             _stop_group(process.popen)
             self.processes.remove(process)
 
+    def kill(self) -> None:
+        """Kill every process and what it spawned at once (SIGKILL), without waiting: for a
+        second Ctrl-C while `stop` waits. A run it cuts short is retried (run monitoring),
+        and applies its ingests once."""
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.popen.pid, signal.SIGKILL)
+
     def dead(self) -> list[Process]:
         return [p for p in self.processes if not p.alive()]
 
