@@ -60,12 +60,14 @@ def test_a_second_ctrl_c_while_stopping_leaves_no_process_behind(tmp_path: Path)
         assert len(started) >= 6, [p.cmdline() for p in started]  # store, broker, worker, ...
 
         up.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
         while b"stopping" not in log.read_bytes():
+            assert up.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         up.send_signal(signal.SIGINT)  # while it waits for the processes to stop
         assert up.wait(timeout=60) == 0, log.read_text()
 
-        gone, alive = psutil.wait_procs(started, timeout=10)
+        _, alive = psutil.wait_procs(started, timeout=10)
         assert alive == [], [p.cmdline() for p in alive]
         assert b"stopped" in log.read_bytes()
     finally:
