@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -21,7 +19,13 @@ from rich.table import Table
 
 from lakehouse.sample_data import write_workers_csv
 from lakehouse.settings import get_settings
-from lakehouse.stack import STOP_GRACE_SECONDS, Stack, StackError, prepare_dagster_home
+from lakehouse.stack import (
+    STOP_GRACE_SECONDS,
+    Stack,
+    StackError,
+    StartInterrupted,
+    prepare_dagster_home,
+)
 
 console = Console()
 CHUNK = 1024 * 1024
@@ -46,47 +50,48 @@ def main() -> None:
 @click.option("--no-webserver", is_flag=True, help="Skip the Dagster UI.")
 @click.option("--external-s3", is_flag=True, help="Use the S3 server in the settings as is.")
 def up(no_webserver: bool, external_s3: bool) -> None:
-    """Start the whole local stack and keep it running until Ctrl-C or SIGTERM."""
-    settings = get_settings()
-    stack = Stack(settings, with_webserver=not no_webserver, local_s3=not external_s3)
+    """Start the whole local stack and keep it running until Ctrl-C or SIGTERM.
 
-    stopping = False
+    Ctrl-C (or SIGTERM) stops every process; a second one, whenever it comes, kills what is
+    left. Exits 0 once all is stopped, 130 if start-up was interrupted, 1 if a process
+    failed."""
+    stack = Stack(get_settings(), with_webserver=not no_webserver, local_s3=not external_s3)
+    stack.interrupts.install()
+    raise SystemExit(serve(stack))
 
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        # Each process has its own session, out of the terminal's reach: a second Ctrl-C
-        # that cut the stopping short would leave them running, holding their ports.
-        if stopping:
-            stack.kill()
-            return
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, terminate)
-    signal.signal(signal.SIGTERM, terminate)
+def serve(stack: Stack) -> int:
+    """Start `stack`, wait for a stop request or a dead process, stop it; the exit code."""
     try:
         stack.start(progress=lambda part: console.print(f"starting {part} ..."))
-        console.print("[bold green]lakehouse is up[/]")
-        console.print(f"  API        {stack.api_url}  (docs: {stack.api_url}/docs)")
-        if not no_webserver:
-            console.print(f"  Dagster UI {stack.webserver_url}")
-        console.print(f"  S3         {settings.s3_endpoint}  bucket {settings.s3_bucket}")
-        console.print(f"  logs       {stack.state_dir / 'logs'}")
-        console.print("Ctrl-C stops everything.")
-        while not (dead := stack.dead()):
-            time.sleep(1)
-        for process in dead:
-            console.print(f"[red]{process.name} exited[/]:\n{process.tail()}")
-        raise SystemExit(1)
+    except StartInterrupted:  # start() has stopped what it had started
+        console.print("interrupted while starting; stopped")
+        return 130
     except StackError as exc:
         console.print(f"[red]{exc}[/]")
-        raise SystemExit(1) from exc
-    except KeyboardInterrupt:
-        console.print(
-            f"stopping (each process gets up to {STOP_GRACE_SECONDS} s; Ctrl-C again kills) ..."
-        )
-    finally:
-        stopping = True
-        stack.stop()
-        console.print("stopped")
+        return 1
+    _print_addresses(stack)
+    while not stack.interrupts.stop_requested() and not (dead := stack.dead()):
+        time.sleep(0.2)
+    for process in dead:
+        console.print(f"[red]{process.name} exited[/]:\n{process.tail()}")
+    console.print(
+        f"stopping (each process gets up to {STOP_GRACE_SECONDS} s; Ctrl-C again kills) ..."
+    )
+    stack.stop()
+    console.print("stopped")
+    return 1 if dead else 0
+
+
+def _print_addresses(stack: Stack) -> None:
+    settings = stack.settings
+    console.print("[bold green]lakehouse is up[/]")
+    console.print(f"  API        {stack.api_url}  (docs: {stack.api_url}/docs)")
+    if stack.with_webserver:
+        console.print(f"  Dagster UI {stack.webserver_url}")
+    console.print(f"  S3         {settings.s3_endpoint}  bucket {settings.s3_bucket}")
+    console.print(f"  logs       {stack.state_dir / 'logs'}")
+    console.print("Ctrl-C stops everything.")
 
 
 @main.command()

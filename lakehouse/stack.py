@@ -38,11 +38,43 @@ from lakehouse.storage import ObjectStore, StoreUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STOP_GRACE_SECONDS = 15
+STOP_POLL_SECONDS = 0.05  # how often a stop looks whether the process exited, or a kill
 CODE_SERVER_READY = "Started Dagster code server"
 
 
 class StackError(RuntimeError):
     """A process of the stack did not start or did not become healthy."""
+
+
+class StartInterrupted(StackError):
+    """A stop was asked for (Ctrl-C, SIGTERM) before every process was healthy."""
+
+
+class Interrupts:
+    """SIGINT and SIGTERM as the stack takes them: the first asks it to stop, every later
+    one to kill what is left (an impatient person's second Ctrl-C).
+
+    Install it as the handler of both. It only counts: it never raises and never acts, so
+    a signal may land anywhere (in start-up, in the middle of the stop, after it) without
+    cutting a step in half or reaching click as a `KeyboardInterrupt`. The stack looks at
+    the count between its steps and while it waits, a few times a second.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1  # one bytecode-level store: a nested signal cannot lose a count
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self)
+
+    def stop_requested(self) -> bool:
+        return self.count >= 1
+
+    def kill_requested(self) -> bool:
+        return self.count >= 2
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -137,6 +169,11 @@ class Process:
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.output().splitlines()[-lines:])
 
+    def signal_group(self, signum: int) -> None:
+        """Send `signum` to this process and everything it spawned (its own session)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signum)
+
 
 @dataclass
 class Starting:
@@ -155,6 +192,7 @@ class Stack:
     with_webserver: bool = True
     local_s3: bool = True  # False when the settings point at an S3 server run elsewhere
     processes: list[Process] = field(default_factory=list)
+    interrupts: Interrupts = field(default_factory=Interrupts)
     # Inside `_together`: the processes started and not yet awaited.
     _starting: list[Starting] | None = field(default=None, init=False, repr=False)
 
@@ -180,7 +218,8 @@ class Stack:
         """Start every process and wait until each is healthy; on failure stop them all.
 
         Processes start side by side (each spends seconds importing Dagster, and the
-        machine has cores); the daemon, webserver and API once the store is up."""
+        machine has cores); the daemon, webserver and API once the store is up. A stop
+        asked for meanwhile (`interrupts`) ends it with `StartInterrupted`, all stopped."""
         try:
             prepare_dagster_home(self.settings)
             with self._together():
@@ -350,18 +389,34 @@ class Stack:
     # -- stopping -------------------------------------------------------------------------
 
     def stop(self, name: str | None = None) -> None:
-        """Stop every process (or the one named), newest first: TERM, then KILL if need be."""
-        for process in reversed([p for p in self.processes if name in (None, p.name)]):
-            _stop_group(process.popen)
+        """Stop every process (or the one named), newest first: TERM, then KILL after
+        `STOP_GRACE_SECONDS`, or at once for all of them once a kill is asked for (a second
+        Ctrl-C while this waits)."""
+        chosen = [p for p in self.processes if name in (None, p.name)]
+        killed = False
+        for process in reversed(chosen):
+            if process.alive() and not self.interrupts.kill_requested():
+                process.signal_group(signal.SIGTERM)
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+                while process.alive() and time.monotonic() < deadline:
+                    if self.interrupts.kill_requested():
+                        break
+                    time.sleep(STOP_POLL_SECONDS)
+            if self.interrupts.kill_requested() and not killed:
+                self.kill(chosen)
+                killed = True
+            # What it spawned (a run worker's run, a code server) may outlive it briefly.
+            process.signal_group(signal.SIGKILL)
+            process.popen.wait()
             self.processes.remove(process)
 
-    def kill(self) -> None:
-        """Kill every process and what it spawned at once (SIGKILL), without waiting: for a
-        second Ctrl-C while `stop` waits. A run it cuts short is retried (run monitoring),
-        and applies its ingests once."""
-        for process in self.processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.popen.pid, signal.SIGKILL)
+    def kill(self, processes: list[Process] | None = None) -> None:
+        """Kill every process (or those given) and what it spawned at once (SIGKILL),
+        without waiting. A run it cuts short is retried (run monitoring), and applies its
+        ingests once."""
+        for process in self.processes if processes is None else processes:
+            if process in self.processes:
+                process.signal_group(signal.SIGKILL)
 
     def dead(self) -> list[Process]:
         return [p for p in self.processes if not p.alive()]
@@ -376,6 +431,7 @@ class Stack:
         return ["-w", str(self.workspace_file)]
 
     def _spawn(self, name: str, argv: list[str], cwd: Path = PROJECT_ROOT) -> None:
+        self._check_interrupts()
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
@@ -403,10 +459,14 @@ class Stack:
         else:
             self._await([starting])
 
-    @staticmethod
-    def _await(starting: list[Starting]) -> None:
+    def _check_interrupts(self) -> None:
+        if self.interrupts.stop_requested():
+            raise StartInterrupted("interrupted while starting")
+
+    def _await(self, starting: list[Starting]) -> None:
         began = time.monotonic()
         while starting:
+            self._check_interrupts()
             for item in list(starting):
                 process = item.process
                 if not process.alive():
@@ -492,19 +552,3 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.current())
-
-
-def _stop_group(popen: subprocess.Popen) -> None:
-    if popen.poll() is not None:
-        return
-    try:
-        os.killpg(popen.pid, signal.SIGTERM)
-        popen.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait()
-    except ProcessLookupError:
-        popen.wait()
-    # Children (a run worker, a code server) may outlive the group leader briefly.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(popen.pid, signal.SIGKILL)
