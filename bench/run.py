@@ -37,6 +37,7 @@ from lakehouse.catalog import DATASET_ASSET_KEY, Manifest, latest_manifest, mani
 from lakehouse.convert import csv_to_parquet
 from lakehouse.csvschema import infer_schema
 from lakehouse.duck import attach_s3, connection_config, sql_string
+from lakehouse.ingests import LineCounter
 from lakehouse.runs import PARTITION_TAG
 from lakehouse.sample_data import write_workers_csv
 from lakehouse.settings import Settings
@@ -256,15 +257,25 @@ class Bench:
             )
         )
 
+    def conversions(self) -> None:
+        """The workers file and the big file, each converted by us and by DuckDB's own COPY."""
+        size = self.size
+        self.conversion(self.workers, f"{size.rows:,} rows")
+        self.conversion(self.big_file(), f"{size.rows * size.big_copies:,} rows", memory=True)
+
     def conversion(self, path: Path, label: str, memory: bool = False) -> None:
         key = f"bench/{path.name}"
         self.store.client.upload_file(str(path), self.store.bucket, key)
         source = self.store.url(key)
         schema = infer_schema(path.read_bytes()[:MIB], complete=False)
+        lines = _physical_lines(path)  # as the upload counted them
 
         def ours() -> None:
             with self.duck() as con:
-                csv_to_parquet(con, source, self.store.url("bench/ours.parquet"), schema)
+                converted = csv_to_parquet(
+                    con, source, self.store.url("bench/ours.parquet"), schema, lines=lines
+                )
+                assert converted.account.balanced, converted.account
 
         def anchor() -> None:
             with self.duck() as con:
@@ -692,6 +703,14 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
+def _physical_lines(path: Path) -> int:
+    counter = LineCounter()
+    with path.open("rb") as source:
+        while chunk := source.read(MIB):
+            counter.feed(chunk)
+    return counter.total()
+
+
 def _peak_rss_mib_of_conversion(settings: Settings, source: str, path: Path) -> float:
     """Peak RSS of a fresh process running the conversion, as a run worker would."""
     code = (
@@ -702,11 +721,16 @@ def _peak_rss_mib_of_conversion(settings: Settings, source: str, path: Path) -> 
         "import duckdb; s = Settings.model_validate_json(sys.argv[1]); "
         "con = duckdb.connect(config=connection_config(s.duckdb_memory_limit, s.duckdb_threads)); "
         "attach_s3(con, s.s3()); "
+        "from lakehouse.storage import ObjectStore; store = ObjectStore(s.s3()); "
         "schema = infer_schema(open(sys.argv[3], 'rb').read(1048576), complete=False); "
-        "csv_to_parquet(con, sys.argv[2], sys.argv[2] + '.parquet', schema)"
+        "key = sys.argv[2].split('/', 3)[3]; "
+        "converted = csv_to_parquet(con, sys.argv[2], sys.argv[2] + '.parquet', schema, "
+        "lines=int(sys.argv[4]), read_bytes=lambda: store.stream(key)); "
+        "assert converted.account.balanced, converted.account"
     )
+    lines = str(_physical_lines(path))  # as the upload counted them
     child = subprocess.Popen(
-        [sys.executable, "-c", code, settings.model_dump_json(), source, str(path)]
+        [sys.executable, "-c", code, settings.model_dump_json(), source, str(path), lines]
     )
     # Sampled, not getrusage: Linux carries the parent's peak RSS over fork and exec, and
     # this process has just run conversions of its own.
@@ -887,8 +911,7 @@ def main() -> None:
                     getattr(bench, name)()
                 return
             bench.upload_to_queryable()
-            bench.conversion(bench.workers, f"{size.rows:,} rows")
-            bench.conversion(bench.big_file(), f"{size.rows * size.big_copies:,} rows", memory=True)
+            bench.conversions()
             bench.upload_throughput()
             bench.sql_latency()
             bench.sql_throughput()

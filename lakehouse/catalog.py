@@ -76,6 +76,9 @@ class Manifest(BaseModel):
     added_ingest_ids: list[str] = []  # the ingests this version added
     operation: str = "apply"
     stats: list[ColumnStats] = []
+    # How the file that set the columns was read (`Dialect.described`): delimiter, quote,
+    # escape, header, skipped lines, comment, NULL markers, encoding, and why each.
+    dialect: dict[str, Any] = {}
     # Set when the version is committed to its Iceberg table, after its commit record.
     iceberg: IcebergSnapshot | None = None
     created_at: datetime
@@ -144,6 +147,7 @@ class Manifest(BaseModel):
             "excluded_seqs": dg.MetadataValue.json(self.excluded_seqs),
             "added_ingest_ids": dg.MetadataValue.json(self.added_ingest_ids),
             "stats": dg.MetadataValue.json([s.model_dump() for s in self.stats]),
+            "csv_dialect": dg.MetadataValue.json(self.dialect),
             "created_at": dg.MetadataValue.timestamp(self.created_at),
             **(
                 {"iceberg": dg.MetadataValue.json(self.iceberg.model_dump())}
@@ -176,6 +180,7 @@ class Manifest(BaseModel):
             excluded_seqs=meta.get("excluded_seqs", []),
             added_ingest_ids=meta.get("added_ingest_ids", []),
             stats=meta.get("stats", []),
+            dialect=meta.get("csv_dialect", {}),
             iceberg=meta.get("iceberg"),
             created_at=datetime.fromtimestamp(meta["created_at"], UTC),
             updated_at=datetime.fromtimestamp(event.timestamp, UTC),

@@ -135,9 +135,20 @@ def make_workers(path: Path, rows: int, seed: int) -> None:
 @click.option("--name", required=True, help="Dataset name, e.g. workers_500k.")
 @click.option("--mode", type=click.Choice(["append", "replace"]), default="append")
 @click.option("--wait", is_flag=True, help="Wait until the ingest is materialized or failed.")
+@click.option("--delimiter", help="One character, or 'tab' (default: found in the file).")
+@click.option("--quote", help="\", ' or none (default: found in the file).")
+@click.option("--escape", help='" (doubled quotes), \\ (backslash) or none.')
+@click.option("--no-header", is_flag=True, help="Line 1 is data: columns column_1, ...")
+@click.option("--skip", type=int, help="Lines before the header (a title, notes).")
+@click.option("--comment", help="Lines starting with it are skipped, e.g. '#'.")
+@click.option("--null", "nulls", multiple=True, help="A value that means NULL (repeatable).")
+@click.option("--encoding", help="utf-8 (default), latin-1 or utf-16.")
 @api_option
-def ingest(file: Path, name: str, mode: str, wait: bool, api: str) -> None:
-    """Upload FILE (CSV, or .gz) to dataset NAME, with a progress bar."""
+def ingest(file: Path, name: str, mode: str, wait: bool, api: str, **dialect: Any) -> None:
+    """Upload FILE (CSV, or .gz) to dataset NAME, with a progress bar.
+
+    The file's dialect is found in it (and said in the receipt); the options give what no
+    sniffer can know."""
     size = file.stat().st_size
     headers = {"content-type": "text/csv"}
     if file.suffix == ".gz":
@@ -155,6 +166,7 @@ def ingest(file: Path, name: str, mode: str, wait: bool, api: str) -> None:
             progress.update(task, description="waiting for the run" if wait else "recording")
 
         params = {"name": name, "mode": mode, **({"wait": "true"} if wait else {})}
+        params |= _dialect_params(**dialect)
         response = _request("POST", f"{api}/v1/ingest", params=params, content=chunks(),
                             headers=headers)  # fmt: skip
     body = response.json()
@@ -217,6 +229,18 @@ def catalog(name: str | None, api: str) -> None:
     console.print(table)
 
 
+def _dialect_params(
+    no_header: bool, nulls: tuple[str, ...], **given: str | int | None
+) -> dict[str, Any]:
+    """The dialect options given, as the API's query parameters."""
+    params: dict[str, Any] = {k: str(v) for k, v in given.items() if v is not None}
+    if no_header:
+        params["header"] = "false"
+    if nulls:
+        params["null"] = list(nulls)
+    return params
+
+
 def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
     try:
         return httpx.request(method, url, timeout=None, **kwargs)
@@ -237,6 +261,9 @@ def _print_ingest(body: dict[str, Any]) -> None:
                   f"({body['mode']}): {body['status']}{note}")  # fmt: skip
     console.print(f"  {body['bytes']:,} bytes, {len(schema['columns'])} columns, "
                   f"schema {schema['fingerprint']}")  # fmt: skip
+    console.print(f"  read with delimiter {schema['delimiter']!r}, quote {schema['quote']!r}, "
+                  f"escape {schema['escape']!r}, {schema['skipped_lines']} lines skipped, "
+                  f"encoding {schema['encoding']}")  # fmt: skip
     if manifest := body.get("manifest"):
         console.print(f"  dataset v{manifest['version']}: {manifest['row_count']:,} rows, "
                       f"{manifest['rejected_rows']:,} rejected in total")  # fmt: skip

@@ -1,11 +1,15 @@
-"""Infer a CSV's dialect and column types from its first bytes, and explain each choice.
+"""Infer a CSV's column types from its first bytes (its dialect: `lakehouse.csvdialect`),
+and explain each choice.
 
 The types are DuckDB's, restricted to ones whose text form DuckDB's CSV reader parses
 exactly as checked here, so the conversion never meets a value the sample said would fit.
 A column whose sample values do not agree on one type becomes VARCHAR: nothing is lost.
-Numbers keep their exact value: DOUBLE only when every sampled number survives the trip
-through a double, else DECIMAL when its digits fit, else VARCHAR. Only ASCII digits are
-digits (DuckDB reads no other script's).
+Numbers keep their exact value. Numbers written with a point and a fixed number of
+decimals (money, quantities) are DECIMAL(18,s) when at most 18 digits hold them (one 64-bit
+integer each, sums exact), DECIMAL(38,s) up to 38 digits, else VARCHAR; DOUBLE only for
+numbers in exponent notation (`6.02e23`), which are floating point by their form, and only
+if a double holds each exactly as written. Only ASCII digits are digits (DuckDB reads no
+other script's).
 
 What DuckDB's reader (strict mode, `lakehouse.convert`) would refuse as a whole file, such
 as a missing header or mixed line ends, is refused here, before anything is stored.
@@ -13,32 +17,37 @@ as a missing header or mixed line ends, is refused here, before anything is stor
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-DELIMITERS = (",", ";", "\t", "|")
-UTF8_BOM = b"\xef\xbb\xbf"
+from lakehouse.csvdialect import (
+    LINE_ENDS,
+    CsvOptions,
+    Dialect,
+    NotCsv,
+    Record,
+    decode,
+    records,
+    sniff,
+    unreadable,
+)
+
 INT64_MAX = 2**63 - 1
 # DuckDB's widest DECIMAL; a column that needs more digits stays VARCHAR.
 DECIMAL_DIGITS = 38
+# The widest DECIMAL DuckDB keeps in one 64-bit integer (fast, and sums stay exact).
+FAST_DECIMAL_DIGITS = 18
 # Decimal digits every double keeps exactly.
 DOUBLE_DIGITS = 15
 # Longer "numbers" stay text: neither a DOUBLE nor a DECIMAL holds them exactly.
 MAX_NUMBER_CHARS = 100
-# The csv module refuses fields over 128 KiB by default; the sample's size bounds them.
-FIELD_LIMIT = 2**31 - 1
-# The delimiter is chosen from this many first rows (of at most this many characters).
-SNIFF_ROWS = 20
-SNIFF_CHARS = 65536
 
 # [0-9], not \d: Python's \d, int() and float() accept other scripts' digits, DuckDB doesn't.
 _INT = re.compile(r"[+-]?[0-9]+")
@@ -48,7 +57,6 @@ _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{
 _DECIMAL_TYPE = re.compile(r"DECIMAL\(([0-9]+),([0-9]+)\)")
 _BOOLEANS = {"true", "false"}
 _NUMERIC = frozenset({"integer", "decimal"})
-_LINE_ENDS = {"\r\n": "CRLF", "\n": "LF", "\r": "CR"}
 
 # The narrowest kind of a single value, and the column type each set of kinds becomes
 # (numbers are decided by `_numeric_column`, which looks at their digits).
@@ -62,10 +70,6 @@ _TYPE_OF_KINDS: dict[frozenset[str], str] = {
 }
 
 
-class NotCsv(ValueError):
-    """The bytes are not CSV text we can read (binary, not UTF-8, no header)."""
-
-
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -74,11 +78,15 @@ class Column:
 
 
 @dataclass(frozen=True)
-class CsvSchema:
-    delimiter: str
-    columns: tuple[Column, ...]
+class CsvSchema(Dialect):
+    """A CSV file's dialect and columns: everything its conversion needs."""
+
+    columns: tuple[Column, ...] = ()
     # Header names that had to change (blank or repeated), as {"column_3": "<blank>"}.
     renamed: dict[str, str] = field(default_factory=dict)
+    # The line of the last row the types were inferred from (0: not known): a value past it
+    # that does not fit is news to the inference.
+    sampled_through: int = 0
 
     @property
     def fingerprint(self) -> str:
@@ -96,62 +104,107 @@ def infer_schema(
     complete: bool,
     max_rows: int = 2000,
     contract: Sequence[Column] | None = None,
+    options: CsvOptions | None = None,
 ) -> CsvSchema:
-    """Infer the schema from `sample`, the first bytes of a file (`complete` if all of it).
+    """Infer the schema from `sample`, the first bytes of a file (`complete` if all of it),
+    with the dialect parameters the uploader gave in `options`.
 
     With a `contract` (the dataset's current columns) and the same header, a column whose
     sampled values all fit the contract's type takes that type: a file whose sample happens
     to hold only integers still appends to a DOUBLE column.
     """
-    _allow_long_fields()
-    text = _decode(sample, complete=complete)
+    options = options or CsvOptions()
+    text, encoding, why = decode(sample, complete=complete, encoding=options.encoding)
     if not text.strip():
         raise NotCsv("the file is empty: send a CSV with a header line")
-    delimiter = _sniff_delimiter(text, complete=complete)
-    rows = _rows(text, delimiter, complete=complete)
-    header, line_end = _header(rows)
-    names, renamed = _unique_names(header)
-    samples = _sample(rows, len(names), line_end, max_rows)
+    dialect = sniff(text, options, complete=complete, encoding=encoding, why=why)
+    every = _one_line_end(records(text, dialect, complete=complete), dialect)
+    rows: Iterator[Record] = (r for r in every if r.position(dialect) > dialect.skip)
+    rows = (r for r in rows if r.fields or r.error)
+    header = _header(rows, dialect)
+    if dialect.header:
+        names, renamed = _unique_names(header.fields)
+    else:  # the first row is data: numbered names, and it counts in the sample
+        names, renamed = [f"column_{n}" for n in range(1, len(header.fields) + 1)], {}
+        rows = itertools.chain([header], rows)
+    seen = _Seen(rows)
+    samples = _sample(seen, len(names), max_rows, dialect.nulls)
     columns = tuple(_column(name, seen) for name, seen in zip(names, samples, strict=True))
     if contract is not None and [c.name for c in contract] == names:
         columns = tuple(
             _conform(column, seen, agreed)
             for column, seen, agreed in zip(columns, samples, contract, strict=True)
         )
-    return CsvSchema(delimiter=delimiter, columns=columns, renamed=renamed)
+    return CsvSchema(
+        **dialect.__dict__, columns=columns, renamed=renamed, sampled_through=seen.last_line
+    )
 
 
-def _header(rows: Iterator[tuple[int, list[str], str]]) -> tuple[list[str], str]:
-    """The header's names and line end, if DuckDB will read them as the header."""
-    _, header, line_end = next(rows)
-    if not any(name.strip() for name in header):
+class _Seen:
+    """The rows, remembering the line of the last one taken."""
+
+    def __init__(self, rows: Iterator[Record]) -> None:
+        self.rows = rows
+        self.last_line = 0
+
+    def __iter__(self) -> Iterator[Record]:
+        for row in self.rows:
+            self.last_line = row.line
+            yield row
+
+
+def _one_line_end(rows: Iterator[Record], dialect: Dialect) -> Iterator[Record]:
+    """`rows`, as long as they end as the first line does (DuckDB's reader refuses a file
+    that mixes line ends)."""
+    first: Record | None = None
+    for row in rows:
+        first = first or row
+        if row.end and first.end and row.end != first.end:
+            which = "the header" if dialect.skip == 0 and dialect.header else "line 1"
+            raise NotCsv(
+                f"line {row.line} ends with {LINE_ENDS[row.end]}, {which} with "
+                f"{LINE_ENDS[first.end]}: use one kind of line end throughout the file "
+                "(a line break inside a value needs double quotes around the value)"
+            )
+        yield row
+
+
+def _header(rows: Iterator[Record], dialect: Dialect) -> Record:
+    """The header record, if DuckDB will read it as the header; without a header, the
+    first row, which gives the number of columns (`column_1`, ...)."""
+    first = next(rows, None)
+    if first is None:
+        raise NotCsv("no line is left after the skipped ones: send a smaller skip")
+    if first.error:
+        raise NotCsv(f"line {first.line} cannot be read: {unreadable(first.error)}")
+    if not dialect.header:
+        return first
+    if not any(name.strip() for name in first.fields):
         raise NotCsv(
-            "line 1 has no column names (it is blank): put the header line first, e.g. id,name"
+            f"line {first.line} has no column names (it is blank): put the header line first, "
+            "e.g. id,name"
         )
-    if any("\n" in name or "\r" in name for name in header):
+    if any("\n" in name or "\r" in name for name in first.fields):
         # DuckDB skips the header as one physical line, so the rest would become a row.
         raise NotCsv(
-            "a column name on line 1 holds a line break: put every column name on the "
-            "header line, without line breaks"
+            f"a column name on line {first.line} holds a line break: put every column name on "
+            "the header line, without line breaks"
         )
-    return header, line_end
+    return first
 
 
 def _sample(
-    rows: Iterator[tuple[int, list[str], str]], width: int, line_end: str, max_rows: int
+    rows: Iterable[Record], width: int, max_rows: int, nulls: Sequence[str]
 ) -> list[_Sample]:
-    """What the first `max_rows` rows say of each column; their line ends must be the
-    header's (DuckDB's reader refuses a file that mixes them)."""
+    """What the first `max_rows` rows say of each column. Malformed rows and rows of
+    another width say nothing: the reader rejects them."""
     samples = [_Sample() for _ in range(width)]
-    for line, row, end in itertools.islice(rows, max_rows):
-        if end and end != line_end:
-            raise NotCsv(
-                f"line {line} ends with {_LINE_ENDS[end]}, the header with "
-                f"{_LINE_ENDS[line_end]}: use one kind of line end throughout the file "
-                "(a line break inside a value needs double quotes around the value)"
-            )
-        for value, seen in zip(row, samples, strict=False):
-            seen.add(value, line)
+    null = frozenset(nulls)
+    for row in itertools.islice(rows, max_rows):
+        if row.error or len(row.fields) != width:
+            continue
+        for value, seen in zip(row.fields, samples, strict=True):
+            seen.add("" if value in null else value, row.line)
     return samples
 
 
@@ -164,6 +217,9 @@ class _Numbers:
     exponent: bool = False
     # The first value a DOUBLE would not hold exactly, and its line.
     inexact: tuple[str, int] | None = None
+    exponent_example: tuple[str, int] | None = None
+    widest: tuple[str, int] | None = None  # the value with the most digits, and its line
+    _widest_digits: int = -1
 
     def add(self, value: str, line: int) -> None:
         mantissa, e, _ = value.lstrip("+-").lower().partition("e")
@@ -172,9 +228,14 @@ class _Numbers:
         if not short and self.inexact is None and Decimal(repr(float(value))) != Decimal(value):
             self.inexact = (value, line)
         whole, _, fraction = mantissa.partition(".")
+        if e and self.exponent_example is None:
+            self.exponent_example = (value, line)
         self.exponent = self.exponent or bool(e)
         self.int_digits = max(self.int_digits, len(whole.lstrip("0")))
         self.scale = max(self.scale, len(fraction))
+        digits = len(whole.lstrip("0")) + len(fraction)
+        if digits > self._widest_digits:
+            self.widest, self._widest_digits = (value, line), digits
 
     def fit_decimal(self, precision: int = DECIMAL_DIGITS, scale: int | None = None) -> bool:
         """Whether DECIMAL(precision, scale) (scale: the sampled one) holds every value."""
@@ -296,23 +357,39 @@ def _column(name: str, seen: _Sample) -> Column:
 def _numeric_column(name: str, seen: _Sample) -> Column:
     """Decimals, or integers past BIGINT: the narrowest type that keeps every digit."""
     numbers = seen.numbers
-    if numbers.inexact is None:
-        value, _ = seen.kinds.get("decimal") or seen.kinds["integer"]
-        return Column(name, "DOUBLE", f"double: every sampled value fits exactly, e.g. {value!r}")
-    value, line = numbers.inexact
-    if numbers.fit_decimal():
-        type_ = f"DECIMAL({DECIMAL_DIGITS},{numbers.scale})"
+    if numbers.exponent:
+        if numbers.inexact is None:
+            value, line = numbers.exponent_example or ("", 0)
+            return Column(
+                name,
+                "DOUBLE",
+                f"double: value {value!r} on line {line} is in exponent notation (floating "
+                "point), and a double holds every sampled value exactly as written",
+            )
+        value, line = numbers.inexact
+        example, at = numbers.exponent_example or ("", 0)
         return Column(
             name,
-            type_,
-            f"decimal: value {value!r} on line {line} has more digits than a DOUBLE keeps; "
-            f"every sampled value fits {type_}",
+            "VARCHAR",
+            f"string: numbers in exponent notation (e.g. {example!r} on line {at}) make it "
+            f"floating point, but a DOUBLE would not hold value {value!r} on line {line} "
+            "exactly as written",
         )
+    value, line = numbers.widest or ("", 0)
+    for precision in (FAST_DECIMAL_DIGITS, DECIMAL_DIGITS):
+        if numbers.fit_decimal(precision):
+            type_ = f"DECIMAL({precision},{numbers.scale})"
+            return Column(
+                name,
+                type_,
+                f"decimal: every sampled value has at most {numbers.scale} decimals and "
+                f"{precision} digits, e.g. {value!r} on line {line}: {type_} keeps them exactly",
+            )
     return Column(
         name,
         "VARCHAR",
-        f"string: value {value!r} on line {line} is a number that neither a DOUBLE nor a "
-        f"DECIMAL({DECIMAL_DIGITS}) holds exactly",
+        f"string: value {value!r} on line {line} is a number with more digits than a "
+        f"DECIMAL({DECIMAL_DIGITS}) holds",
     )
 
 
@@ -326,89 +403,6 @@ def _parses(parse: Callable[[str], object], value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _allow_long_fields() -> None:
-    # The sample (at most a few MiB) bounds every field; the csv module's own limit
-    # (128 KiB) would refuse a long but valid value. Only ever raised, never lowered.
-    if csv.field_size_limit() < FIELD_LIMIT:
-        csv.field_size_limit(FIELD_LIMIT)
-
-
-def _decode(sample: bytes, *, complete: bool) -> str:
-    if sample.startswith(UTF8_BOM):
-        sample = sample[len(UTF8_BOM) :]
-    if b"\x00" in sample:
-        raise NotCsv("the file is not text (it contains NUL bytes): send a UTF-8 CSV")
-    if not complete:
-        # Drop the last, probably cut, line (and any multi-byte character cut with it).
-        cut = max(sample.rfind(b"\n"), sample.rfind(b"\r"))
-        if cut < 0:
-            raise NotCsv(
-                f"no line end in the first {len(sample)} bytes: the header line is too "
-                "long, or this is not a line-based CSV file"
-            )
-        sample = sample[: cut + 1]
-    try:
-        return sample.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NotCsv(f"the file is not UTF-8 text (byte {exc.start}): send a UTF-8 CSV") from exc
-
-
-class _Lines:
-    """The text's lines, split at CRLF, LF or CR as DuckDB does, remembering how the last
-    one read ended and how many characters were read."""
-
-    def __init__(self, text: str) -> None:
-        self._lines = io.StringIO(text, newline="")
-        self.end = ""
-        self.read = 0
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        self.end = next((end for end in _LINE_ENDS if line.endswith(end)), "")
-        self.read += len(line)
-        return line
-
-
-def _rows(text: str, delimiter: str, *, complete: bool) -> Iterator[tuple[int, list[str], str]]:
-    """(line number, fields, line end) of each row. The last row of a cut sample is left
-    out if it ends inside a quoted value (an odd number of quotes): it is incomplete."""
-    lines = _Lines(text)
-    reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True)
-    start = 0
-    try:
-        for row in reader:
-            whole = complete or lines.read < len(text) or text.count('"', start) % 2 == 0
-            if whole or start == 0:
-                yield reader.line_num, row, lines.end
-            start = lines.read
-    except csv.Error as exc:
-        raise NotCsv(
-            f"line {reader.line_num}: {exc}: send the file as CSV (RFC 4180) in UTF-8"
-        ) from exc
-
-
-def _sniff_delimiter(text: str, *, complete: bool) -> str:
-    """The delimiter that splits the first rows into the most, equally many, fields
-    (a one-column file: one that splits no row)."""
-    head = text[:SNIFF_CHARS]
-    best, best_width = ",", 0
-    for delimiter in DELIMITERS:
-        reader = csv.reader(io.StringIO(head, newline=""), delimiter=delimiter)
-        try:
-            rows = [row for row in itertools.islice(reader, SNIFF_ROWS) if row]
-        except csv.Error:
-            continue
-        if (len(head) < len(text) or not complete) and len(rows) > 1:
-            rows.pop()  # may be cut
-        widths = {len(row) for row in rows}
-        if len(widths) == 1 and (width := widths.pop()) > best_width:
-            best, best_width = delimiter, width
-    return best
 
 
 def _unique_names(header: list[str]) -> tuple[list[str], dict[str, str]]:

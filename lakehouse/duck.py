@@ -15,12 +15,18 @@ from lakehouse.settings import S3Config
 
 
 def httpfs_path() -> Path:
-    folder = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-    path = folder / "httpfs.duckdb_extension"
+    return extension_path("httpfs", duckdb_extension_httpfs.__file__)
+
+
+def extension_path(name: str, package_file: str) -> Path:
+    """The extension `name` that its `duckdb-extension-<name>` wheel (whose `__init__` is at
+    `package_file`) carries for this DuckDB."""
+    folder = Path(package_file).parent / "extensions" / f"v{duckdb.__version__}"
+    path = folder / f"{name}.duckdb_extension"
     if not path.exists():
         raise RuntimeError(
-            f"no httpfs extension for DuckDB {duckdb.__version__} at {path}: install "
-            f"duckdb-extension-httpfs=={duckdb.__version__}"
+            f"no {name} extension for DuckDB {duckdb.__version__} at {path}: install "
+            f"duckdb-extension-{name}=={duckdb.__version__}"
         )
     return path
 

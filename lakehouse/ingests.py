@@ -39,6 +39,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel
 
 from lakehouse.catalog import Manifest
+from lakehouse.csvdialect import CsvOptions
 from lakehouse.csvschema import Column, CsvSchema, NotCsv, infer_schema, schema_diff
 from lakehouse.storage import (
     LOG,
@@ -84,6 +85,10 @@ class IngestRecord(BaseModel):
     csv_schema: CsvSchema
     received_at: datetime
     seq: int = 0  # its place in the dataset's log; 0 until committed
+    # Physical lines in the file (line ends, and a last line without one), counted as the
+    # bytes arrived: what the run's accounting of rows and rejects starts from. None for
+    # records written before it was counted, and for UTF-16 files.
+    lines: int | None = None
 
 
 def landed_bytes(first_part: bytes) -> bytes:
@@ -326,6 +331,25 @@ class SchemaConflict(ValueError):
         )
 
 
+class LineCounter:
+    """Counts a file's physical lines as its bytes pass, as DuckDB splits them: at LF, at
+    CRLF, or at a lone CR (a file whose lines end with CR alone has no LF)."""
+
+    def __init__(self) -> None:
+        self.lf = self.cr = 0
+        self.last = b""
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self.lf += data.count(b"\n")
+            self.cr += data.count(b"\r")
+            self.last = data[-1:]
+
+    def total(self) -> int:
+        ends = self.lf if self.lf else self.cr
+        return ends + (1 if self.last and self.last not in b"\r\n" else 0)
+
+
 @dataclass(frozen=True)
 class Landed:
     record: IngestRecord
@@ -350,6 +374,7 @@ class Landing:
         current: Manifest | None = None,
         sample_rows: int = 2000,
         tails: LogTails | None = None,
+        options: CsvOptions | None = None,
     ) -> None:
         self.store = store
         self.tails = tails
@@ -362,6 +387,8 @@ class Landing:
         self.received_at = datetime.now(UTC)
         self.size = 0
         self.schema: CsvSchema | None = None
+        self.options = options or CsvOptions()
+        self._lines = LineCounter()
         self._hash = hashlib.sha256()
         self._upload: MultipartUpload | None = None
 
@@ -409,6 +436,7 @@ class Landing:
             sha256=sha256,
             csv_schema=self.schema,
             received_at=self.received_at,
+            lines=self._lines.total() if self.schema.encoding != "utf-16" else None,
         )
         after = self.current.applied_through if self.current else 0
         return Landed(commit(self.store, record, after, self.tails), duplicate=False)
@@ -460,6 +488,7 @@ class Landing:
             self.schema = self._infer(data, complete=complete)
         self.size += len(data)
         self._hash.update(data)
+        self._lines.feed(data)
 
     def _infer(self, data: bytes, *, complete: bool) -> CsvSchema:
         sample = data[:SAMPLE_BYTES]
@@ -469,6 +498,7 @@ class Landing:
             complete=complete and len(sample) == len(data),
             max_rows=self.sample_rows,
             contract=contract.columns if contract else None,
+            options=self.options,
         )
         if contract is not None and schema.fingerprint != contract.schema_fingerprint:
             raise SchemaConflict(self.dataset, contract.columns, schema)

@@ -261,6 +261,12 @@ class ObjectStore:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
             return json.loads(body.read())
 
+    def stream(self, key: str, chunk_bytes: int = 1024 * 1024) -> Iterator[bytes]:
+        """The object's bytes, a chunk at a time."""
+        with unavailable_on_error(f"read {key}"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            yield from body.iter_chunks(chunk_bytes)
+
     def size(self, key: str) -> int:
         with unavailable_on_error(f"stat {key}"):
             return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]

@@ -23,11 +23,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 
+from lakehouse.accounting import LineAccount
 from lakehouse.catalog import ColumnStats, DataObject, Manifest
 from lakehouse.commits import IngestError, Outcome
 from lakehouse.convert import (
@@ -41,6 +42,7 @@ from lakehouse.csvschema import CsvSchema, infer_schema
 from lakehouse.duck import sql_identifier, sql_string
 from lakehouse.ingests import SAMPLE_BYTES, IngestRecord, applied_with, read_entry
 from lakehouse.storage import ObjectStore, dataset_prefix, object_key, rejects_key
+from lakehouse.widen import widen
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ class Built:
     written: list[str] = field(default_factory=list)  # keys to delete if it is not committed
     applied: list[IngestRecord] = field(default_factory=list)  # entries whose rows it holds
     allow_empty: bool = False  # every source was header-only: zero rows is right
+    # Where the lines of each file it applied went (ingest id -> account).
+    accounts: dict[str, LineAccount] = field(default_factory=dict)
 
 
 class WriteError(ValueError):
@@ -78,6 +82,7 @@ class _Converted:
     data: Path
     rejects: Path | None
     result: Converted
+    schema: CsvSchema  # as it was read (columns widened past the sample, if they were)
 
 
 class Writer:
@@ -117,8 +122,8 @@ class Writer:
     def _decide(self, state: _Batch, entry: IngestRecord) -> Outcome:
         if entry.dataset != self.name:
             return _failed(entry, f"ingest {entry.ingest_id} is for dataset {entry.dataset!r}")
-        schema = entry.csv_schema
-        if entry.mode == "append" and state.fingerprint and state.fingerprint != schema.fingerprint:
+        schema = state.reading(entry)
+        if schema is None:
             return _failed(
                 entry,
                 f"its columns are not those of {self.name!r}, which changed after the upload "
@@ -129,24 +134,33 @@ class Writer:
             return Outcome(
                 ingest_id=entry.ingest_id, seq=entry.seq, status="duplicate", duplicate_of=earlier
             )
-        converted = self._convert(entry, schema)
+        defines = entry.mode == "replace" or not state.fingerprint
+        converted = self._convert(entry, schema, widen_misfits=defines)
         if isinstance(converted, Outcome):
             return converted
         if entry.mode == "replace":
-            state.start_over(entry)
+            state.start_over(entry, converted.schema)
         elif not state.fingerprint:
-            state.adopt(entry)
+            state.adopt(entry, converted.schema)
         state.converted.append(converted)
         state.shas[entry.sha256] = entry.ingest_id
         return Outcome(ingest_id=entry.ingest_id, seq=entry.seq, status="applied")
 
-    def _convert(self, entry: IngestRecord, schema: CsvSchema) -> _Converted | Outcome:
-        """One landed file as local Parquet, or the reason it cannot be applied."""
+    def _convert(
+        self, entry: IngestRecord, schema: CsvSchema, *, widen_misfits: bool = False
+    ) -> _Converted | Outcome:
+        """One landed file as local Parquet, or the reason it cannot be applied. A file
+        that defines the dataset's columns (`widen_misfits`) has the columns whose values
+        stop fitting past the sample widened, and is converted again."""
+        source = self.store.url(entry.landing_key)
         data = self.scratch / f"{entry.seq}.parquet"
-        self.con.execute("DROP TABLE IF EXISTS reject_errors")
-        self.con.execute("DROP TABLE IF EXISTS reject_scans")
         try:
-            result = csv_to_parquet(self.con, self.store.url(entry.landing_key), str(data), schema)
+            result = self._read(source, data, schema, entry)
+            if widen_misfits and result.misfits:
+                wider = self._widened(source, schema, result)
+                if wider != schema:
+                    schema = wider
+                    result = self._read(source, data, schema, entry)
         except ConversionError as exc:
             if exc.retryable and self.store.exists(entry.landing_key):
                 raise  # the store or the machine, not the file: the step retries
@@ -155,13 +169,42 @@ class Writer:
                     entry, "its uploaded file is gone from the landing area: send it again"
                 )
             return _failed(entry, f"the file could not be read: {exc}")
+        if not result.account.balanced:
+            return _lines_unaccounted(entry, result.account)
         if result.rejected_share > self.budget.max_reject_share:
-            return _too_many_rejects(entry, result, self.budget.max_reject_share)
+            return _too_many_rejects(entry, result, self.budget.max_reject_share, schema)
         rejects = None
         if result.rejected:
             rejects = self.scratch / f"{entry.seq}.rejects.parquet"
             write_rejects(self.con, str(rejects))
-        return _Converted(entry, data, rejects, result)
+        return _Converted(entry, data, rejects, result, schema)
+
+    def _widened(self, source: str, schema: CsvSchema, result: Converted) -> CsvSchema:
+        """`schema` with the columns whose values stop fitting past the sample widened to a
+        type that holds them all: always to a wider number or a TIMESTAMP (nothing is lost),
+        to VARCHAR only if the rows would otherwise be too many rejects (a column that
+        changed its nature; a few odd values are rejected rows instead)."""
+        wider = widen(self.con, source, schema, list(result.misfits), schema.sampled_through)
+        too_many = result.rejected_share > self.budget.max_reject_share
+        columns = tuple(
+            new if new.type != "VARCHAR" or too_many else old
+            for old, new in zip(schema.columns, wider.columns, strict=True)
+        )
+        if changed := [n.name for o, n in zip(schema.columns, columns, strict=True) if o != n]:
+            self.log(f"{self.name}: widened {', '.join(changed)} past the sampled rows")
+        return replace(schema, columns=columns)
+
+    def _read(self, source: str, data: Path, schema: CsvSchema, entry: IngestRecord) -> Converted:
+        self.con.execute("DROP TABLE IF EXISTS reject_errors")
+        self.con.execute("DROP TABLE IF EXISTS reject_scans")
+        return csv_to_parquet(
+            self.con,
+            source,
+            str(data),
+            schema,
+            lines=entry.lines,
+            read_bytes=lambda: self.store.stream(entry.landing_key),
+        )
 
     def _finish_apply(self, base: Manifest, state: _Batch, through: int) -> Built:
         built = Built(manifest=base)
@@ -191,6 +234,7 @@ class Writer:
             stats=stats,
             columns=state.columns,
             schema_fingerprint=state.fingerprint,
+            dialect=state.dialect,
             base_seq=state.base_seq,
             applied_through=through,
             excluded_seqs=[
@@ -202,6 +246,7 @@ class Writer:
         built.manifest = manifest
         built.outcomes = state.outcomes
         built.applied = [c.record for c in state.converted]
+        built.accounts = {c.record.ingest_id: c.result.account for c in state.converted}
         built.allow_empty = manifest.row_count == 0 and all(
             c.result.rows == 0 and c.result.rejected == 0 for c in state.converted
         )
@@ -232,15 +277,17 @@ class Writer:
         schema: CsvSchema | None = None
         for entry in entries:
             schema = self._reinfer(entry, schema)
-            converted = self._convert(entry, schema)
+            converted = self._convert(entry, schema, widen_misfits=entry is entries[0])
             if isinstance(converted, Outcome):
                 raise WriteError(
                     f"rebuild of {self.name!r} stopped at ingest {entry.ingest_id}: "
                     f"{converted.error.message if converted.error else 'failed'}; nothing changed"
                 )
             state.converted.append(converted)
+            schema = converted.schema
         if schema is not None:
             state.columns, state.fingerprint = list(schema.columns), schema.fingerprint
+            state.dialect = schema.described()
         state.base_seq = base.base_seq
         state.kept_excluded = list(base.excluded_seqs)
         built = self._finish_apply(base, state, base.applied_through)
@@ -399,6 +446,7 @@ class _Batch:
         self.base = base
         self.columns = list(base.columns)
         self.fingerprint = base.schema_fingerprint
+        self.dialect = dict(base.dialect)
         self.base_seq = base.base_seq
         self.kept_excluded = list(base.excluded_seqs)
         self.replaced = False
@@ -406,20 +454,40 @@ class _Batch:
         self.outcomes: list[Outcome] = []
         self.excluded: list[int] = []
         self.shas: dict[str, str] = {}  # bytes applied in this batch -> their ingest
+        # The fingerprint the adopted entry was uploaded with, before any widening.
+        self.uploaded_as = ""
 
-    def start_over(self, entry: IngestRecord) -> None:
+    def start_over(self, entry: IngestRecord, schema: CsvSchema) -> None:
         """A replace: the content so far (earlier in this batch too) is left behind."""
         self.replaced = True
         self.converted = []
         self.shas = {}
         self.kept_excluded = []
         self.excluded = []
-        self.adopt(entry)
+        self.adopt(entry, schema)
 
-    def adopt(self, entry: IngestRecord) -> None:
-        self.columns = list(entry.csv_schema.columns)
-        self.fingerprint = entry.csv_schema.fingerprint
+    def adopt(self, entry: IngestRecord, schema: CsvSchema) -> None:
+        """`entry`, read as `schema`, defines the columns from here on."""
+        self.columns = list(schema.columns)
+        self.fingerprint = schema.fingerprint
+        self.dialect = schema.described()
+        self.uploaded_as = entry.csv_schema.fingerprint
         self.base_seq = entry.seq
+
+    def reading(self, entry: IngestRecord) -> CsvSchema | None:
+        """How to read `entry`: as it was uploaded, or, an append checked against columns
+        this batch widened since, with those columns (they hold every value the narrower
+        ones did); None if its columns are another dataset's."""
+        schema = entry.csv_schema
+        if (
+            entry.mode == "replace"
+            or not self.fingerprint
+            or schema.fingerprint == self.fingerprint
+        ):
+            return schema
+        if schema.fingerprint == self.uploaded_as:
+            return replace(schema, columns=tuple(self.columns))
+        return None
 
     def progress(self) -> str:
         """The batch so far, for progress lines."""
@@ -448,7 +516,9 @@ def _failed(entry: IngestRecord, message: str) -> Outcome:
     )
 
 
-def _too_many_rejects(entry: IngestRecord, converted: Converted, allowed: float) -> Outcome:
+def _too_many_rejects(
+    entry: IngestRecord, converted: Converted, allowed: float, schema: CsvSchema
+) -> Outcome:
     total = converted.rows + converted.rejected
     return Outcome(
         ingest_id=entry.ingest_id,
@@ -458,13 +528,36 @@ def _too_many_rejects(entry: IngestRecord, converted: Converted, allowed: float)
             message=(
                 f"{converted.rejected} of {total} rows ({converted.rejected_share:.2%}) could "
                 f"not be read, more than the {allowed:.2%} allowed: fix them (samples below, "
-                f"with line numbers) and upload again; dataset {entry.dataset!r} is unchanged "
-                "by it"
+                f"with line numbers) and upload again{_dialect_hint(converted, schema)}; "
+                f"dataset {entry.dataset!r} is unchanged by it"
             ),
             rejected_rows=converted.rejected,
             total_rows=total,
             samples=converted.samples,
         ),
+    )
+
+
+def _dialect_hint(converted: Converted, schema: CsvSchema) -> str:
+    """Rows of the wrong shape may mean another dialect: say how the file was read, and
+    which parameters would read it otherwise."""
+    shapes = {"TOO MANY COLUMNS", "MISSING COLUMNS", "UNQUOTED VALUE", "INVALID STATE"}
+    if not any(set(str(s.get("error_type", "")).split(", ")) & shapes for s in converted.samples):
+        return ""
+    return (
+        f" (it was read with delimiter {schema.delimiter!r}, quote {schema.quote!r}, escape "
+        f"{schema.escape!r}, {schema.skip} lines skipped: if the file is written otherwise, "
+        "send delimiter=, quote=, escape= or skip=)"
+    )
+
+
+def _lines_unaccounted(entry: IngestRecord, lines: LineAccount) -> Outcome:
+    return _failed(
+        entry,
+        f"of its {lines.data_lines} data lines, {lines.rows} were read as rows and "
+        f"{lines.rejected} rejected: {lines.data_lines - lines.rows - lines.rejected} would "
+        "vanish, so it is not applied; send its dialect explicitly (delimiter=, quote=, "
+        "escape=, skip=, comment=)",
     )
 
 

@@ -119,7 +119,7 @@ def _commit_next_version(
             yield from checks.unchanged(base)
             return
         results = checks.evaluate(
-            built.manifest, store, con, policy.max_reject_share, built.allow_empty
+            built.manifest, store, con, policy.max_reject_share, built.allow_empty, built.accounts
         )
         if (failure := _failed_checks(results, built, store, base)) is not None:
             yield from results  # the UI shows which check failed, on the version it kept

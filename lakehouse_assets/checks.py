@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 from botocore.exceptions import ClientError
 
+from lakehouse.accounting import LineAccount
 from lakehouse.catalog import DATASET_ASSET_KEY, Manifest
 from lakehouse.duck import sql_string
 from lakehouse.iceberg import IcebergTables
@@ -39,6 +40,13 @@ check_specs = [
         description="Rows that could not be read stay under the allowed share.",
     ),
     dg.AssetCheckSpec(
+        "every_line_accounted",
+        asset=DATASET_ASSET_KEY,
+        blocking=True,
+        description="For every file the version applied, rows stored + rows rejected = the "
+        "data lines read (nothing vanished between the file and the version).",
+    ),
+    dg.AssetCheckSpec(
         "objects_exist_with_recorded_sizes",
         asset=DATASET_ASSET_KEY,
         blocking=True,
@@ -62,12 +70,16 @@ def evaluate(
     con: duckdb.DuckDBPyConnection,
     max_reject_share: float,
     allow_empty: bool,
+    accounts: dict[str, LineAccount] | None = None,
 ) -> list[dg.AssetCheckResult]:
+    """The checks of a version before it is committed; `accounts`: where the lines of each
+    file it applied went (None: a version another run built and accounted for)."""
     urls = [store.url(o.key) for o in manifest.objects]
     return [
         _schema(manifest, con, urls),
         _rows(manifest, con, urls, allow_empty or not manifest.objects),
         _rejects(manifest, max_reject_share),
+        _lines(accounts),
         _objects(manifest, store),
     ]
 
@@ -135,6 +147,22 @@ def _rejects(manifest: Manifest, allowed: float):
     total = manifest.row_count + manifest.rejected_rows
     share = manifest.rejected_rows / total if total else 0.0
     return _result("rejected_share_under_threshold", share <= allowed, share=share, allowed=allowed)
+
+
+def _lines(accounts: dict[str, LineAccount] | None) -> dg.AssetCheckResult:
+    if accounts is None:
+        return _result("every_line_accounted", True, note="accounted by the run that built it")
+    unbalanced = [i for i, a in accounts.items() if not a.balanced]
+    return _result(
+        "every_line_accounted",
+        not unbalanced,
+        files=len(accounts),
+        data_lines=sum(a.data_lines for a in accounts.values()),
+        rows=sum(a.rows for a in accounts.values()),
+        rejected=sum(a.rejected for a in accounts.values()),
+        counted_by=", ".join(sorted({a.counted_by for a in accounts.values()})) or "none",
+        unbalanced=", ".join(unbalanced) or "none",
+    )
 
 
 def _objects(manifest: Manifest, store: ObjectStore):

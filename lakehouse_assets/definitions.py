@@ -20,4 +20,8 @@ def defs() -> dg.Definitions:
         sensors=[ingest_sensor],
         schedules=build_schedules(settings),
         resources=build_resources(settings),
+        # Every job runs in its run worker's own process, including the asset job the UI's
+        # Materialize launches: a run worker is a Celery pool process, which may not start
+        # children (the multiprocess executor's default); one asset needs no more anyway.
+        executor=dg.in_process_executor,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lakehouse.catalog import latest_manifest
+from lakehouse.csvdialect import CsvOptions
 from lakehouse.ingests import IngestRecord, Landing, Mode
 from lakehouse.runs import DATASETS_PARTITIONS, DatasetConfig
 from lakehouse.settings import Settings
@@ -20,11 +21,12 @@ def land_csv(
     *,
     mode: Mode = "append",
     instance: dg.DagsterInstance | None = None,
+    options: CsvOptions | None = None,
 ) -> IngestRecord:
     """Land and commit `data` as the API does (one part); with `instance`, checked against
     the dataset's current version as the API checks it."""
     current = latest_manifest(instance, dataset) if instance else None
-    landing = Landing(store, dataset, mode=mode, current=current, sample_rows=1000)
+    landing = Landing(store, dataset, mode=mode, current=current, sample_rows=1000, options=options)
     return landing.finish(data).record
 
 

@@ -27,6 +27,7 @@ from api.deps import (
 )
 from lakehouse.catalog import Manifest, latest_manifest
 from lakehouse.commits import IngestError
+from lakehouse.csvdialect import CsvOptions, InvalidOption
 from lakehouse.csvschema import Column, NotCsv
 from lakehouse.ingest_status import FINAL, IngestStatus, ingest_status
 from lakehouse.ingests import (
@@ -49,6 +50,22 @@ RETRY_AFTER_SECONDS = 2
 
 class InferredSchema(BaseModel):
     delimiter: str
+    quote: str = Field(description='The quote character ("" for none).')
+    escape: str = Field(
+        description='What escapes a quote inside a quoted value: the quote (doubled) or "\\".'
+    )
+    header: bool = Field(
+        description="Whether the first line read (after skipped_lines) names the columns."
+    )
+    skipped_lines: int = Field(
+        description="Lines before the header (a title, notes, comments, blank lines)."
+    )
+    comment: str = Field(description='Lines starting with it are skipped ("" for none).')
+    null: list[str] = Field(description="Values read as NULL.")
+    encoding: str
+    dialect_reasons: dict[str, str] = Field(
+        description='Why each of the above was chosen ("given": sent as a parameter).'
+    )
     fingerprint: str
     columns: list[Column]
     renamed: dict[str, str] = Field(description="New header name -> the header as sent.")
@@ -91,11 +108,13 @@ def answer(record: IngestRecord, state: IngestStatus, **extra: Any) -> IngestAns
         bytes=record.bytes,
         sha256=record.sha256,
         received_at=record.received_at,
-        inferred_schema=InferredSchema(
-            delimiter=schema.delimiter,
-            fingerprint=schema.fingerprint,
-            columns=list(schema.columns),
-            renamed=schema.renamed,
+        inferred_schema=InferredSchema.model_validate(
+            {
+                **schema.described(),
+                "fingerprint": schema.fingerprint,
+                "columns": list(schema.columns),
+                "renamed": schema.renamed,
+            }
         ),
         **state.model_dump(),
         **extra,
@@ -140,6 +159,50 @@ async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[
 
 
 UploadSlotDep = Annotated[UploadSlot, Depends(upload_slot)]
+
+
+def csv_options(
+    delimiter: Annotated[
+        str | None, Query(description="One character, or `tab`; default: found in the file.")
+    ] = None,
+    quote: Annotated[str | None, Query(description="`\"`, `'` or `none`.")] = None,
+    escape: Annotated[
+        str | None, Query(description='`"` (doubled quotes), `\\` (backslash) or `none`.')
+    ] = None,
+    header: Annotated[
+        str | None, Query(description="`true` (default) or `false`: line 1 is data.")
+    ] = None,
+    skip: Annotated[
+        str | None, Query(description="Lines before the header (a title, notes).")
+    ] = None,
+    comment: Annotated[
+        str | None, Query(description="Lines starting with it are skipped, e.g. `#`; `none`.")
+    ] = None,
+    null: Annotated[
+        list[str] | None, Query(description="A value that means NULL (repeat for more).")
+    ] = None,
+    encoding: Annotated[
+        str | None, Query(description="`utf-8` (default), `latin-1` or `utf-16`.")
+    ] = None,
+) -> CsvOptions:
+    """The CSV dialect parameters a client sent (what no sniffer can know); 400 for one
+    that cannot be used."""
+    try:
+        return CsvOptions.parse(
+            delimiter=delimiter,
+            quote=quote,
+            escape=escape,
+            header=header,
+            skip=skip,
+            comment=comment,
+            nulls=null,
+            encoding=encoding,
+        )
+    except InvalidOption as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+
+
+CsvOptionsDep = Annotated[CsvOptions, Depends(csv_options)]
 
 
 def _body_limit(max_bytes: int) -> int:
@@ -257,6 +320,7 @@ async def ingest(
     store: StoreDep,
     instance: InstanceDep,
     slot: UploadSlotDep,
+    options: CsvOptionsDep,
     name: Annotated[str, Query(description="Dataset name: ^[a-z][a-z0-9_]{0,62}$")],
     mode: Annotated[Mode, Query(description="append (default) or replace")] = "append",
     wait: Annotated[
@@ -280,6 +344,7 @@ async def ingest(
         current=current,
         sample_rows=settings.sample_rows,
         tails=log_tails(store),
+        options=options,
     )
     try:
         landed = await land(request, landing, settings)

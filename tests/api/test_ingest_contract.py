@@ -55,7 +55,7 @@ def test_a_different_schema_is_409_with_a_per_column_diff(
     [changed] = detail["type_changed"]
     assert (changed["name"], changed["dataset_type"], changed["upload_type"]) == (
         "score",
-        "DOUBLE",
+        "DECIMAL(18,2)",
         "VARCHAR",
     )
     assert landed(store) == before
@@ -71,14 +71,14 @@ def test_mode_replace_accepts_another_schema(client: TestClient, settings: Setti
 def test_an_upload_whose_values_fit_the_datasets_types_takes_them(
     client: TestClient, settings: Settings
 ) -> None:
-    # `score` holds only integers here: alone it would be BIGINT; the dataset says DOUBLE.
+    # `score` holds only integers here: alone it would be BIGINT; the dataset says DECIMAL.
     first = materialize_csv(settings, "people", PEOPLE)
     response = client.post("/v1/ingest?name=people", content=b"id,name,score\n3,Cy,4\n4,,\n")
     assert response.status_code == 202, response.text
     schema = response.json()["inferred_schema"]
     assert schema["fingerprint"] == first.csv_schema.fingerprint
     score = next(c for c in schema["columns"] if c["name"] == "score")
-    assert score["type"] == "DOUBLE" and "dataset's type" in score["reason"]
+    assert score["type"] == "DECIMAL(18,2)" and "dataset's type" in score["reason"]
 
 
 # -- idempotency -------------------------------------------------------------------------
@@ -234,8 +234,9 @@ def test_receipt_follows_an_ingest_to_materialized(
 def test_receipt_of_a_failed_ingest_has_the_reason_and_bad_rows(
     client: TestClient, settings: Settings
 ) -> None:
-    # Past the 1000-row sample, 20 of 1220 rows (1.6%) do not fit: more than the 1% allowed.
-    body = b"n\n" + b"1\n" * 1200 + b"oops\n" * 20
+    # Past the 1000-row sample, 20 of 1220 rows (1.6%) have two fields: more than the 1%
+    # allowed (values that do not fit would widen the column of a first upload instead).
+    body = b"n\n" + b"1\n" * 1200 + b"oops,1\n" * 20
     record = materialize_csv(settings, "counts", body, raise_on_error=False)
     receipt = client.get(f"/v1/ingest/{record.ingest_id}").json()
     assert receipt["status"] == "failed"
@@ -243,7 +244,7 @@ def test_receipt_of_a_failed_ingest_has_the_reason_and_bad_rows(
     assert "20 of 1220 rows" in error["message"] and "unchanged" in error["message"]
     assert (error["rejected_rows"], error["total_rows"]) == (20, 1220)
     assert [s["line"] for s in error["samples"]] == list(range(1202, 1212))
-    assert error["samples"][0]["csv_line"] == "oops"
+    assert error["samples"][0]["csv_line"] == "oops,1"
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,8 @@ def limited_app(settings: Settings) -> Iterator[FastAPI]:
 @pytest.mark.parametrize(
     ("body", "says"),
     [
-        (b"\nid,name\n1,Ann\n", "line 1 has no column names (it is blank): put the header"),
+        # (a blank line above a header that splits is a preamble: skipped, and said)
+        (b"\nid\n1\n", "line 1 has no column names (it is blank): put the header"),
         (b",\n1,2\n", "line 1 has no column names"),
         (b'"first\nname",id\nAnn,1\n', "holds a line break: put every column name"),
         (b"id,name\n1,Ann\r\n2,Bo\n", "line 2 ends with CRLF, the header with LF: use one kind"),
@@ -237,7 +238,7 @@ def test_big_integers_decimals_and_other_scripts_digits_keep_their_exact_value(
     response = client.post("/v1/ingest?name=numbers", content=body)
     assert response.status_code == 202, response.text
     types = {c["name"]: c["type"] for c in response.json()["inferred_schema"]["columns"]}
-    assert types == {"mixed": "DECIMAL(38,1)", "big": "DECIMAL(38,0)", "digits": "VARCHAR"}
+    assert types == {"mixed": "DECIMAL(18,1)", "big": "DECIMAL(38,0)", "digits": "VARCHAR"}
     materialize_csv(settings, "numbers2", body)
     rows = sql(client, "SELECT mixed, big, digits FROM numbers2 ORDER BY mixed DESC")
     assert rows == [
@@ -282,3 +283,66 @@ def test_a_file_the_reader_refuses_fails_alone_without_retries(
     assert receipt["status"] == "failed"
     assert "fix the file and upload it again" in receipt["error"]["message"]
     assert client.get("/v1/catalog/counts").json()["row_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("delimiter=ab", "delimiter='ab': send one character"),
+        ("quote=@", "quote='@': send quote=\", quote=' or quote=none"),
+        ("escape=^", "escape='^': send escape="),
+        ("header=maybe", "header='maybe': send header=true or header=false"),
+        ("skip=-1", "skip='-1': send a number of lines from 0 to 10000"),
+        ("skip=%D9%A1", "send a number of lines"),  # an Arabic-Indic digit
+        ("encoding=cp1252", "encoding='cp1252': send one of utf-8, latin-1, utf-16"),
+        ("quote=none&escape=%5C", "with quote=none: nothing is quoted"),
+    ],
+)
+def test_a_dialect_parameter_that_cannot_be_used_is_400_naming_it(
+    client: TestClient, store: ObjectStore, query: str, says: str
+) -> None:
+    response = client.post(f"/v1/ingest?name=people&{query}", content=b"id\n1\n")
+    assert response.status_code == 400
+    assert says in response.json()["detail"]
+    assert stored(store) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"Sales, Q3\nid,name,amount\n1,a,2\n", "send skip=1"),  # a title with a comma
+        (b"a b c\n1 2 3\n4 5 6\n", "send delimiter=%20"),  # aligned columns
+        (b"id,txt\n1,item #5\n# note\n2,b\n", "send comment=#"),  # '#' in values too
+        (b'id,t\n1,"open\n', "a quoted value is never closed"),
+        (b"id,t\n1,\xe9t\xe9\n", "send encoding=latin-1"),
+        (b"i\x00d\x00\n\x001\x00", "encoding=utf-16"),
+    ],
+    ids=[
+        "title-with-comma",
+        "aligned-columns",
+        "comment-ambiguous",
+        "open-quote",
+        "latin-1",
+        "nul",
+    ],
+)
+def test_a_file_that_allows_two_readings_is_400_saying_which_parameter_decides(
+    client: TestClient, store: ObjectStore, body: bytes, says: str
+) -> None:
+    response = client.post("/v1/ingest?name=people", content=body)
+    assert response.status_code == 400, response.text
+    assert says in response.json()["detail"]
+    assert stored(store) == []
+
+
+def test_the_receipt_says_how_the_file_was_read_and_why(client: TestClient) -> None:
+    body = b"Export of 2026-12-01\n\nid;name;amount\n1;Ann;10,5\n"
+    response = client.post("/v1/ingest?name=people&null=n/a&null=NA", content=body)
+    assert response.status_code == 202, response.text
+    schema = response.json()["inferred_schema"]
+    assert (schema["delimiter"], schema["skipped_lines"], schema["header"]) == (";", 2, True)
+    assert (schema["quote"], schema["escape"], schema["comment"]) == ('"', '"', "")
+    assert (schema["null"], schema["encoding"]) == (["n/a", "NA"], "utf-8")
+    reasons = schema["dialect_reasons"]
+    assert reasons["null"] == "given" and "lines 1-2 are a preamble" in reasons["skip"]
+    assert "splits line 3 into 3 names" in reasons["delimiter"]

@@ -31,8 +31,8 @@ def test_count_star_answers_in_the_gates_shape(client: TestClient, settings: Set
 def test_types_and_nulls_come_back_as_json(client: TestClient, settings: Settings) -> None:
     materialize_csv(settings, "people", PEOPLE)
     answer = sql(client, "SELECT * FROM people ORDER BY id")
-    assert [c["type"] for c in answer["columns"]] == ["BIGINT", "VARCHAR", "DATE", "DOUBLE"]
-    assert answer["rows"][0] == {"id": 1, "name": "Ann", "joined": "2024-01-02", "rate": 2.5}
+    assert [c["type"] for c in answer["columns"]] == ["BIGINT", "VARCHAR", "DATE", "DECIMAL(18,2)"]
+    assert answer["rows"][0] == {"id": 1, "name": "Ann", "joined": "2024-01-02", "rate": "2.50"}
     assert answer["rows"][1] == {"id": 2, "name": "Zoë", "joined": None, "rate": None}
 
 
@@ -41,7 +41,7 @@ def test_a_new_materialization_is_visible_on_the_next_request(
 ) -> None:
     materialize_csv(settings, "people", PEOPLE)
     assert sql(client, "SELECT count(*) AS n FROM people")["rows"] == [{"n": 3}]
-    materialize_csv(settings, "people", b"id,name,joined,rate\n4,Di,2020-01-01,3.0\n")
+    materialize_csv(settings, "people", b"id,name,joined,rate\n4,Di,2020-01-01,3.25\n")
     assert sql(client, "SELECT count(*) AS n FROM people")["rows"] == [{"n": 4}]
 
 

@@ -65,9 +65,9 @@ def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Pat
     assert {c["name"]: c["type"] for c in manifest["columns"]} == {
         "worker_id": "BIGINT", "first_name": "VARCHAR", "last_name": "VARCHAR",
         "email": "VARCHAR", "state": "VARCHAR", "city": "VARCHAR", "role": "VARCHAR",
-        "agency": "VARCHAR", "hourly_rate": "DOUBLE", "weekly_hours": "BIGINT",
+        "agency": "VARCHAR", "hourly_rate": "DECIMAL(18,2)", "weekly_hours": "BIGINT",
         "is_active": "BOOLEAN", "hire_date": "DATE", "last_shift_at": "TIMESTAMP",
-        "rating": "DOUBLE", "years_experience": "BIGINT", "notes": "VARCHAR",
+        "rating": "DECIMAL(18,1)", "years_experience": "BIGINT", "notes": "VARCHAR",
     }  # fmt: skip
 
     count, by_role = expected_from_csv(workers_csv)
@@ -116,4 +116,4 @@ def test_multipart_upload_is_materialized_by_the_sensor(stack: Stack) -> None:
     assert response.status_code == 202, response.text
     manifest = wait_for_version(api, "shifts", 1)
     assert manifest["added_ingest_ids"] == [response.json()["ingest_id"]]
-    assert sql_rows(api, "SELECT sum(hours) AS h FROM shifts") == [{"h": 12.5}]
+    assert sql_rows(api, "SELECT sum(hours) AS h FROM shifts") == [{"h": "12.5"}]  # exact

@@ -82,9 +82,9 @@ def sql(api: str, query: str, as_of: dict | None = None) -> list[dict]:
 
 def test_pyiceberg_alone_reads_what_the_sql_api_answers(stack: Stack, tmp_path: Path) -> None:
     api = stack.api_url
-    ingest(api, "shifts", b"id,worker,hours,day\n1,ann,8.5,2024-01-02\n2,bo,4,2024-01-03\n")
+    ingest(api, "shifts", b"id,worker,hours,day\n1,ann,8.50,2024-01-02\n2,bo,4,2024-01-03\n")
     ingest(api, "shifts", b"id,worker,hours,day\n3,cy,6.25,2024-01-04\n")
-    ingest(api, "shifts", b"id,worker,hours,day\n9,zed,1.5,2025-06-30\n", mode="replace")
+    ingest(api, "shifts", b"id,worker,hours,day\n9,zed,1.50,2025-06-30\n", mode="replace")
 
     manifest = httpx.get(f"{api}/v1/catalog/shifts", timeout=10).json()
     assert manifest["version"] == 3
@@ -124,7 +124,8 @@ def test_pyiceberg_alone_reads_what_the_sql_api_answers(stack: Stack, tmp_path: 
 
     current = sql(api, "SELECT * FROM shifts")
     earlier = sql(api, "SELECT * FROM shifts", as_of={"shifts": 2})
-    assert current == [{"id": 9, "worker": "zed", "hours": 1.5, "day": "2025-06-30"}]
+    # hours: DECIMAL(18,2) throughout (exact strings in JSON)
+    assert current == [{"id": 9, "worker": "zed", "hours": "1.50", "day": "2025-06-30"}]
     assert len(earlier) == 3
     assert seen["snapshot_id"] == iceberg["snapshot_id"]
     assert seen["current"] == seen["static_current"] == current

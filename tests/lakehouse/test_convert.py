@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse.convert import REJECT_SCHEMA, ConversionError, csv_to_parquet, write_rejects
-from lakehouse.csvschema import infer_schema
+from lakehouse.csvschema import Column, CsvSchema, infer_schema
 
 
 def convert(tmp_path: Path, data: bytes) -> list[tuple]:
@@ -110,9 +110,23 @@ def test_big_integers_and_decimals_keep_every_digit(tmp_path: Path) -> None:
     data = b"mixed,big,fine\n9007199254740993,99999999999999999999,0.1\n1.5,-1,2.25\n"
     rows = convert(tmp_path, data)
     assert rows == [
-        (Decimal("9007199254740993.0"), Decimal("99999999999999999999"), 0.1),
-        (Decimal("1.5"), Decimal("-1"), 2.25),
+        (Decimal("9007199254740993.0"), Decimal("99999999999999999999"), Decimal("0.10")),
+        (Decimal("1.5"), Decimal("-1"), Decimal("2.25")),
     ]
+
+
+def test_money_is_an_exact_decimal_and_sums_exactly(tmp_path: Path) -> None:
+    """`24386.67` has no exact double: a DOUBLE column would sum TPC-H's prices to
+    ...68998 instead of ...69."""
+    prices = ["24386.67", "0.10", "0.20", "901.01", "-17.5"] * 200
+    data = ("price\n" + "\n".join(prices) + "\n").encode()
+    [column] = infer_schema(data, complete=True).columns
+    assert column.type == "DECIMAL(18,2)"
+    source, target = tmp_path / "in.csv", tmp_path / "out.parquet"
+    source.write_bytes(data)
+    csv_to_parquet(duckdb.connect(), str(source), str(target), infer_schema(data, complete=True))
+    [(total,)] = duckdb.sql(f"SELECT sum(price) FROM '{target}'").fetchall()
+    assert total == sum(Decimal(p) for p in prices) == Decimal("5054096.00")
 
 
 def test_a_long_field_converts(tmp_path: Path) -> None:
@@ -120,22 +134,22 @@ def test_a_long_field_converts(tmp_path: Path) -> None:
 
 
 def test_a_bad_line_is_one_reject_with_all_its_reasons(tmp_path: Path) -> None:
-    # DuckDB reports `oops,1,2,3` as three errors: a cast and two extra fields.
+    # DuckDB reports `2,oops,3,4` as three errors: a cast and two extra fields.
     source, target, rejects = (tmp_path / n for n in ("in.csv", "o.parquet", "r.parquet"))
-    source.write_bytes(b"n,m\n1,2\noops,1,2,3\n3,4\n")
+    source.write_bytes(b"n,m\n1,true\n2,oops,3,4\n3,false\n")
     con = duckdb.connect()
-    schema = infer_schema(b"n,m\n1,2\n", complete=True)
+    schema = infer_schema(b"n,m\n1,true\n", complete=True)
     converted = csv_to_parquet(con, str(source), str(target), schema)
     assert (converted.rows, converted.rejected) == (2, 1)
     write_rejects(con, str(rejects))
     [reject] = pq.read_table(rejects).to_pylist()
     assert reject == {
         "line": 3,
-        "column_name": "n",
+        "column_name": "m",
         "error_type": "CAST, TOO MANY COLUMNS",
-        "error_message": 'Error when converting column "n". Could not convert string "oops" to '
-        "'BIGINT'; Expected Number of Columns: 2 Found: 4",
-        "csv_line": "oops,1,2,3",
+        "error_message": 'Error when converting column "m". Could not convert string "oops" to '
+        "'BOOLEAN'; Expected Number of Columns: 2 Found: 4",
+        "csv_line": "2,oops,3,4",
     }
     assert [(f.name, str(f.type)) for f in pq.read_schema(rejects)] == [
         ("line", "uint64"),
@@ -144,12 +158,44 @@ def test_a_bad_line_is_one_reject_with_all_its_reasons(tmp_path: Path) -> None:
     assert converted.samples == [
         {
             "line": 3,
-            "column": "n",
+            "column": "m",
             "error_type": "CAST, TOO MANY COLUMNS",
             "error": reject["error_message"],
-            "csv_line": "oops,1,2,3",
+            "csv_line": "2,oops,3,4",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("type_", "good", "bad"),
+    [
+        ("BIGINT", "7", "3.75"),  # DuckDB's cast would round it to 4
+        ("BIGINT", "7", "1e3"),
+        ("BIGINT", "7", "007"),  # leading zeros are text
+        ("BIGINT", "7", "oops"),
+        ("DECIMAL(18,2)", "1.50", "1.234"),  # would be 1.23
+        ("DATE", "2024-01-02", "2024-01-02 10:00:00"),  # would lose its time
+        ("TIMESTAMP", "2024-01-02 03:04:05", "2024-01-02 03:04:05+02"),  # would lose the zone
+        ("TIMESTAMP", "2024-01-02 03:04:05", "2024-01-02T03:04:05Z"),
+    ],
+)
+def test_a_value_that_does_not_fit_exactly_is_rejected_with_its_line_never_changed(
+    tmp_path: Path, type_: str, good: str, bad: str
+) -> None:
+    """DuckDB's casts from text round and truncate silently; a row whose value would change
+    is a reject with its line, the others are stored exactly."""
+    source, target = tmp_path / "in.csv", tmp_path / "out.parquet"
+    source.write_bytes(f'id,v\n1,{good}\n2,"multi\nline"\n3,{bad}\n4,{good}\n'.encode())
+    schema = CsvSchema(delimiter=",", columns=(Column("id", "BIGINT", ""), Column("v", type_, "")))
+    con = duckdb.connect()
+    converted = csv_to_parquet(con, str(source), str(target), schema)
+    stored = duckdb.sql(f"SELECT id FROM '{target}' ORDER BY id").fetchall()
+    assert stored == [(1,), (4,)]  # row 2: "multi\nline" is no {type_} either
+    assert converted.rejected == 2 and converted.misfits == ("v",)
+    lines = {s["line"]: s for s in converted.samples}
+    assert set(lines) == {3, 5}
+    assert lines[5]["error"] == f"value '{bad}' is not exactly a {type_}"
+    assert lines[5]["csv_line"] == f"3,{bad}"
 
 
 def test_a_file_duckdb_cannot_read_is_an_error_not_worth_retrying(tmp_path: Path) -> None:

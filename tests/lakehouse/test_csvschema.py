@@ -39,7 +39,7 @@ def test_each_type_is_inferred_from_the_sample() -> None:
     assert types(data) == {
         "id": "BIGINT",
         "name": "VARCHAR",
-        "rate": "DOUBLE",
+        "rate": "DECIMAL(18,1)",
         "ok": "BOOLEAN",
         "day": "DATE",
         "at": "TIMESTAMP",
@@ -64,7 +64,7 @@ def test_delimiters_are_detected(delimiter: str) -> None:
     data = delimiter.join(["a", "b", "c"]) + "\n" + delimiter.join(["1", "x", "2.5"]) + "\n"
     schema = infer_schema(data.encode(), complete=True)
     assert schema.delimiter == delimiter
-    assert [c.type for c in schema.columns] == ["BIGINT", "VARCHAR", "DOUBLE"]
+    assert [c.type for c in schema.columns] == ["BIGINT", "VARCHAR", "DECIMAL(18,1)"]
 
 
 def test_an_ambiguous_file_splits_into_the_most_columns() -> None:
@@ -141,12 +141,18 @@ def test_names_that_differ_only_in_case_are_made_unique_and_reported() -> None:
     assert schema.renamed == {"ID_2": "ID", "Id_3": "Id"}
 
 
-@pytest.mark.parametrize(
-    "data", [b"\nid,name\n1,a\n", b"\r\nid,name\r\n1,a\r\n", b" \nid\n1\n", b",,\n1,2,3\n"]
-)
+@pytest.mark.parametrize("data", [b" \nid\n1\n", b",,\n1,2,3\n", b"|\n"])
 def test_a_first_line_without_column_names_is_refused(data: bytes) -> None:
     with pytest.raises(NotCsv, match="line 1 has no column names.*put the header line first"):
         infer_schema(data, complete=True)
+
+
+@pytest.mark.parametrize("data", [b"\nid,name\n1,a\n", b"\r\nid,name\r\n1,a\r\n"])
+def test_blank_lines_before_the_header_are_skipped_and_reported(data: bytes) -> None:
+    schema = infer_schema(data, complete=True)
+    assert [c.name for c in schema.columns] == ["id", "name"]
+    assert schema.skip == 1
+    assert "lines 1-1 are a preamble" in schema.why["skip"]
 
 
 def test_a_line_break_inside_a_column_name_is_refused() -> None:
@@ -197,19 +203,16 @@ def test_only_ascii_digits_make_numbers(digits: str) -> None:
     ("values", "type_", "reason"),
     [
         (["1", "-2"], "BIGINT", "bigint: every sampled value fits, e.g. '1'"),
-        (["2.5", "3"], "DOUBLE", "double: every sampled value fits exactly, e.g. '2.5'"),
-        (["0.1", "1e3"], "DOUBLE", "double: every sampled value fits exactly, e.g. '0.1'"),
-        (
-            ["1.5", "9007199254740993"],
-            "DECIMAL(38,1)",
-            "decimal: value '9007199254740993' on line 3 has more digits than a DOUBLE keeps;"
-            " every sampled value fits DECIMAL(38,1)",
-        ),
-        (["99999999999999999999", "-1"], "DECIMAL(38,0)", "decimal: value '99999999999999999999'"),
-        (["0.12345678901234567", "1"], "DECIMAL(38,17)", "decimal: value '0.12345678901234567'"),
-        (["1" * 39], "VARCHAR", "neither a DOUBLE nor a DECIMAL(38) holds exactly"),
-        (["1e400"], "VARCHAR", "string: value '1e400' on line 2 is a number that neither"),
-        (["1e-400"], "VARCHAR", "string: value '1e-400' on line 2 is a number that neither"),
+        (["2.5", "3"], "DECIMAL(18,1)", "at most 1 decimals and 18 digits, e.g. '2.5' on line 2"),
+        (["24386.67", "3.5"], "DECIMAL(18,2)", "DECIMAL(18,2) keeps them exactly"),  # money
+        (["0.1", "1e3"], "DOUBLE", "double: value '1e3' on line 3 is in exponent notation"),
+        (["1.5", "9007199254740993"], "DECIMAL(18,1)", "e.g. '9007199254740993' on line 3"),
+        (["99999999999999999999", "-1"], "DECIMAL(38,0)", "e.g. '99999999999999999999'"),
+        (["0.12345678901234567", "1"], "DECIMAL(18,17)", "at most 17 decimals and 18 digits"),
+        (["1234567890123456789.5"], "DECIMAL(38,1)", "DECIMAL(38,1) keeps them exactly"),
+        (["1" * 39], "VARCHAR", "more digits than a DECIMAL(38) holds"),
+        (["1e400"], "VARCHAR", "would not hold value '1e400' on line 2 exactly as written"),
+        (["1e-400"], "VARCHAR", "would not hold value '1e-400' on line 2 exactly as written"),
         (["1e3", "12345678901234567"], "VARCHAR", "value '12345678901234567' on line 3"),
     ],
 )
@@ -227,7 +230,7 @@ def test_numbers_get_a_type_that_keeps_every_digit(
         ("DOUBLE", ["1", "2"], "DOUBLE"),
         ("DOUBLE", ["9007199254740993"], "BIGINT"),  # a DOUBLE would round it: a 409
         ("DECIMAL(38,2)", ["1.5", "7"], "DECIMAL(38,2)"),
-        ("DECIMAL(38,2)", ["1.234"], "DOUBLE"),  # more decimals than the dataset keeps
+        ("DECIMAL(38,2)", ["1.234"], "DECIMAL(18,3)"),  # more decimals than the dataset keeps
         ("DECIMAL(38,2)", ["1e3"], "DOUBLE"),
     ],
 )

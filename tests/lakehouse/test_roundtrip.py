@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from lakehouse.convert import csv_to_parquet, read_csv_sql
-from lakehouse.csvschema import DELIMITERS, Column, CsvSchema, NotCsv, infer_schema
+from lakehouse.csvdialect import DELIMITERS
+from lakehouse.csvschema import Column, CsvSchema, NotCsv, infer_schema
 from lakehouse.ingests import landed_bytes
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,7 +129,9 @@ def write(table: dict[str, Any]) -> bytes:
 
 def read_as_wide_with_another_delimiter(data: bytes, table: dict[str, Any]) -> bool:
     """Whether another delimiter splits every line into as many fields or more (two at
-    least): then the file reads as a different table, as well-formed as this one."""
+    least), or splits a line of a one-column file: then the file reads as a different
+    table, as well-formed as this one (the header decides the shape; a one-column file is
+    read with a comma, whose rows with commas are bad rows, as any CSV reader sees them)."""
     text = data.decode("utf-8-sig")
     for delimiter in DELIMITERS:
         if delimiter == table["delimiter"]:
@@ -137,6 +140,8 @@ def read_as_wide_with_another_delimiter(data: bytes, table: dict[str, Any]) -> b
         widths = {len(row) for row in rows}
         if len(widths) == 1 and widths.pop() >= max(len(table["header"]), 2):
             return True
+        if len(table["header"]) == 1 and any(len(row) >= 2 for row in rows):
+            return True  # a one-column file with another delimiter in a line
     return False
 
 

@@ -112,19 +112,21 @@ def test_column_types_map_exactly(
     instance: dg.DagsterInstance, settings: Settings, store: ObjectStore
 ) -> None:
     data = (
-        b"id,price,amount,day,at,ok,name\n"
-        b"1,2.5,12345678901234567.89,2024-01-02,2024-01-02 03:04:05.123456,true,Ann\n"
-        b"2,,0.01,,2024-02-03 00:00:00,false,\n"
+        b"id,price,amount,rate,day,at,ok,name\n"
+        b"1,2.5e0,12345678901234567.89,0.25,2024-01-02,2024-01-02 03:04:05.123456,true,Ann\n"
+        b"2,,0.01,1,,2024-02-03 00:00:00,false,\n"
     )
     ingest(instance, settings, store, "typed", data)
     manifest = latest_manifest(instance, "typed")
     assert manifest is not None
     assert [c.type for c in manifest.columns] == [
-        "BIGINT", "DOUBLE", "DECIMAL(38,2)", "DATE", "TIMESTAMP", "BOOLEAN", "VARCHAR",
+        "BIGINT", "DOUBLE", "DECIMAL(38,2)", "DECIMAL(18,2)", "DATE", "TIMESTAMP", "BOOLEAN",
+        "VARCHAR",
     ]  # fmt: skip
     table = reader_catalog(settings).load_table("lakehouse.typed")
     assert [(f.name, str(f.field_type)) for f in table.schema().fields] == [
-        ("id", "long"), ("price", "double"), ("amount", "decimal(38, 2)"), ("day", "date"),
+        ("id", "long"), ("price", "double"), ("amount", "decimal(38, 2)"),
+        ("rate", "decimal(18, 2)"), ("day", "date"),
         ("at", "timestamp"), ("ok", "boolean"), ("name", "string"),
     ]  # fmt: skip
     assert iceberg_rows(table) == manifest_rows(settings, manifest)
@@ -139,7 +141,7 @@ def test_a_replace_with_other_columns_evolves_the_table(
     assert [(f.name, str(f.field_type)) for f in table.schema().fields] == [
         ("cur", "string"),
         ("sku", "string"),
-        ("price", "double"),
+        ("price", "decimal(18, 1)"),
     ]
     assert iceberg_rows(table) == [("EUR", "C", 3.5)]
     first = versions(instance, "prices")[0]

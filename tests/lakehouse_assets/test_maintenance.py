@@ -8,6 +8,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from lakehouse.accounting import LineAccount
 from lakehouse.catalog import latest_manifest, manifest_history
 from lakehouse.duck import attach_s3
 from lakehouse.runs import LAUNCHED_BY_TAG, DatasetConfig
@@ -43,7 +44,7 @@ def rows(settings: Settings, store: ObjectStore, name: str, instance) -> list[tu
 # -- checks ------------------------------------------------------------------------------
 
 
-def test_each_materialization_runs_and_passes_the_five_checks(
+def test_each_materialization_runs_and_passes_the_six_checks(
     instance, settings: Settings, store: ObjectStore
 ) -> None:
     result = ingest(instance, settings, store, "people", b"id,name\n1,Ann\n2,Bo\n")
@@ -53,6 +54,7 @@ def test_each_materialization_runs_and_passes_the_five_checks(
         "schema_matches_contract": True,
         "row_count_matches": True,
         "rejected_share_under_threshold": True,
+        "every_line_accounted": True,
         "objects_exist_with_recorded_sizes": True,
         "iceberg_snapshot_matches": True,
     }
@@ -97,6 +99,14 @@ def test_checks_catch_a_manifest_that_lies(
     attach_s3(con, settings.s3())
     results = checks.evaluate(manifest.model_copy(update=tamper), store, con, 0.01, False)
     assert [r.check_name for r in results if not r.passed] == [failing]
+
+
+def test_the_line_check_fails_when_a_file_lost_lines() -> None:
+    balanced = LineAccount(data_lines=3, rows=2, rejected=1, counted_by="line ends")
+    vanished = LineAccount(data_lines=3, rows=0, rejected=0, counted_by="reading")
+    assert checks._lines({"a": balanced}).passed
+    failed = checks._lines({"a": balanced, "b": vanished})
+    assert not failed.passed and failed.metadata["unbalanced"].value == "b"
 
 
 # -- compaction, rebuild -----------------------------------------------------------------
