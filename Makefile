@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-fast install check bench clean
+.PHONY: up test test-fast install check bench docs clean
 
 up: install
 	$(BIN)/lakehouse up
@@ -33,6 +33,12 @@ $(STAMP): pyproject.toml
 # writes docs/BENCHMARKS.md. `python -m bench.run --only <figures>` measures single figures.
 bench: install
 	$(BIN)/python -m bench.run
+
+# docs/CONFIGURATION.md, generated from the settings object (a unit test fails while it is
+# stale): after changing lakehouse/settings.py.
+docs: install
+	$(BIN)/lakehouse config-docs > docs/CONFIGURATION.md.tmp
+	mv docs/CONFIGURATION.md.tmp docs/CONFIGURATION.md
 
 check: install
 	$(BIN)/ruff check .

@@ -10,13 +10,12 @@ from typing import Annotated
 import dagster as dg
 from fastapi import Depends, HTTPException, status
 
-from api.query import QueryEngine
-from lakehouse.catalog import CurrentManifests, latest_manifest
-from lakehouse.ingests import LogTails
-from lakehouse.names import InvalidName, validate_name
+from api.query.engine import QueryEngine
+from lakehouse.ingest.log import LogTails
+from lakehouse.publish.catalog import CurrentManifests, latest_manifest
 from lakehouse.runs import Pusher
 from lakehouse.settings import S3Config, Settings, get_settings
-from lakehouse.storage import ObjectStore
+from lakehouse.store import ObjectStore
 
 
 @lru_cache
@@ -94,14 +93,3 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
 EngineDep = Annotated[QueryEngine, Depends(get_engine)]
-
-
-def dataset_name(name: str) -> str:
-    """`name` if it is a valid dataset name; else 422 with a valid name to use instead."""
-    try:
-        return validate_name(name)
-    except InvalidName as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail={"message": str(exc), "name": name, "suggested_name": exc.suggestion},
-        ) from exc

@@ -10,8 +10,10 @@ import dagster as dg
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from api import errors
 from api.deps import close_engines, get_engine
 from api.routes import catalog, health, ingest, sql
+from api.upload.slots import UploadSlots
 from lakehouse.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ def create_app() -> FastAPI:
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
-    app.state.uploads_in_flight = 0  # see routes.ingest.upload_slot
+    errors.register(app)
+    app.state.upload_slots = UploadSlots()
     return app
 
 

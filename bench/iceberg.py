@@ -29,14 +29,17 @@ import dagster as dg
 import httpx
 
 from bench.run import Figure, Report
-from lakehouse.catalog import DataObject, Manifest, manifest_history
-from lakehouse.csvschema import Column
+from devstack.ports import free_port
+from devstack.sample_data import write_sample_csv
+from devstack.stack import Stack
 from lakehouse.duck import attach_s3, sql_string
-from lakehouse.iceberg import IcebergTables
-from lakehouse.sample_data import write_workers_csv
+from lakehouse.formats.csv.types import Column
+from lakehouse.manifest import DataObject, Manifest
+from lakehouse.publish.catalog import manifest_history
+from lakehouse.publish.iceberg import IcebergTables
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack, free_port
-from lakehouse.storage import ObjectStore, dataset_prefix
+from lakehouse.store import ObjectStore
+from lakehouse.store.layout import dataset_prefix
 from lakehouse_assets.assets import ICEBERG_COMMIT_MS
 
 
@@ -63,7 +66,7 @@ def commit_share(stack: Stack, report: Report, size: IcebergSize, workdir: Path)
     upload -> queryable."""
     name = "iceberg_share"
     files = [
-        write_workers_csv(workdir / f"iceberg_workers_{i}.csv", rows=size.rows, seed=i)
+        write_sample_csv(workdir / f"iceberg_workers_{i}.csv", rows=size.rows, seed=i)
         for i in range(1, size.uploads + 1)
     ]
     api = stack.api_url

@@ -1,7 +1,7 @@
 """The benchmark suite: each figure against an anchor measured in the same run, on the real
 stack this script starts (S3 server, Dagster daemon, API) on free ports.
 
-    make bench                    # full size, writes docs/BENCHMARKS.md (~10 min)
+    make bench                    # full size, writes docs/BENCHMARKS.md (~30 min)
     python -m bench.run --small   # the fast variant CI runs (harness only, no targets)
 
 Medians of several runs; the machine is shared and noisy, so read ratios, not seconds.
@@ -33,16 +33,20 @@ import httpx
 import psutil
 import pyarrow
 
-from lakehouse.catalog import DATASET_ASSET_KEY, Manifest, latest_manifest, manifest_history
-from lakehouse.convert import csv_to_parquet
-from lakehouse.csvschema import infer_schema
+from devstack.instance import write_instance_yaml
+from devstack.ports import free_port
+from devstack.processes import PeakMemory
+from devstack.sample_data import write_sample_csv
+from devstack.stack import Stack
 from lakehouse.duck import attach_s3, connection_config, sql_string
-from lakehouse.ingests import LineCounter
-from lakehouse.runs import PARTITION_TAG
-from lakehouse.sample_data import write_workers_csv
+from lakehouse.formats.csv.convert import csv_to_parquet
+from lakehouse.formats.csv.schema import infer_schema
+from lakehouse.ingest.landing import LineCounter
+from lakehouse.manifest import Manifest
+from lakehouse.publish.catalog import latest_manifest, manifest_history, manifest_metadata
+from lakehouse.runs import DATASET_ASSET_KEY, PARTITION_TAG
 from lakehouse.settings import Settings
-from lakehouse.stack import PeakMemory, Stack, free_port, write_instance_yaml
-from lakehouse.storage import ObjectStore
+from lakehouse.store import ObjectStore
 
 MIB = 1024 * 1024
 # Queries that built gigabytes in the API process before queries ran in query processes.
@@ -134,7 +138,7 @@ class Bench:
         self.store = ObjectStore(self.settings.s3())
         self.http = httpx.Client(timeout=900)
         self.report = Report()
-        self.workers = write_workers_csv(workdir / "workers.csv", rows=size.rows)
+        self.workers = write_sample_csv(workdir / "workers.csv", rows=size.rows)
         with self.workers.open("rb") as first_line:  # not the whole file: it is 71 MB
             self.header = first_line.readline().rstrip(b"\r\n")
 
@@ -384,14 +388,15 @@ class Bench:
 
     def sql_hostile_load(self) -> None:
         """API memory while 16 hostile queries run at once beside normal traffic, against
-        README's bound W x (A + C x (Q + M) + 2 x C x R) with A and Q measured at idle."""
+        the bound in docs/API.md, W x (A + C x (Q + M) + 2 x C x R), with A and Q measured at
+        idle."""
         api = self.api
         small = {"sql": "SELECT count(*) FROM sqlbench"}
         with ThreadPoolExecutor(4) as warm:  # both workers start their query processes
             list(warm.map(lambda _: self.sql(small["sql"]), range(8)))
         root = psutil.Process(self.stack.api_pid)
         children = root.children(recursive=True)
-        queries = [p for p in children if "api.sqlworker" in " ".join(p.cmdline())]
+        queries = [p for p in children if "api.query.process" in " ".join(p.cmdline())]
         workers = [p for p in children if p not in queries]
         s = self.settings
         api_worker = max(p.memory_info().rss for p in workers)
@@ -434,7 +439,7 @@ class Bench:
             Figure(
                 "API peak memory, 16 concurrent hostile /v1/sql queries + normal traffic",
                 f"peak {memory.peak / MIB:.0f} MiB (+{(memory.peak - idle) / MIB:.0f} MiB)",
-                f"idle {idle / MIB:.0f} MiB; README's bound with these settings "
+                f"idle {idle / MIB:.0f} MiB; the bound in docs/API.md with these settings "
                 f"{bound / MIB:.0f} MiB",
                 "<= the bound, no 500",
                 memory.peak <= bound and 500 not in statuses,
@@ -609,7 +614,9 @@ class Bench:
                     manifest = first.model_copy(update={"version": version})
                     instance.report_runless_asset_event(
                         dagster.AssetMaterialization(
-                            DATASET_ASSET_KEY, partition="history", metadata=manifest.to_metadata()
+                            DATASET_ASSET_KEY,
+                            partition="history",
+                            metadata=manifest_metadata(manifest),
                         )
                     )
                     if version == 10:
@@ -716,12 +723,12 @@ def _peak_rss_mib_of_conversion(settings: Settings, source: str, path: Path) -> 
     code = (
         "import sys; from pathlib import Path; "
         "from lakehouse.settings import Settings; from lakehouse.duck import *; "
-        "from lakehouse.convert import csv_to_parquet; "
-        "from lakehouse.csvschema import infer_schema; "
+        "from lakehouse.formats.csv.convert import csv_to_parquet; "
+        "from lakehouse.formats.csv.schema import infer_schema; "
         "import duckdb; s = Settings.model_validate_json(sys.argv[1]); "
         "con = duckdb.connect(config=connection_config(s.duckdb_memory_limit, s.duckdb_threads)); "
         "attach_s3(con, s.s3()); "
-        "from lakehouse.storage import ObjectStore; store = ObjectStore(s.s3()); "
+        "from lakehouse.store import ObjectStore; store = ObjectStore(s.s3()); "
         "schema = infer_schema(open(sys.argv[3], 'rb').read(1048576), complete=False); "
         "key = sys.argv[2].split('/', 3)[3]; "
         "converted = csv_to_parquet(con, sys.argv[2], sys.argv[2] + '.parquet', schema, "
@@ -809,7 +816,7 @@ SETTINGS_NOTES = """
   round trip and pickling). A timer thread per query had cost ~1 ms, hence one watchdog
   thread per query process; binding the statement once (on the connection, not a
   relation) saved ~0.5 ms more. One hostile query used to grow the API by 5.7 GiB; 16 at
-  once now stay within README's bound (figure above).
+  once now stay within the bound in docs/API.md (figure above).
 - **Warm run workers** (dagster-celery's `CeleryRunLauncher`, Redis, `lakehouse worker`):
   before them, every run started a fresh Python process (the code server's `spawn`, ~2 s
   on this machine) that imported Dagster and loaded the definitions; a worker did that
@@ -827,7 +834,7 @@ SETTINGS_NOTES = """
   than read and encoded again by a `COPY`, with its statistics read meanwhile.
 - **Pushes in the background**: an upload's answer no longer waits for the webserver to
   create its run, and a burst to one dataset makes one push, not one per file.
-- **One boto3 session per process** (`lakehouse/storage.py`): each `ObjectStore` made
+- **One boto3 session per process** (`lakehouse/store/client.py`): each `ObjectStore` made
   its own session, which parsed botocore's S3 model again (~80 ms of CPU on a fast day):
   26-30% of a run worker's CPU per run, and 0.4 s of the daemon's code server at every
   1 s sensor tick. Creating a store now costs ~5 ms. With the upload path remembering a
@@ -835,7 +842,7 @@ SETTINGS_NOTES = """
   logging progress every 5 s rather than a Dagster event per file (each an SQLite
   write: a third of a worker's CPU on a 100-file batch), small files acknowledged went
   from 25.6-26.7 to 32-38 uploads/s in the same session.
-- **One code server for the daemon and the webserver** (`lakehouse/stack.py`,
+- **One code server for the daemon and the webserver** (`devstack/stack.py`,
   `dagster api grpc`, pointed at by `<state_dir>/workspace.yaml`): with the project's
   `workspace.yaml`, each spawned a code server of its own, and the daemon replaced its
   one every 60 s, each replacement importing Dagster and the definitions again (~4 CPU-s

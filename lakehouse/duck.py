@@ -5,6 +5,7 @@ httpfs is loaded from the `duckdb-extension-httpfs` wheel; DuckDB never download
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,8 @@ def attach_s3(con: duckdb.DuckDBPyConnection, s3: S3Config) -> None:
         f" REGION {sql_string(s3.region)}, ENDPOINT {sql_string(s3.endpoint_host)},"
         f" URL_STYLE {sql_string(s3.url_style)}, USE_SSL {str(s3.use_ssl).lower()})"
     )
+
+
+def parquet_source(urls: Sequence[str]) -> str:
+    """`read_parquet([...])` over `urls`."""
+    return f"read_parquet([{', '.join(sql_string(u) for u in urls)}])"

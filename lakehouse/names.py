@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+from lakehouse.errors import InvalidInput
+
+DATASET_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # `<name>__rejects` is the view of a dataset's rejected rows, so no dataset may end so.
 REJECTS_SUFFIX = "__rejects"
 
 
-class InvalidName(ValueError):
+class InvalidName(InvalidInput):
     def __init__(self, name: str) -> None:
         self.name = name
         self.suggestion = suggest_name(name)
@@ -18,6 +20,9 @@ class InvalidName(ValueError):
             f"lowercase letters, digits or underscores, not ending in {REJECTS_SUFFIX!r}, "
             f"e.g. {self.suggestion!r}"
         )
+
+    def detail(self) -> object:
+        return {"message": str(self), "name": self.name, "suggested_name": self.suggestion}
 
 
 def suggest_name(name: str) -> str:
@@ -30,6 +35,6 @@ def suggest_name(name: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not DATASET_NAME.match(name) or name.endswith(REJECTS_SUFFIX):
+    if not DATASET_NAME.fullmatch(name) or name.endswith(REJECTS_SUFFIX):
         raise InvalidName(name)
     return name

@@ -4,7 +4,7 @@ The API's push, the ingest sensor, the schedules and the tests all launch runs t
 these functions, so they carry the same tags and config. Runs of one dataset never overlap:
 dagster.yaml limits runs per value of the `dagster/partition` tag, which every partitioned
 run carries however it was launched (the UI's Materialize and backfills included), and the
-commit record (`lakehouse.commits`) catches whatever slips past the queue.
+commit record (`lakehouse.versions.commits`) catches whatever slips past the queue.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pydantic import Field
 
 log = logging.getLogger(__name__)
 
+DATASET_ASSET_KEY = dg.AssetKey("dataset")  # the one asset: a partition per dataset
 CODE_LOCATION = "lakehouse"
-REPOSITORY = "__repository__"  # the name Dagster gives the repository of a Definitions
 DATASETS_PARTITIONS = "datasets"
 INGEST_JOB = "ingest_job"
 PARTITION_TAG = "dagster/partition"
@@ -117,10 +117,10 @@ def push(instance: dg.DagsterInstance, webserver_url: str, dataset: str) -> str 
         if (waiting := waiting_run(instance, dataset)) is not None:
             return waiting.run_id
         ensure_partition(instance, dataset)
+        # The client finds the job's code location and repository itself (public API; the
+        # repository's name is Dagster's own): one more small query, off the upload's path.
         return _client(webserver_url).submit_job_execution(
             INGEST_JOB,
-            repository_location_name=CODE_LOCATION,
-            repository_name=REPOSITORY,
             run_config=run_config(DatasetConfig(only_if_pending=True)),
             tags={**run_tags("api"), PARTITION_TAG: dataset},
         )

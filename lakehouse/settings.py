@@ -36,8 +36,8 @@ class S3Config(BaseModel, frozen=True):
         return urlsplit(self.endpoint).scheme == "https"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
+class _Storage(BaseModel):
+    """Where things are kept: the object store, the local state, the instance's database."""
 
     s3_endpoint: str = Field("http://127.0.0.1:8333", description="S3 API endpoint URL.")
     s3_bucket: str = Field("lakehouse", description="Bucket holding landing files and datasets.")
@@ -58,14 +58,22 @@ class Settings(BaseSettings):
         Path(".lakehouse"), description="Local state: S3 server data, Dagster home, logs."
     )
     dagster_home: Path | None = Field(
-        None, description="Dagster instance directory; defaults to <state_dir>/dagster."
+        None,
+        description="Dagster instance directory; unset: <state_dir>/dagster. `lakehouse up` "
+        "and `lakehouse worker` set DAGSTER_HOME to it for the processes they start.",
     )
 
     postgres_url: str = Field(
         "",
         description="Dagster instance storage in Postgres, e.g. "
-        "postgresql://user:pass@host:5432/dagster; empty: SQLite under the Dagster home.",
+        "postgresql://user:pass@host:5432/dagster, and the Iceberg catalog's tables in the "
+        "same database; empty: SQLite under the Dagster home, and the Iceberg catalog in "
+        "<state_dir>/iceberg/catalog.db.",
     )
+
+
+class _Processes(BaseModel):
+    """The processes and how they reach one another: broker, run workers, Dagster, API."""
 
     broker_url: str = Field(
         "",
@@ -78,7 +86,10 @@ class Settings(BaseSettings):
     )
     broker_port: int = Field(6390, description="Port of the Redis `lakehouse up` starts.")
     workers: int = Field(
-        2, ge=0, description="Run workers `lakehouse up` starts (each runs one run at a time)."
+        2,
+        ge=0,
+        description="Run workers `lakehouse up` starts (each runs one run at a time); 0: none "
+        "(workers run elsewhere).",
     )
     max_concurrent_runs: int = Field(
         0,
@@ -96,16 +107,26 @@ class Settings(BaseSettings):
         "", description="Where the API pushes runs; empty: http://127.0.0.1:<webserver_port>."
     )
 
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_host: str = Field(
+        "127.0.0.1",
+        description="Address the API listens on (uvicorn --host); with api_port, the API URL "
+        "the `lakehouse` commands use by default.",
+    )
+    api_port: int = Field(8000, description="Port the API listens on (uvicorn --port).")
     api_workers: int = Field(2, ge=1, description="API worker processes (uvicorn --workers).")
-    webserver_port: int = 3000
+    webserver_port: int = Field(
+        3000, description="Port of the Dagster webserver (the UI) `lakehouse up` starts."
+    )
     code_server_port: int = Field(
         0,
         ge=0,
         description="Port of the Dagster code server `lakehouse up` starts, from which the "
         "daemon and the webserver load the definitions; 0: a free port.",
     )
+
+
+class _Ingest(BaseModel):
+    """Uploads, the runs that apply them, and the maintenance of datasets."""
 
     ingest_part_bytes: int = Field(
         8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Multipart upload part size."
@@ -117,12 +138,20 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         256 * 1024 * 1024, ge=1, description="Largest upload, counted after decompression."
     )
-    max_concurrent_uploads: int = Field(4, ge=1, description="Uploads in flight per API process.")
+    max_concurrent_uploads: int = Field(
+        4,
+        ge=1,
+        description="Uploads landing their bytes at once per API process (one waiting for its "
+        "run holds none); more get 503 with Retry-After.",
+    )
     max_reject_share: float = Field(
         0.01, ge=0, le=1, description="Share of unparseable rows above which an ingest fails."
     )
     ingest_wait_seconds: float = Field(
-        300, ge=0, description="Longest an ingest with wait=true waits for its run."
+        300,
+        ge=0,
+        description="Longest an ingest with wait=true waits for its run, and the most "
+        "wait=<seconds> may ask for.",
     )
 
     batch_max_ingests: int = Field(
@@ -146,7 +175,8 @@ class Settings(BaseSettings):
     )
     compaction_target_mb: int = Field(256, ge=1, description="Target size of compacted files.")
     compaction_sort_keys: dict[str, list[str]] = Field(
-        {}, description='Per dataset, columns compaction sorts by: {"workers": ["state"]}.'
+        {},
+        description='JSON: per dataset, the columns compaction sorts by: {"workers": ["state"]}.',
     )
     cleanup_cron: str = Field("30 3 * * *", description="When cleanup_schedule runs.")
     landing_retention_days: float = Field(
@@ -159,7 +189,13 @@ class Settings(BaseSettings):
         "version stops listing them.",
     )
 
-    sql_default_rows: int = Field(10_000, ge=1, description="Rows a /v1/sql answer returns.")
+
+class _Sql(BaseModel):
+    """/v1/sql: limits of a query and of the query processes."""
+
+    sql_default_rows: int = Field(
+        10_000, ge=1, description="Rows a /v1/sql answer returns unless max_rows asks otherwise."
+    )
     sql_max_rows: int = Field(
         1_000_000, ge=1, description="Most rows a request may ask for with max_rows."
     )
@@ -209,6 +245,13 @@ class Settings(BaseSettings):
     )
     duckdb_memory_limit: str = Field("1GB", description="DuckDB memory_limit per process.")
     duckdb_threads: int = Field(2, ge=1, description="DuckDB threads per process.")
+
+
+# The groups in reverse: pydantic lists the fields of the last base first.
+class Settings(_Sql, _Ingest, _Processes, _Storage, BaseSettings):
+    """Every setting, each read from its `LAKEHOUSE_*` variable (docs/CONFIGURATION.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
 
     def s3(self) -> S3Config:
         return S3Config(

@@ -27,13 +27,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from lakehouse.runtime.compat import DAEMON_QUEUE_THREAD
+
 DEQUEUE_INTERVAL_SECONDS = 0.5
 WATCH_SECONDS = 0.02  # how often a waiting look checks for a change
-# The name Dagster's daemon gives the thread that looks at the queue.
-DAEMON_QUEUE_THREAD = "dagster-daemon-QUEUED_RUN_COORDINATOR"
 SIGNAL_FILE = "queue-changed"
 
 
@@ -105,7 +106,7 @@ class PromptQueuedRunCoordinator(dg.QueuedRunCoordinator):
     def dequeue_interval_seconds(self) -> int:
         return 0  # the daemon does not sleep between looks: `get_run_queue_config` paces
 
-    def get_run_queue_config(self):  # the result type is not public
+    def get_run_queue_config(self) -> Any:  # its type is not public
         self._watch.pace()
         return super().get_run_queue_config()
 

@@ -12,11 +12,14 @@ ingest protocol makes that retry apply each ingest once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from billiard.exceptions import WorkerLostError
 from celery.result import AsyncResult
 from dagster import DagsterRun
 from dagster_celery.launcher import CeleryRunLauncher as _CeleryRunLauncher
-from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+
+from lakehouse.runtime.compat import celery_task_id_tag, mark_task_failed
 
 # How long a worker has to answer "do you still have this task?". Its main process
 # answers while its pool process runs the task, so a live worker answers in milliseconds.
@@ -24,8 +27,8 @@ WORKER_REPLY_SECONDS = 2.0
 
 
 class CeleryRunLauncher(_CeleryRunLauncher):
-    def check_run_worker_health(self, run: DagsterRun):  # the result type is not public
-        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+    def check_run_worker_health(self, run: DagsterRun) -> Any:  # its type is not public
+        task_id = run.tags.get(celery_task_id_tag())
         if task_id:
             self._fail_task_of_lost_worker(self.celery.AsyncResult(task_id))
         return super().check_run_worker_health(run)
@@ -38,8 +41,8 @@ class CeleryRunLauncher(_CeleryRunLauncher):
             return
         # It may have just finished: then its state is no longer STARTED.
         if task.state == "STARTED":
-            task.backend.mark_as_failure(
-                task.id,
+            mark_task_failed(
+                task,
                 WorkerLostError(f"run worker {worker} no longer has this run (stopped or died)"),
             )
 

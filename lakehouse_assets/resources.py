@@ -9,9 +9,9 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from lakehouse.duck import connection_config
-from lakehouse.iceberg import IcebergTables
+from lakehouse.publish.iceberg import IcebergTables
 from lakehouse.settings import S3Config, Settings
-from lakehouse.storage import ObjectStore
+from lakehouse.store import ObjectStore
 
 
 class ObjectStoreResource(dg.ConfigurableResource):

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from lakehouse.catalog import latest_manifests
+from lakehouse.publish.catalog import latest_manifests
 from lakehouse.runs import DatasetConfig, run_config, run_tags
 from lakehouse.settings import Settings
 from lakehouse_assets.cleanup import cleanup_job

@@ -14,10 +14,11 @@ import time
 
 import dagster as dg
 
-from lakehouse.catalog import latest_manifests
-from lakehouse.ingests import datasets_marked_pending, datasets_with_log, has_pending
+from lakehouse.ingest.log import has_pending
+from lakehouse.ingest.marks import datasets_marked_pending, datasets_with_log
+from lakehouse.publish.catalog import latest_manifests
 from lakehouse.runs import DATASETS_PARTITIONS, active_run, apply_request
-from lakehouse.storage import StoreUnavailable
+from lakehouse.store import StoreUnavailable
 from lakehouse_assets.jobs import ingest_job
 from lakehouse_assets.partitions import dataset_partitions_def
 from lakehouse_assets.resources import ObjectStoreResource

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dagster as dg
 from celery import Celery, signals
-from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 import lakehouse_assets.definitions  # noqa: F401  (warm: loaded once, before the fork)
-from lakehouse.storage import load_s3_model
+from lakehouse.runtime.compat import celery_job_tasks
+from lakehouse.store import load_s3_model
 from lakehouse_assets.coordinator import signal_queue_changed
 from lakehouse_assets.launcher import CeleryRunLauncher
 
@@ -36,6 +36,7 @@ def celery_app() -> Celery:
 
 load_s3_model()
 app = celery_app()
+create_execute_job_task, create_resume_job_task = celery_job_tasks()
 execute_job = create_execute_job_task(app)
 resume_job = create_resume_job_task(app)
 

@@ -17,10 +17,12 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from lakehouse.sample_data import write_workers_csv
+from devstack.instance import write_instance_yaml
+from devstack.ports import free_port
+from devstack.sample_data import write_sample_csv
+from devstack.stack import Stack
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack, free_port, write_instance_yaml
-from lakehouse.storage import ObjectStore
+from lakehouse.store import ObjectStore
 
 # Fixtures that start a process: a test that uses one must be marked `integration`, so
 # `make test-fast` (`-m "not integration"`) never starts a server.
@@ -30,7 +32,7 @@ PROCESS_FIXTURES = frozenset({"s3_server", "postgres_server"})
 # The slowest files first (whole stacks, then in-process runs), so that the two xdist
 # workers finish together rather than one idling while the other runs the last long file.
 # The Makefile turns off xdist's own order, which puts the files with the most tests first.
-SLOWEST_FIRST = ("tests/bench/", "tests/e2e/", "tests/lakehouse_assets/")
+SLOWEST_FIRST = ("tests/e2e/", "tests/integration/lakehouse_assets/", "tests/integration/")
 
 
 def _slowness_rank(item: pytest.Item) -> int:
@@ -136,7 +138,7 @@ def store(settings: Settings) -> ObjectStore:
 @pytest.fixture(scope="session")
 def workers_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """workers_500k.csv, generated once per session (about 70 MB)."""
-    return write_workers_csv(tmp_path_factory.mktemp("data") / "workers_500k.csv")
+    return write_sample_csv(tmp_path_factory.mktemp("data") / "workers_500k.csv")
 
 
 @pytest.fixture(scope="session")

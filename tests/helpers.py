@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse.catalog import latest_manifest
-from lakehouse.csvdialect import CsvOptions
-from lakehouse.ingests import IngestRecord, Landing, Mode
+from lakehouse.formats.csv.options import CsvOptions
+from lakehouse.ingest.landing import Landing
+from lakehouse.ingest.records import IngestRecord, Mode
+from lakehouse.publish.catalog import latest_manifest
 from lakehouse.runs import DATASETS_PARTITIONS, DatasetConfig
 from lakehouse.settings import Settings
-from lakehouse.storage import ObjectStore
+from lakehouse.store import ObjectStore
 from lakehouse_assets.assets import dataset as dataset_asset
 from lakehouse_assets.resources import build_resources
 

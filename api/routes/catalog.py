@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.deps import InstanceDep, dataset_name
-from lakehouse.catalog import (
+from api.deps import InstanceDep
+from lakehouse.errors import NotFound
+from lakehouse.manifest import Manifest
+from lakehouse.names import validate_name
+from lakehouse.publish.catalog import (
     HISTORY_PAGE,
-    Manifest,
     latest_manifest,
     latest_manifests,
     manifest_history,
@@ -53,7 +55,7 @@ def list_datasets(instance: InstanceDep) -> CatalogListing:
 @router.get("/{name}")
 def get_dataset(name: str, instance: InstanceDep) -> Manifest:
     """The dataset's manifest: its latest materialization's metadata."""
-    manifest = latest_manifest(instance, dataset_name(name))
+    manifest = latest_manifest(instance, validate_name(name))
     if manifest is None:
         raise _not_found(name)
     return manifest
@@ -67,14 +69,11 @@ def get_versions(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> VersionHistory:
     """The dataset's versions, newest first, a page at a time (`next_cursor`)."""
-    versions, next_cursor = manifest_history(instance, dataset_name(name), limit, cursor)
+    versions, next_cursor = manifest_history(instance, validate_name(name), limit, cursor)
     if not versions and cursor is None:
         raise _not_found(name)
     return VersionHistory(name=name, versions=versions, next_cursor=next_cursor)
 
 
-def _not_found(name: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_404_NOT_FOUND,
-        detail=f"no dataset named {name!r}: GET /v1/catalog lists them; ingest one first",
-    )
+def _not_found(name: str) -> NotFound:
+    return NotFound(f"no dataset named {name!r}: GET /v1/catalog lists them; ingest one first")

@@ -8,7 +8,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import InstanceDep, StoreDep
-from lakehouse.storage import StoreUnavailable
+from lakehouse.runtime.compat import daemon_heartbeats
+from lakehouse.store import StoreUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -44,6 +45,6 @@ def _dagster_health(instance: dg.DagsterInstance) -> PartHealth:
         instance.get_runs(limit=1)
     except SQLAlchemyError as exc:
         return PartHealth(ok=False, detail=f"Dagster instance storage unreadable: {exc}")
-    heartbeats = instance.get_daemon_heartbeats()
+    heartbeats = daemon_heartbeats(instance)
     daemons = ", ".join(sorted(heartbeats)) or "no daemon heartbeat yet"
     return PartHealth(ok=True, detail=f"instance readable; daemons: {daemons}")

@@ -11,12 +11,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
-from api.formats import MEDIA_TYPES, format_for
-from api.query import QueryBusy, QueryError, QueryTimeout
-from api.sqlguard import MAX_SQL_CHARS
+from api.query.formats import MEDIA_TYPES, format_for
+from api.query.guard import MAX_SQL_CHARS
 
 router = APIRouter(prefix="/sql", tags=["sql"])
-RETRY_AFTER_SECONDS = 1
 
 
 class SqlRequest(BaseModel):
@@ -80,21 +78,10 @@ async def run_sql(
             detail=f"unknown format {format!r}: use one of {', '.join(MEDIA_TYPES)}",
         )
     max_rows = min(body.max_rows or settings.sql_default_rows, settings.sql_max_rows)
-    try:
-        if fmt == "json":
-            result = await run_in_threadpool(engine.execute, body.sql, max_rows, body.as_of)
-            return Response(result.body(), media_type=MEDIA_TYPES["json"])
-        running = await run_in_threadpool(engine.start, body.sql, body.as_of, fmt, max_rows)
-    except QueryBusy as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=str(exc),
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from exc
-    except QueryTimeout as exc:
-        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=str(exc)) from exc
-    except QueryError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+    if fmt == "json":
+        result = await run_in_threadpool(engine.execute, body.sql, max_rows, body.as_of)
+        return Response(result.body(), media_type=MEDIA_TYPES["json"])
+    running = await run_in_threadpool(engine.start, body.sql, body.as_of, fmt, max_rows)
     return StreamingResponse(
         running.chunks(),
         media_type=MEDIA_TYPES[fmt],

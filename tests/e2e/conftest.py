@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
+from devstack.ports import free_port
+from devstack.stack import Stack
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack, free_port
 
 
 def start_stack(state_dir: Path, *, webserver: bool = False, **settings: Any) -> Stack:

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lakehouse.stack import free_port
+from devstack.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -25,8 +25,8 @@ import psycopg2
 import pytest
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
+from devstack.stack import Stack
 from lakehouse.runs import PARTITION_TAG, active_run
-from lakehouse.stack import Stack
 from tests.e2e.conftest import file_chunks, sql_rows, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

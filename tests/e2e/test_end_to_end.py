@@ -17,10 +17,10 @@ import pyarrow.dataset as pads
 import pytest
 from pyarrow import fs
 
+from devstack.stack import Stack
 from lakehouse.duck import attach_s3
 from lakehouse.runs import LAUNCHED_BY_TAG, PARTITION_TAG
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack
 from tests.e2e.conftest import file_chunks, sql_rows, start_stack, wait_for_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

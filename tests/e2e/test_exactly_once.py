@@ -14,8 +14,8 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from lakehouse.runs import CODE_LOCATION, PARTITION_TAG, REPOSITORY, active_run
-from lakehouse.stack import Stack
+from devstack.stack import Stack
+from lakehouse.runs import PARTITION_TAG, active_run
 from tests.e2e.conftest import sql_rows, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -63,12 +63,7 @@ def assert_versions_consecutive(stack: Stack, name: str) -> None:
 def launch_by_hand(stack: Stack, job: str, dataset: str) -> str:
     """As a person would from the launchpad: the job, the partition, nothing else."""
     client = DagsterGraphQLClient("127.0.0.1", port_number=stack.settings.webserver_port)
-    return client.submit_job_execution(
-        job,
-        repository_location_name=CODE_LOCATION,
-        repository_name=REPOSITORY,
-        tags={PARTITION_TAG: dataset},
-    )
+    return client.submit_job_execution(job, tags={PARTITION_TAG: dataset})
 
 
 def test_concurrent_first_uploads_to_a_new_dataset(stack: Stack) -> None:

@@ -1,5 +1,5 @@
 """Another engine reads the datasets: a separate process with pyiceberg alone (no project
-code), configured only as the README says, gets exactly the rows `/v1/sql` returns, for the
+code), configured only as docs/ICEBERG.md says, gets exactly the rows `/v1/sql` returns, for the
 current version and for an earlier snapshot after a replace; through the catalog, and
 through the metadata file alone (an engine without catalog access)."""
 
@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lakehouse.stack import Stack
+from devstack.stack import Stack
 from tests.e2e.conftest import start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-# What a user writes from the README: nothing here imports the project.
+# What a user writes from docs/ICEBERG.md: nothing here imports the project.
 READER = textwrap.dedent(
     """
     import json, sys

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lakehouse.stack import PeakMemory, Stack
+from devstack.processes import PeakMemory
+from devstack.stack import Stack
 from tests.e2e.conftest import sql_rows, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -153,7 +154,7 @@ def test_a_1_gib_upload_keeps_the_api_memory_bounded(stack: Stack) -> None:
 def test_the_command_line_ingests_queries_and_lists(stack: Stack, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from lakehouse.cli import main
+    from lakehouse_cli.main import main
 
     data = tmp_path / "shifts.csv"
     data.write_bytes(b"shift,hours\n1,8.5\n2,4\n")

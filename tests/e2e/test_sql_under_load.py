@@ -1,6 +1,6 @@
 """/v1/sql on the real stack under hostile load: 16 concurrent hostile queries beside
 normal traffic. Invariants only: no 500, the API's memory within the documented bound
-(README, "The bound"), /health and a small query keep answering, nothing changes."""
+(docs/API.md, "The bound"), /health and a small query keep answering, nothing changes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from bench.run import HOSTILE_SQL
-from lakehouse.stack import PeakMemory, Stack
+from devstack.processes import PeakMemory
+from devstack.stack import Stack
 from tests.e2e.conftest import sql_rows, start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -54,12 +55,12 @@ def processes(stack: Stack) -> tuple[list[psutil.Process], list[psutil.Process]]
     """(uvicorn's worker processes, query processes)."""
     root = psutil.Process(stack.api_pid)
     children = root.children(recursive=True)
-    queries = [p for p in children if "api.sqlworker" in " ".join(p.cmdline())]
+    queries = [p for p in children if "api.query.process" in " ".join(p.cmdline())]
     return [p for p in children if p not in queries], queries
 
 
 def documented_bound(stack: Stack) -> int:
-    """README's bound, W × (A + C × (Q + M) + 2 × C × R) plus uvicorn's supervisor, with
+    """The bound in docs/API.md, W × (A + C × (Q + M) + 2 × C × R) plus uvicorn's supervisor, with
     A and Q measured on this machine at idle."""
     settings = stack.settings
     workers, queries = processes(stack)

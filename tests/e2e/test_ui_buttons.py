@@ -13,8 +13,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from lakehouse.runs import CODE_LOCATION, REPOSITORY
-from lakehouse.stack import Stack
+from devstack.stack import Stack
 from lakehouse_assets.checks import check_specs
 from tests.e2e.conftest import start_stack, wait_for_version
 
@@ -62,14 +61,34 @@ def graphql(stack: Stack, query: str, variables: dict[str, Any]) -> dict[str, An
     return body["data"]
 
 
+WORKSPACE = """
+query Workspace {
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries {
+        name
+        locationOrLoadError { ... on RepositoryLocation { repositories { name } } }
+      }
+    }
+  }
+}
+"""
+
+
+def repository(stack: Stack) -> dict[str, str]:
+    """The repository selector, read from the workspace as the UI reads it."""
+    entries = graphql(stack, WORKSPACE, {})["workspaceOrError"]["locationEntries"]
+    [(location, name)] = [
+        (entry["name"], repo["name"])
+        for entry in entries
+        for repo in entry["locationOrLoadError"]["repositories"]
+    ]
+    return {"repositoryLocationName": location, "repositoryName": name}
+
+
 def launch(stack: Stack, job: str, partition: str, **selection: Any) -> str:
     params = {
-        "selector": {
-            "repositoryLocationName": CODE_LOCATION,
-            "repositoryName": REPOSITORY,
-            "pipelineName": job,
-            **selection,
-        },
+        "selector": {**repository(stack), "pipelineName": job, **selection},
         "runConfigData": {},
         "mode": "default",
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
@@ -163,11 +182,7 @@ def test_each_launchpad_job_runs_with_its_default_config(stack: Stack, job: str)
 
 def test_the_cleanup_job_runs_with_its_default_config(stack: Stack) -> None:
     params = {
-        "selector": {
-            "repositoryLocationName": CODE_LOCATION,
-            "repositoryName": REPOSITORY,
-            "pipelineName": "cleanup_job",
-        },
+        "selector": {**repository(stack), "pipelineName": "cleanup_job"},
         "runConfigData": {},
         "mode": "default",
     }

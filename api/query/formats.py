@@ -1,0 +1,264 @@
+"""Answer formats for /v1/sql: JSON (the default), and streamed CSV, NDJSON, Arrow IPC and
+Parquet, each written batch by batch so a large result never sits whole in memory.
+
+The encoders run in the query process (`api.query.process`), under its memory limit, and keep
+a `Budget`: rows and bytes written, and why the answer stopped early. A streamed answer
+never breaks after its 200: columns a format cannot hold are converted before the first
+byte (`encodable`), and when the byte cap is reached or the query fails after the first
+rows, the stream ends well-formed with an in-band notice (`NOTICE_KEY`):
+
+| format  | notice, only when the answer stopped early |
+|---------|--------------------------------------------|
+| csv     | a last line `# lakehouse: {json}` (readers skip it with `comment='#'`) |
+| ndjson  | a last line `{"@lakehouse": {json}}` |
+| arrow   | a last, empty record batch whose custom metadata holds `lakehouse` = json |
+| parquet | the footer's key-value metadata holds `lakehouse` = json |
+
+where json is `{"truncated": true, "reason": "bytes", "message": ...}` or
+`{"error": ..., "message": ...}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from duckdb.sqltypes import DuckDBPyType
+
+MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "ndjson": "application/x-ndjson",
+    "arrow": "application/vnd.apache.arrow.stream",
+    "parquet": "application/vnd.apache.parquet",
+}
+STREAMED = ("csv", "ndjson", "arrow", "parquet")
+ROW_FORMATS = ("json", "ndjson")  # written from Python values, not Arrow batches
+NOTICE_KEY = "lakehouse"
+NDJSON_NOTICE_KEY = "@lakehouse"
+# A batch is cut into pieces of about this many bytes, so that the byte cap is kept to
+# within one piece and no message between the processes is larger.
+PIECE_BYTES = 4 * 1024 * 1024
+
+_NESTED = frozenset({"list", "array", "struct", "map", "union"})
+# DuckDB types each format cannot hold as they are, found by writing every type DuckDB
+# has (`test_all_types()`) with pyarrow: they are written as text instead.
+_AS_TEXT = {
+    "csv": frozenset({"interval", "blob", "bit", "bignum", "varint", "geometry", "variant"}),
+    "parquet": frozenset({"interval", "union", "variant"}),
+    "arrow": frozenset({"variant"}),
+}
+
+
+def format_for(requested: str | None, accept: str) -> str | None:
+    """The format asked for by `format=` or else the Accept header; None if unknown."""
+    if requested:
+        return requested.lower() if requested.lower() in MEDIA_TYPES else None
+    for name, media in MEDIA_TYPES.items():
+        if media.split(";")[0] in accept:
+            return name
+    return "json"
+
+
+def json_value(value: Any) -> Any:
+    """A JSON-safe form of a DuckDB value that loses nothing: decimals as exact strings,
+    dates and times as ISO 8601, bytes as base64, non-finite floats as strings."""
+    match value:
+        case None | bool() | int() | str():
+            return value
+        case float():
+            return value if math.isfinite(value) else str(value)
+        case Decimal():
+            return str(value)
+        case datetime() | date() | time():
+            return value.isoformat()
+        case timedelta():
+            return str(value)
+        case bytes() | bytearray() | memoryview():
+            return base64.b64encode(bytes(value)).decode()
+        case UUID():
+            return str(value)
+        case dict():
+            return {str(k): json_value(v) for k, v in value.items()}
+        case list() | tuple():
+            return [json_value(v) for v in value]
+    return str(value)
+
+
+def encodable(names: Sequence[str], types: Sequence[DuckDBPyType], fmt: str) -> list[str]:
+    """SQL expressions over the query's columns that `fmt` can write, or [] if every column
+    can be written as it is: nested values holding a type the format cannot write become
+    JSON text, such scalars plain text."""
+    bad = _AS_TEXT.get(fmt, frozenset())
+    if not bad:
+        return []
+    expressions = []
+    changed = False
+    for name, kind in zip(names, types, strict=True):
+        column = '"' + name.replace('"', '""') + '"'
+        text = str(kind).lower()
+        nested = kind.id in _NESTED
+        if nested and (fmt == "csv" or any(word in text for word in bad)):
+            expressions.append(f"CAST(to_json({column}) AS VARCHAR) AS {column}")
+            changed = True
+        elif kind.id in bad:
+            expressions.append(f"CAST({column} AS VARCHAR) AS {column}")
+            changed = True
+        else:
+            expressions.append(column)
+    return expressions if changed else []
+
+
+@dataclass
+class Budget:
+    """What an answer may still hold, and why it stopped early (if it did)."""
+
+    max_rows: int
+    max_bytes: int
+    rows: int = 0
+    bytes: int = 0
+    truncated: bool = False  # more rows than max_rows, or more bytes than max_bytes
+    reason: str = ""  # "rows" or "bytes"
+    error: str = ""  # "timeout", "memory" or "query": the query failed after its first rows
+    message: str = ""
+
+    def full(self) -> bool:
+        if self.bytes >= self.max_bytes:
+            self.cut("bytes")
+        return self.truncated or bool(self.error)
+
+    def cut(self, reason: str) -> None:
+        self.truncated, self.reason = True, reason
+
+    def fail(self, kind: str, message: str) -> None:
+        self.error, self.message = kind, message
+
+    def notice(self) -> dict[str, Any] | None:
+        """What the in-band notice says, if the answer stopped early for want of bytes or
+        because the query failed (the row limit is announced in a header instead)."""
+        if self.error:
+            return {"error": self.error, "message": self.message}
+        if self.truncated and self.reason == "bytes":
+            return {
+                "truncated": True,
+                "reason": "bytes",
+                "message": f"the answer reached the limit of {self.max_bytes} bytes "
+                "(LAKEHOUSE_SQL_MAX_EXPORT_BYTES) and was cut after a whole row: select "
+                "fewer rows or columns",
+            }
+        return None
+
+
+def pieces(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """`batch` in slices of about PIECE_BYTES (a single wider row is its own slice)."""
+    size = batch.nbytes
+    if size <= PIECE_BYTES or batch.num_rows <= 1:
+        yield batch
+        return
+    rows = max(1, batch.num_rows * PIECE_BYTES // size)
+    for start in range(0, batch.num_rows, rows):
+        yield batch.slice(start, rows)
+
+
+class _Sink(io.RawIOBase):
+    """Collects what a writer writes, handed on by `drain()`; `tell()` keeps counting,
+    since Parquet's footer records absolute offsets."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def drain(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _notice_text(budget: Budget) -> str | None:
+    notice = budget.notice()
+    return json.dumps(notice, ensure_ascii=False) if notice else None
+
+
+def _csv(schema: pa.Schema, batches: Iterator[pa.RecordBatch], budget: Budget) -> Iterator[bytes]:
+    sink = _Sink()
+    with pacsv.CSVWriter(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            yield sink.drain()
+    tail = sink.drain()  # the header alone, for an empty result
+    notice = _notice_text(budget)
+    yield tail + (f"# {NOTICE_KEY}: {notice}\n".encode() if notice else b"")
+
+
+def _arrow(schema: pa.Schema, batches: Iterator[pa.RecordBatch], budget: Budget) -> Iterator[bytes]:
+    sink = _Sink()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            yield sink.drain()
+        notice = _notice_text(budget)
+        if notice:
+            empty = pa.RecordBatch.from_pylist([], schema=schema)
+            writer.write_batch(empty, custom_metadata={NOTICE_KEY: notice})
+    yield sink.drain()
+
+
+def _parquet(
+    schema: pa.Schema, batches: Iterator[pa.RecordBatch], budget: Budget
+) -> Iterator[bytes]:
+    sink = _Sink()
+    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)  # one row group per batch: flushed as it goes
+            yield sink.drain()
+        notice = _notice_text(budget)
+        if notice:
+            writer.add_key_value_metadata({NOTICE_KEY: notice})
+    yield sink.drain()  # the footer
+
+
+BatchWriter = Callable[[pa.Schema, Iterator[pa.RecordBatch], Budget], Iterator[bytes]]
+BATCH_WRITERS: dict[str, BatchWriter] = {"csv": _csv, "arrow": _arrow, "parquet": _parquet}
+
+
+def json_rows(names: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
+    """Each row as one compact JSON object, as FastAPI would write it."""
+    for row in rows:
+        record = {name: json_value(value) for name, value in zip(names, row, strict=True)}
+        yield json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def ndjson_lines(names: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
+    for row in rows:
+        record = {name: json_value(value) for name, value in zip(names, row, strict=True)}
+        yield json.dumps(record, ensure_ascii=False).encode() + b"\n"
+
+
+def ndjson_notice(budget: Budget) -> bytes:
+    notice = budget.notice()
+    if not notice:
+        return b""
+    return json.dumps({NDJSON_NOTICE_KEY: notice}, ensure_ascii=False).encode() + b"\n"

@@ -1,0 +1,174 @@
+"""The catalog as the SQL engine offers it: one view per dataset (and its `__rejects`
+view), pointing at exactly the objects of its current manifest, seen through a reader's
+grants.
+
+Before each query the views ask the Dagster instance for the versions published since the
+last they took in (one indexed query of its public API, empty while nothing changed), so a
+dataset materialized a moment ago is queryable on the next request.
+
+What is known is an immutable snapshot, replaced as a whole (copy on write): a query takes
+the snapshot once, so it sees each dataset at exactly one version and reports which, and a
+refresh never waits for running queries (nor they for it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import dagster as dg
+
+from lakehouse.auth.grants import Principal, Privilege
+from lakehouse.duck import sql_identifier, sql_string
+from lakehouse.errors import InvalidInput
+from lakehouse.formats.csv.convert import REJECT_SCHEMA
+from lakehouse.manifest import Manifest
+from lakehouse.names import REJECTS_SUFFIX
+from lakehouse.publish.catalog import latest_published, manifest_at, published_since
+from lakehouse.store import layout
+
+AUDIT_VIEW = "_audit"
+# The `<name>__rejects` view's columns, as the conversion writes them.
+REJECT_COLUMNS: list[tuple[str, str]] = list(REJECT_SCHEMA)
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """What the engine knows of the catalog at one moment; replaced, never changed.
+    `seen`: the event log's storage id of the last version it took in (None: nothing yet)."""
+
+    manifests: Mapping[str, Manifest] = field(default_factory=dict)
+    views: Mapping[str, str] = field(default_factory=dict)  # view name -> CREATE VIEW
+    seen: int | None = None
+    audit_view: str = ""  # the `_audit` view's CREATE VIEW, offered to admins only
+
+    @cached_property
+    def views_with_audit(self) -> Mapping[str, str]:
+        return {**self.views, AUDIT_VIEW: self.audit_view}
+
+
+def dataset_of(view: str) -> str:
+    """The dataset a view name reads (`sales` for `sales__rejects`), lower-cased as the
+    guard compares names."""
+    return view.lower().removesuffix(REJECTS_SUFFIX)
+
+
+def rejects_view(name: str) -> str:
+    return f"{name}{REJECTS_SUFFIX}"
+
+
+def view_statements(manifest: Manifest, bucket_url: str) -> dict[str, str]:
+    """The dataset's view, and its `<name>__rejects` view of the rows that did not parse."""
+    if not manifest.columns:
+        return {}  # every ingest so far failed: there is nothing to query yet
+    columns = [(c.name, c.type) for c in manifest.columns]
+    return {
+        manifest.name: _view(manifest.name, [o.key for o in manifest.objects], columns, bucket_url),
+        rejects_view(manifest.name): _view(
+            rejects_view(manifest.name),
+            [r.key for r in manifest.rejects],
+            REJECT_COLUMNS,
+            bucket_url,
+        ),
+    }
+
+
+def _view(name: str, keys: list[str], columns: list[tuple[str, str]], bucket_url: str) -> str:
+    if not keys:
+        # No objects (a header-only file, no rejects): still a view with its columns.
+        typed = ", ".join(f"CAST(NULL AS {t}) AS {sql_identifier(n)}" for n, t in columns)
+        body = f"SELECT {typed} WHERE false"
+    else:
+        urls = ", ".join(sql_string(f"{bucket_url}/{key}") for key in keys)
+        body = f"SELECT * FROM read_parquet([{urls}])"
+    return f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS {body}"
+
+
+class CatalogViews:
+    """The views of the catalog, kept current, as each reader may see them."""
+
+    def __init__(self, instance: dg.DagsterInstance, bucket: str) -> None:
+        self.instance = instance
+        self.bucket_url = layout.url(bucket, "").rstrip("/")
+        audit = sql_string(layout.audit_glob(bucket))
+        self._refreshing = threading.Lock()
+        self._catalog = CatalogSnapshot(
+            audit_view=f"CREATE OR REPLACE VIEW {AUDIT_VIEW} AS SELECT * FROM read_parquet("
+            f"{audit}, union_by_name = true, hive_partitioning = false)"
+        )
+        # The views each grant sees of the current snapshot (see `_granted_views`).
+        self._granted: dict[tuple[str, ...], Mapping[str, str]] = {}
+        self._granted_catalog: CatalogSnapshot | None = None
+
+    def for_query(
+        self, reader: Principal, as_of: Mapping[str, int]
+    ) -> tuple[Mapping[str, Manifest], Mapping[str, str]]:
+        """The manifests and the view definitions a query of `reader` may use, with the
+        earlier versions in `as_of` in place of the current ones (403 for a dataset outside
+        the reader's grants, before anything is looked up)."""
+        for name in as_of:
+            reader.require(Privilege.READ, name)
+        catalog = self.refresh()
+        pinned = self._pinned(as_of)
+        manifests: Mapping[str, Manifest] = catalog.manifests
+        definitions: Mapping[str, str] = self._granted_views(catalog, reader)
+        if pinned:
+            manifests = dict(manifests) | pinned
+            definitions = dict(definitions)
+            for manifest in pinned.values():
+                definitions |= view_statements(manifest, self.bucket_url)
+        return manifests, definitions
+
+    def refresh(self) -> CatalogSnapshot:
+        """The catalog as it is now: the versions published since the last look are taken
+        in (one indexed query, which finds nothing while the catalog is unchanged)."""
+        with self._refreshing:  # refreshes wait for one another, never for queries
+            catalog = self._catalog
+            if catalog.seen is None:
+                new = latest_published(self.instance)
+            else:
+                new = published_since(self.instance, catalog.seen)
+            if not new and catalog.seen is not None:
+                return catalog
+            manifests = dict(catalog.manifests)
+            views = dict(catalog.views)
+            for published in new:  # oldest first; a dataset's versions only grow
+                current = manifests.get(published.manifest.name)
+                if current is None or current.version < published.manifest.version:
+                    manifests[published.manifest.name] = published.manifest
+                    views |= view_statements(published.manifest, self.bucket_url)
+            seen = max([catalog.seen or 0, *(p.storage_id for p in new)])
+            self._catalog = CatalogSnapshot(manifests, views, seen, catalog.audit_view)
+            return self._catalog
+
+    def _granted_views(self, catalog: CatalogSnapshot, reader: Principal) -> Mapping[str, str]:
+        """The views of `catalog` that `reader` may read (admins: and the audit trail),
+        remembered per snapshot and grant."""
+        if reader.is_admin:
+            return catalog.views_with_audit
+        with self._refreshing:
+            if self._granted_catalog is not catalog:
+                self._granted, self._granted_catalog = {}, catalog
+            views = self._granted.get(reader.datasets)
+            if views is None:
+                views = self._granted[reader.datasets] = {
+                    name: view
+                    for name, view in catalog.views.items()
+                    if reader.granted(dataset_of(name))
+                }
+        return views
+
+    def _pinned(self, as_of: Mapping[str, int]) -> dict[str, Manifest]:
+        """The manifests of the earlier versions asked for, by dataset."""
+        pinned: dict[str, Manifest] = {}
+        for name, version in as_of.items():
+            match = manifest_at(self.instance, name, version)
+            if match is None:
+                raise InvalidInput(
+                    f"dataset {name!r} has no version {version}: "
+                    f"GET /v1/catalog/{name}/versions lists them"
+                )
+            pinned[name] = match
+        return pinned

@@ -1,0 +1,89 @@
+"""An upload's body, streamed: the raw body or its multipart field `file`, decompressed
+(gzip), capped in size as the bytes arrive, and landed a part at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from api.upload.streams import Gunzip, MultipartFile, SizeCap, TooLarge
+from lakehouse.ingest.landing import Landed, Landing
+from lakehouse.settings import Settings
+
+
+def body_limit(max_bytes: int) -> int:
+    """The most bytes a body may take as sent: the CSV's limit, plus room for multipart
+    headers and gzip's worst case (incompressible data grows by well under 1%)."""
+    return max_bytes + max_bytes // 100 + 64 * 1024
+
+
+async def body_chunks(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+    """The CSV bytes, decompressed, from the multipart field `file` or the raw body.
+
+    Both stream: a multipart body is parsed as it arrives (never spooled). Both caps, on
+    the body as sent and on the CSV it holds, apply as the bytes arrive, so a body without
+    a Content-Length is stopped as soon as it passes them.
+    """
+    content_type = request.headers.get("content-type", "")
+    gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
+    multipart = (
+        MultipartFile(content_type) if content_type.startswith("multipart/form-data") else None
+    )
+    _refuse_declared_size(request, max_bytes, exact=not (gzipped or multipart))
+    cap = SizeCap(max_bytes)
+    gunzip: Gunzip | None = None
+    async for chunk in _csv_bytes(request, multipart, body_limit(max_bytes)):
+        if gunzip is None and (gzipped or (multipart and multipart.filename.endswith(".gz"))):
+            gunzip = Gunzip()
+        for piece in gunzip.feed(chunk) if gunzip else (chunk,):
+            yield cap.check(piece)
+    if gunzip:
+        gunzip.finish()
+
+
+def _refuse_declared_size(request: Request, max_bytes: int, *, exact: bool) -> None:
+    """413 before reading a byte when the declared length is already too much."""
+    declared = request.headers.get("content-length", "")
+    limit = max_bytes if exact else body_limit(max_bytes)
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(max_bytes)
+
+
+async def _csv_bytes(
+    request: Request, multipart: MultipartFile | None, body_limit: int
+) -> AsyncIterator[bytes]:
+    """The raw body, or its multipart field's data; the body as sent is capped."""
+    cap = SizeCap(body_limit)
+    async for chunk in request.stream():
+        cap.check(chunk)
+        for piece in multipart.feed(chunk) if multipart else (chunk,):
+            yield piece
+    if multipart:
+        multipart.finish()
+
+
+async def land(request: Request, landing: Landing, settings: Settings) -> Landed:
+    """Stream the body into the store: up to `ingest_parts_in_flight` parts upload while the
+    next ones arrive, so memory stays at a few parts whatever the file's size."""
+    part_bytes = settings.ingest_part_bytes
+    buffer = bytearray()
+    in_flight: list[asyncio.Future[None]] = []
+    async for chunk in body_chunks(request, settings.max_upload_bytes):
+        buffer += chunk
+        if len(buffer) >= part_bytes:
+            part, buffer = bytes(buffer[:part_bytes]), buffer[part_bytes:]
+            number = await run_in_threadpool(landing.take_part, part)  # in order
+            if len(in_flight) >= settings.ingest_parts_in_flight:
+                await in_flight.pop(0)
+            send = run_in_threadpool(landing.upload_part, number, part)
+            in_flight.append(asyncio.ensure_future(send))
+    try:
+        for upload in in_flight:
+            await upload
+    finally:
+        for upload in in_flight:
+            upload.cancel()
+    return await run_in_threadpool(landing.finish, bytes(buffer))

@@ -1,0 +1,106 @@
+"""The query parameters of an upload: the dataset, the mode, how long to wait, and the CSV
+dialect parameters (what no sniffer can know)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, status
+
+from api.deps import SettingsDep
+from lakehouse.formats.csv.options import CsvOptions, InvalidOption
+from lakehouse.ingest.records import Mode
+from lakehouse.names import validate_name
+
+
+@dataclass(frozen=True)
+class UploadParams:
+    name: str
+    mode: Mode
+    wait_seconds: float
+    options: CsvOptions
+
+
+def csv_options(
+    delimiter: Annotated[
+        str | None, Query(description="One character, or `tab`; default: found in the file.")
+    ] = None,
+    quote: Annotated[str | None, Query(description="`\"`, `'` or `none`.")] = None,
+    escape: Annotated[
+        str | None, Query(description='`"` (doubled quotes), `\\` (backslash) or `none`.')
+    ] = None,
+    header: Annotated[
+        str | None, Query(description="`true` (default) or `false`: line 1 is data.")
+    ] = None,
+    skip: Annotated[
+        str | None, Query(description="Lines before the header (a title, notes).")
+    ] = None,
+    comment: Annotated[
+        str | None, Query(description="Lines starting with it are skipped, e.g. `#`; `none`.")
+    ] = None,
+    null: Annotated[
+        list[str] | None, Query(description="A value that means NULL (repeat for more).")
+    ] = None,
+    encoding: Annotated[
+        str | None, Query(description="`utf-8` (default), `latin-1` or `utf-16`.")
+    ] = None,
+) -> CsvOptions:
+    """The CSV dialect parameters a client sent (what no sniffer can know); 400 for one
+    that cannot be used."""
+    try:
+        return CsvOptions.parse(
+            delimiter=delimiter,
+            quote=quote,
+            escape=escape,
+            header=header,
+            skip=skip,
+            comment=comment,
+            nulls=null,
+            encoding=encoding,
+        )
+    except InvalidOption as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+
+
+CsvOptionsDep = Annotated[CsvOptions, Depends(csv_options)]
+
+
+def upload_params(
+    settings: SettingsDep,
+    options: CsvOptionsDep,
+    name: Annotated[str, Query(description="Dataset name: ^[a-z][a-z0-9_]{0,62}$")],
+    mode: Annotated[Mode, Query(description="append (default) or replace")] = "append",
+    wait: Annotated[
+        str | None, Query(description="true, or seconds: answer once materialized or failed")
+    ] = None,
+) -> UploadParams:
+    """The upload's parameters, checked: 422 for a bad name or wait, 400 for a dialect
+    parameter that cannot be used."""
+    return UploadParams(
+        validate_name(name), mode, wait_seconds(wait, settings.ingest_wait_seconds), options
+    )
+
+
+UploadParamsDep = Annotated[UploadParams, Depends(upload_params)]
+
+
+def wait_seconds(wait: str | None, longest: float) -> float:
+    """How long to wait for the run: `true` the longest allowed, `false` (or none) not at
+    all, else a finite number of seconds up to the longest."""
+    if wait is None or wait.strip().lower() in {"false", ""}:
+        return 0.0
+    if wait.strip().lower() == "true":
+        return longest
+    try:
+        seconds = float(wait)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= longest:  # NaN compares false: refused too
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"wait={wait!r}: use wait=true (waits up to {longest:g} s), wait=false, "
+            f"or a number of seconds from 0 to {longest:g}, e.g. wait=60",
+        )
+    return seconds

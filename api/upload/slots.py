@@ -1,0 +1,67 @@
+"""The process's upload slots: at most `max_concurrent_uploads` uploads land at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+
+from api.deps import SettingsDep
+
+RETRY_AFTER_SECONDS = 2
+
+
+def upload_slots(app: FastAPI) -> UploadSlots:
+    """The app's slots (made with the app: each API process has its own)."""
+    slots: UploadSlots = app.state.upload_slots
+    return slots
+
+
+class UploadSlots:
+    """The process's upload slots: they bound uploads whose bytes are landing."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+    def take(self, most: int) -> UploadSlot:
+        """A slot, or 503 + Retry-After when `most` are taken."""
+        if self.in_flight >= most:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail=f"{self.in_flight} uploads already in flight, the most this server "
+                f"takes at once: retry after {RETRY_AFTER_SECONDS} s",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self.in_flight += 1
+        return UploadSlot(self)
+
+
+class UploadSlot:
+    """One of the process's upload slots: the handler gives it back as soon as the bytes
+    have landed (before waiting for the run)."""
+
+    def __init__(self, slots: UploadSlots) -> None:
+        self._slots = slots
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.in_flight -= 1
+
+
+async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[UploadSlot]:
+    """One of the process's upload slots, or 503 + Retry-After when all are taken.
+
+    The handler releases it as soon as the bytes have landed: a dependency's own exit
+    comes only once the whole request is done, so it is just the backstop (errors).
+    """
+    slot = upload_slots(request.app).take(settings.max_concurrent_uploads)
+    try:
+        yield slot
+    finally:
+        slot.release()
+
+
+UploadSlotDep = Annotated[UploadSlot, Depends(upload_slot)]

@@ -1,0 +1,111 @@
+"""A version of a dataset, as its manifest says: its objects, columns, counts, and which
+ingests it contains, without listing them all, so it stays small however many ingests a
+dataset has had: the ingest log entries from `base_seq` (the first ingest, or the last
+replace) through `applied_through`, less `excluded_seqs` (entries that failed or were
+duplicates). Every entry up to `applied_through` has been decided.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from lakehouse.formats.csv.types import Column
+
+
+class DataObject(BaseModel):
+    """One Parquet object of a dataset."""
+
+    key: str
+    bytes: int
+    rows: int
+
+
+class ColumnStats(BaseModel):
+    """Statistics that merge from what each new object adds, so a version never rescans
+    the dataset (a distinct count would not merge, so there is none)."""
+
+    column: str
+    nulls: int = 0
+    min: str | None = None
+    max: str | None = None
+
+
+class IcebergSnapshot(BaseModel):
+    """Where other engines read a version: the Iceberg table, the snapshot that is this
+    version, and the table metadata file written by that commit (`lakehouse.publish.iceberg`)."""
+
+    table: str
+    snapshot_id: int
+    metadata_location: str
+
+
+class Manifest(BaseModel):
+    dataset_id: str
+    name: str
+    version: int
+    schema_fingerprint: str
+    columns: list[Column]
+    location: str
+    objects: list[DataObject]
+    row_count: int
+    bytes: int
+    # Rows that did not parse, kept with their line and reasons (the `<name>__rejects` view).
+    rejects: list[DataObject] = []
+    rejected_rows: int = 0
+    base_seq: int = 0
+    applied_through: int = 0
+    excluded_seqs: list[int] = []
+    added_ingest_ids: list[str] = []  # the ingests this version added
+    operation: str = "apply"
+    stats: list[ColumnStats] = []
+    # How the file that set the columns was read (`Dialect.described`): delimiter, quote,
+    # escape, header, skipped lines, comment, NULL markers, encoding, and why each.
+    dialect: dict[str, Any] = {}
+    # Set when the version is committed to its Iceberg table, after its commit record.
+    iceberg: IcebergSnapshot | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def empty(cls, name: str, location: str) -> Manifest:
+        """A dataset before its first version: version 0, never materialized."""
+        now = datetime.now(UTC)
+        return cls(
+            dataset_id=str(uuid.uuid4()),
+            name=name,
+            version=0,
+            schema_fingerprint="",
+            columns=[],
+            location=location,
+            objects=[],
+            row_count=0,
+            bytes=0,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def contains(self, seq: int) -> bool:
+        """Whether the ingest log entry `seq` is in this version's rows."""
+        return (
+            self.version > 0
+            and self.base_seq <= seq <= self.applied_through
+            and seq not in self.excluded_seqs
+        )
+
+    def next_version(self, **changes: Any) -> Manifest:
+        """The next version with `changes`; sizes and counts follow from the objects."""
+        manifest = self.model_copy(update=changes)
+        return manifest.model_copy(
+            update={
+                "version": self.version + 1,
+                "row_count": sum(o.rows for o in manifest.objects),
+                "bytes": sum(o.bytes for o in manifest.objects),
+                "rejected_rows": sum(r.rows for r in manifest.rejects),
+                "iceberg": None,
+                "updated_at": datetime.now(UTC),
+            }
+        )

@@ -1,0 +1,81 @@
+"""Every reliance on Dagster or Celery behaviour that is not their public API, in one place.
+
+COMPAT, checked on dagster 1.13, dagster-celery 0.29 and celery 5.5. Each reliance, where
+it is used, and the contract test that fails loudly when an upgrade changes it (in
+tests/unit/lakehouse/runtime/test_compat.py unless a path is given):
+
+1. The daemon looks at the run queue in a thread named `DAEMON_QUEUE_THREAD`, and reads the
+   queue's limits (`QueuedRunCoordinator.get_run_queue_config`) once per look.
+   Used by `lakehouse_assets.coordinator`, which paces that thread.
+   Tests: `test_the_daemons_queue_thread_is_named_so`;
+   tests/unit/lakehouse_assets/test_coordinator.py
+   `test_the_daemon_reads_the_queue_limits_once_per_look`; on the real stack,
+   tests/e2e/test_control_plane.py `test_the_daemon_looks_at_the_queue_when_it_changes`.
+2. `DagsterInstance.get_daemon_heartbeats()`, not marked public.
+   Used by `/health` and the stack's readiness. Test: `test_daemon_heartbeats_are_read_so`.
+3. A code server answers the standard gRPC health check as service
+   `CODE_SERVER_HEALTH_SERVICE`. Used by the stack's readiness of the code server.
+   Test: tests/integration/lakehouse/runtime/test_code_server.py
+   `test_a_code_server_is_serving_by_the_grpc_health_check`.
+4. dagster-celery's task factories (`dagster_celery.tasks`) and its run tag for a run's
+   Celery task id. Used by `lakehouse_assets.worker` and `lakehouse_assets.launcher`.
+   Test: `test_dagster_celerys_task_factories_and_tag_exist`.
+5. A Celery result backend records a task's failure with `mark_as_failure(task_id, exc)`
+   (what a worker itself calls). Used by `lakehouse_assets.launcher` for a worker that
+   died. Test: `test_a_celery_backend_marks_a_task_failed`.
+6. `RunLauncher.check_run_worker_health` returns a type that is not public; the launcher
+   returns Dagster's own answer unchanged. Test, on the real stack:
+   tests/e2e/test_control_plane.py
+   `test_a_killed_worker_is_noticed_and_its_run_retried_elsewhere`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dagster as dg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# Dagster's daemon names each daemon's thread `dagster-daemon-<daemon type>`.
+DAEMON_QUEUE_THREAD = "dagster-daemon-QUEUED_RUN_COORDINATOR"
+# The service name Dagster's code server reports in the standard gRPC health check.
+CODE_SERVER_HEALTH_SERVICE = "DagsterApi"
+
+
+def daemon_heartbeats(instance: dg.DagsterInstance) -> Mapping[str, Any]:
+    """{daemon type: its last heartbeat} as the daemon writes them."""
+    return instance.get_daemon_heartbeats()
+
+
+def code_server_serving(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether the Dagster code server at host:port answers the gRPC health check SERVING."""
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            answer = stub.Check(
+                health_pb2.HealthCheckRequest(service=CODE_SERVER_HEALTH_SERVICE), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def celery_task_id_tag() -> str:
+    """The run tag under which dagster-celery's launcher records the run's Celery task id."""
+    from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+
+    return DAGSTER_CELERY_TASK_ID_TAG
+
+
+def celery_job_tasks() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """dagster-celery's factories of the tasks that execute and resume a run."""
+    from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+
+    return create_execute_job_task, create_resume_job_task
+
+
+def mark_task_failed(task: Any, error: BaseException) -> None:
+    """Record a Celery task as failed in its result backend (a dead worker cannot)."""
+    task.backend.mark_as_failure(task.id, error)

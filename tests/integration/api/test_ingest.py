@@ -1,0 +1,128 @@
+"""POST /v1/ingest against a real S3 server: what lands, and every refusal."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from lakehouse.ingest.log import read_receipt
+from lakehouse.settings import Settings, get_settings
+from lakehouse.store import ObjectStore
+from lakehouse.store.layout import LANDING, LOG
+
+pytestmark = pytest.mark.integration
+
+
+def stored_keys(store: ObjectStore) -> list[str]:
+    return sorted([*store.list_keys(LANDING), *store.list_keys(LOG)])
+
+
+def test_raw_body_lands_and_is_committed_to_the_log(client: TestClient, store: ObjectStore) -> None:
+    body = b"id,name\n1,Ann\n2,Bo\n"
+    response = client.post("/v1/ingest?name=people", content=body)
+    assert response.status_code == 202, response.text
+    receipt = response.json()
+    assert receipt["dataset"] == "people"
+    assert (receipt["status"], receipt["seq"]) == ("queued", 1)
+    assert receipt["bytes"] == len(body)
+    assert [(c["name"], c["type"]) for c in receipt["inferred_schema"]["columns"]] == [
+        ("id", "BIGINT"),
+        ("name", "VARCHAR"),
+    ]
+    landing = f"landing/people/{receipt['ingest_id']}.csv"
+    assert store.client.get_object(Bucket=store.bucket, Key=landing)["Body"].read() == body
+    [entry] = list(store.list_keys(LOG))
+    assert entry == "log/people/000000000001.json"
+    record = read_receipt(store, receipt["ingest_id"])
+    assert record.ingest_id == receipt["ingest_id"]
+    assert record.csv_schema.fingerprint == receipt["inferred_schema"]["fingerprint"]
+
+
+def test_multipart_field_file_lands(client: TestClient, store: ObjectStore) -> None:
+    response = client.post(
+        "/v1/ingest?name=people", files={"file": ("people.csv", b"a\n1\n", "text/csv")}
+    )
+    assert response.status_code == 202, response.text
+    key = f"landing/people/{response.json()['ingest_id']}.csv"
+    assert store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read() == b"a\n1\n"
+
+
+def test_a_body_larger_than_a_part_streams_in_parts(settings: Settings, store: ObjectStore) -> None:
+    small_parts = settings.model_copy(update={"ingest_part_bytes": 5 * 1024 * 1024})
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: small_parts
+    body = b"n,text\n" + b"".join(b"%d,row number %d\n" % (i, i) for i in range(700_000))
+    assert len(body) > 2 * small_parts.ingest_part_bytes
+    with TestClient(app) as client:
+        response = client.post("/v1/ingest?name=big", content=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["bytes"] == len(body)
+    assert response.json()["sha256"] == hashlib.sha256(body).hexdigest()
+    key = f"landing/big/{response.json()['ingest_id']}.csv"
+    head = store.client.head_object(Bucket=store.bucket, Key=key)
+    assert head["ContentLength"] == len(body)
+    assert head["ETag"].strip('"').endswith("-3")  # three multipart parts
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("Workers-2024", "workers_2024"), ("1st", "d_1st"), ("a" * 70, "a" * 63)],
+)
+def test_invalid_dataset_name_is_422_with_a_suggestion(
+    client: TestClient, store: ObjectStore, name: str, suggestion: str
+) -> None:
+    response = client.post("/v1/ingest", params={"name": name}, content=b"a\n1\n")
+    assert response.status_code == 422
+    assert response.json()["detail"]["suggested_name"] == suggestion
+    assert "invalid dataset name" in response.json()["detail"]["message"]
+    assert stored_keys(store) == []
+
+
+def test_missing_name_is_422(client: TestClient) -> None:
+    response = client.post("/v1/ingest", content=b"a\n1\n")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "name"]
+
+
+def test_empty_body_is_400_and_stores_nothing(client: TestClient, store: ObjectStore) -> None:
+    response = client.post("/v1/ingest?name=people", content=b"")
+    assert response.status_code == 400
+    assert "empty" in response.json()["detail"]
+    assert stored_keys(store) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00", gzip.compress(b"a\n1\n"), b"id\n\xff\xfe\n"],
+    ids=["png", "gzip-without-content-encoding", "latin1-bytes"],
+)
+def test_binary_body_is_400_and_stores_nothing(
+    client: TestClient, store: ObjectStore, body: bytes
+) -> None:
+    response = client.post("/v1/ingest?name=people", content=body)
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["detail"] or "not text" in response.json()["detail"]
+    assert stored_keys(store) == []
+
+
+def test_multipart_without_a_file_field_is_400(client: TestClient, store: ObjectStore) -> None:
+    response = client.post("/v1/ingest?name=people", files={"data": ("x.csv", b"a\n1\n")})
+    assert response.status_code == 400
+    assert "'file'" in response.json()["detail"]
+    assert stored_keys(store) == []
+
+
+def test_wrong_s3_keys_make_ingest_503_not_500(settings: Settings, store: ObjectStore) -> None:
+    wrong = settings.model_copy(update={"s3_secret_key": "not-the-secret"})
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: wrong
+    with TestClient(app) as client:
+        response = client.post("/v1/ingest?name=people", content=b"a\n1\n")
+    assert response.status_code == 503
+    assert "object store refused" in response.json()["detail"]
+    assert "retry" in response.json()["detail"]
+    assert stored_keys(store) == []

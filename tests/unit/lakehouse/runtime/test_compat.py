@@ -1,0 +1,56 @@
+"""Contract tests of the Dagster and Celery behaviour `lakehouse.runtime.compat` relies on
+that is not public API: each fails loudly, naming what changed, when an upgrade changes it.
+(They read Dagster's private modules on purpose: that is what they guard.)"""
+
+from __future__ import annotations
+
+import inspect
+
+import dagster as dg
+from billiard.exceptions import WorkerLostError
+from celery import Celery
+
+from lakehouse.runtime import compat
+
+
+def test_the_daemons_queue_thread_is_named_so() -> None:
+    from dagster._daemon import controller
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+        QueuedRunCoordinatorDaemon,
+    )
+
+    # The controller names each daemon's thread after its type; the coordinator paces the
+    # one whose name is this, and no other thread.
+    assert 'name=f"dagster-daemon-{daemon_type}"' in inspect.getsource(controller)
+    expected = f"dagster-daemon-{QueuedRunCoordinatorDaemon.daemon_type()}"
+    assert expected == compat.DAEMON_QUEUE_THREAD
+
+
+def test_daemon_heartbeats_are_read_so() -> None:
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dict(compat.daemon_heartbeats(instance)) == {}
+
+
+def test_dagster_celerys_task_factories_and_tag_exist() -> None:
+    from dagster_celery.launcher import CeleryRunLauncher
+
+    assert compat.celery_task_id_tag() == "dagster-celery/task_id"
+    # The launcher records the task under that tag.
+    assert "DAGSTER_CELERY_TASK_ID_TAG" in inspect.getsource(inspect.getmodule(CeleryRunLauncher))
+    execute, resume = compat.celery_job_tasks()
+    app = Celery("compat", broker="memory://", backend="cache+memory://")
+    assert execute(app).name == "execute_job" and resume(app).name == "resume_job"
+
+
+def test_a_celery_backend_marks_a_task_failed() -> None:
+    app = Celery("compat", broker="memory://", backend="cache+memory://")
+    task = app.AsyncResult("a-task-id")
+    compat.mark_task_failed(task, WorkerLostError("gone"))
+    assert task.state == "FAILURE" and isinstance(task.result, WorkerLostError)
+
+
+def test_a_closed_port_is_no_serving_code_server() -> None:
+    from devstack.ports import free_port
+
+    # (The serving case runs a real code server: tests/integration/lakehouse/runtime.)
+    assert compat.code_server_serving("127.0.0.1", free_port(), timeout=0.5) is False
