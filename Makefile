@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CADDY := $(VENV)/tools/caddy
 
 .PHONY: up test test-fast install check bench docs clean
 
@@ -21,13 +22,23 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-install: $(STAMP)
+install: $(STAMP) $(CADDY)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Caddy, the reverse proxy docs/Caddyfile configures for the Dagster UI (the tests run it):
+# Debian's package, unpacked into the venv (no service installed or started).
+$(CADDY):
+	mkdir -p $(VENV)/tools/deb
+	cd $(VENV)/tools/deb && (apt-get download caddy >/dev/null || { echo \
+	  "could not download Debian's caddy package: run 'apt-get update' as root and retry"; \
+	  exit 1; }) && dpkg -x caddy_*.deb unpacked
+	cp $(VENV)/tools/deb/unpacked/usr/bin/caddy $(CADDY)
+	rm -rf $(VENV)/tools/deb
 
 # Full benchmark on the real stack (~30 min, half of it the 1,000-object Iceberg figure):
 # writes docs/BENCHMARKS.md. `python -m bench.run --only <figures>` measures single figures.

@@ -1,6 +1,6 @@
 """The product's errors (`lakehouse.errors`) as HTTP answers, mapped once for every route:
 a status by kind, the error's own `detail` (what was wrong and what to do), and
-`Retry-After` where trying again later may work."""
+`Retry-After` where trying again later may work (`WWW-Authenticate` on a 401)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from fastapi.responses import JSONResponse
 
 from api.query.engine import QueryTimeout
 from api.upload.streams import TooLarge
-from lakehouse.errors import Conflict, InvalidInput, LakehouseError, NotFound, Unavailable
+from lakehouse.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    LakehouseError,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from lakehouse.names import InvalidName
 from lakehouse.store.layout import InvalidIngestId
 
@@ -19,6 +27,8 @@ STATUS: dict[type[LakehouseError], int] = {
     InvalidName: status.HTTP_422_UNPROCESSABLE_CONTENT,
     InvalidIngestId: status.HTTP_422_UNPROCESSABLE_CONTENT,
     TooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
+    Unauthenticated: status.HTTP_401_UNAUTHORIZED,
+    Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -34,5 +44,7 @@ def register(app: FastAPI) -> None:
 async def _answer(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LakehouseError)
     code = next(STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"detail": exc.detail()}, status_code=code, headers=headers)

@@ -1,4 +1,5 @@
-"""The FastAPI app: routers under /v1, health at /health."""
+"""The FastAPI app: routers under /v1 (each request with a token, and audited), health at
+/health."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import dagster as dg
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.deps import close_engines, get_engine
-from api.routes import catalog, health, ingest, sql
+from api.audit import AuditLog, AuditMiddleware
+from api.auth import authenticate
+from api.deps import close_engines, get_engine, get_store
+from api.routes import catalog, health, ingest, sql, tokens
 from api.upload.slots import UploadSlots
 from lakehouse.settings import get_settings
 
@@ -23,6 +26,10 @@ log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Start the query processes now (about a second) rather than in the first query.
     settings = app.dependency_overrides.get(get_settings, get_settings)()
+    settings.refuse_example_secrets()
+    app.state.audit = AuditLog(
+        get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
+    )
     if settings.sql_prewarm and settings.resolved_dagster_home.is_dir():
         try:
             await run_in_threadpool(get_engine, settings)
@@ -31,6 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.exception("the query engine did not start")
     yield
     close_engines()  # the query processes would exit with us anyway; this is tidier
+    await run_in_threadpool(app.state.audit.close)  # its last records
 
 
 def create_app() -> FastAPI:
@@ -40,11 +48,14 @@ def create_app() -> FastAPI:
         description="Drop CSV files, query them as Parquet datasets with SQL.",
         version="0.1.0",
     )
-    v1 = APIRouter(prefix="/v1")
-    for module in (ingest, sql, catalog):
+    # Every /v1 route names its caller (401 without a live token); each checks what the
+    # caller may do where it knows the dataset.
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
+    for module in (ingest, sql, catalog, tokens):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.add_middleware(AuditMiddleware)
     errors.register(app)
     app.state.upload_slots = UploadSlots()
     return app

@@ -71,7 +71,8 @@ def commit_share(stack: Stack, report: Report, size: IcebergSize, workdir: Path)
     ]
     api = stack.api_url
     totals: list[float] = []
-    with httpx.Client(timeout=900) as http:
+    auth = {"authorization": f"Bearer {stack.admin_token}"}
+    with httpx.Client(timeout=900, headers=auth) as http:
         for i, csv in enumerate(files, start=1):
             started = time.perf_counter()
             response = http.post(

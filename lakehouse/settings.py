@@ -10,10 +10,18 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lakehouse.state_secrets import (
+    EXAMPLE_SECRETS,
+    GENERATED_SECRETS,
+    LOOPBACK,
+    ensure_generated_secrets,
+    read_generated_secrets,
+)
 
 
 class S3Config(BaseModel, frozen=True):
@@ -43,7 +51,11 @@ class _Storage(BaseModel):
     s3_bucket: str = Field("lakehouse", description="Bucket holding landing files and datasets.")
     s3_region: str = Field("us-east-1", description="Region sent when signing requests.")
     s3_access_key: str = Field("lakehouse", description="Read-write access key.")
-    s3_secret_key: str = Field("lakehouse-secret-key", description="Read-write secret key.")
+    s3_secret_key: str = Field(
+        "",
+        description="Read-write secret key; empty: the one generated at first start in "
+        "<state_dir>/secrets.json.",
+    )
     s3_url_style: Literal["path", "vhost"] = Field(
         "path", description="'path' for MinIO/SeaweedFS, 'vhost' for AWS virtual hosts."
     )
@@ -52,7 +64,9 @@ class _Storage(BaseModel):
         description="Key the SQL engine reads with: read-only on datasets/ (empty: the "
         "read-write key).",
     )
-    s3_query_secret_key: str = Field("lakehouse-query-secret-key", description="Its secret.")
+    s3_query_secret_key: str = Field(
+        "", description="Its secret; empty: generated at first start in <state_dir>/secrets.json."
+    )
 
     state_dir: Path = Field(
         Path(".lakehouse"), description="Local state: S3 server data, Dagster home, logs."
@@ -85,6 +99,11 @@ class _Processes(BaseModel):
         "", description="Celery result backend (run workers' task states); empty: broker_url."
     )
     broker_port: int = Field(6390, description="Port of the Redis `lakehouse up` starts.")
+    broker_password: str = Field(
+        "",
+        description="Password of the Redis `lakehouse up` starts; empty: generated at first "
+        "start in <state_dir>/secrets.json.",
+    )
     workers: int = Field(
         2,
         ge=0,
@@ -247,11 +266,66 @@ class _Sql(BaseModel):
     duckdb_threads: int = Field(2, ge=1, description="DuckDB threads per process.")
 
 
+class _Access(BaseModel):
+    """Who may do what: tokens, and the audit trail of what they did."""
+
+    token_cache_seconds: float = Field(
+        2,
+        ge=0,
+        le=5,
+        description="How long an API process trusts what it last read about a token: a "
+        "revoked token stops working on every API process within this many seconds.",
+    )
+    audit_flush_seconds: float = Field(
+        1,
+        gt=0,
+        description="An API process writes its audit records to the store at least this "
+        "often (and whenever audit_batch_records are waiting): a crash loses at most that.",
+    )
+    audit_batch_records: int = Field(
+        500, ge=1, description="Audit records an API process writes as one object at most."
+    )
+
+
 # The groups in reverse: pydantic lists the fields of the last base first.
-class Settings(_Sql, _Ingest, _Processes, _Storage, BaseSettings):
+class Settings(_Access, _Sql, _Ingest, _Processes, _Storage, BaseSettings):
     """Every setting, each read from its `LAKEHOUSE_*` variable (docs/CONFIGURATION.md)."""
 
     model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
+
+    @model_validator(mode="after")
+    def _fill_generated_secrets(self) -> Settings:
+        """Secrets left empty take the values generated for this state directory."""
+        missing = [name for name in GENERATED_SECRETS if not getattr(self, name)]
+        if missing:
+            stored = read_generated_secrets(self.state_dir)
+            for name in missing:
+                if stored.get(name):
+                    setattr(self, name, stored[name])
+        return self
+
+    def with_generated_secrets(self) -> Settings:
+        """These settings, with the secrets still empty generated (once per state directory,
+        kept in <state_dir>/secrets.json, readable by its owner only)."""
+        missing = [name for name in GENERATED_SECRETS if not getattr(self, name)]
+        if not missing:
+            return self
+        stored = ensure_generated_secrets(self.state_dir)
+        return self.model_copy(update={name: stored[name] for name in missing})
+
+    def refuse_example_secrets(self) -> None:
+        """Refuse the example secrets earlier versions printed, unless every address this
+        deployment serves or uses is loopback."""
+        used = [n for n in GENERATED_SECRETS if getattr(self, n) in EXAMPLE_SECRETS]
+        hosts = [self.api_host, urlsplit(self.s3_endpoint).hostname or ""]
+        exposed = [h for h in hosts if h not in LOOPBACK]
+        if used and exposed:
+            variables = ", ".join(f"LAKEHOUSE_{n.upper()}" for n in used)
+            raise ValueError(
+                f"{variables} hold the well-known example secret from earlier READMEs while "
+                f"this deployment is reachable beyond loopback ({', '.join(exposed)}): set "
+                "secrets of your own, or leave them empty to have them generated"
+            )
 
     def s3(self) -> S3Config:
         return S3Config(
@@ -273,7 +347,10 @@ class Settings(_Sql, _Ingest, _Processes, _Storage, BaseSettings):
 
     @property
     def resolved_broker_url(self) -> str:
-        return self.broker_url or f"redis://127.0.0.1:{self.broker_port}/0"
+        if self.broker_url:
+            return self.broker_url
+        auth = f":{quote(self.broker_password, safe='')}@" if self.broker_password else ""
+        return f"redis://{auth}127.0.0.1:{self.broker_port}/0"
 
     @property
     def resolved_backend_url(self) -> str:

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
@@ -22,25 +20,19 @@ from devstack.processes import StackError, StartInterrupted
 from devstack.sample_data import write_sample_csv
 from devstack.stack import STOP_GRACE_SECONDS, Stack
 from lakehouse.settings import get_settings
+from lakehouse_cli.client import api_option, console, fail, request
 from lakehouse_cli.config_docs import render as render_config_docs
+from lakehouse_cli.tokens import token
 
-console = Console()
 CHUNK = 1024 * 1024
-
-
-def default_api() -> str:
-    settings = get_settings()
-    return f"http://{settings.api_host}:{settings.api_port}"
-
-
-api_option = click.option(
-    "--api", default=default_api, show_default="from LAKEHOUSE_API_HOST/PORT", help="API URL."
-)
 
 
 @click.group()
 def main() -> None:
     """Lakehouse: CSV over HTTP -> Dagster assets as Parquet in S3 -> SQL with DuckDB."""
+
+
+main.add_command(token)
 
 
 @main.command()
@@ -88,6 +80,7 @@ def _print_addresses(stack: Stack) -> None:
         console.print(f"  Dagster UI {stack.webserver_url}")
     console.print(f"  S3         {settings.s3_endpoint}  bucket {settings.s3_bucket}")
     console.print(f"  logs       {stack.state_dir / 'logs'}")
+    console.print(f"  admin token in {stack.admin_token_file} (the `lakehouse` commands use it)")
     console.print("Ctrl-C stops everything.")
 
 
@@ -184,11 +177,11 @@ def ingest(file: Path, name: str, mode: str, wait: bool, api: str, **dialect: An
 
         params = {"name": name, "mode": mode, **({"wait": "true"} if wait else {})}
         params |= _dialect_params(**dialect)
-        response = _request("POST", f"{api}/v1/ingest", params=params, content=chunks(),
+        response = request("POST", f"{api}/v1/ingest", params=params, content=chunks(),
                             headers=headers)  # fmt: skip
     body = response.json()
     if response.status_code >= 400:
-        _fail(response)
+        fail(response)
     _print_ingest(body)
 
 
@@ -202,9 +195,9 @@ def sql(query: str, fmt: str, max_rows: int | None, api: str) -> None:
     payload: dict[str, Any] = {"sql": query}
     if max_rows:
         payload["max_rows"] = max_rows
-    response = _request("POST", f"{api}/v1/sql", json=payload)
+    response = request("POST", f"{api}/v1/sql", json=payload)
     if response.status_code >= 400:
-        _fail(response)
+        fail(response)
     answer = response.json()
     names = [c["name"] for c in answer["columns"]]
     if fmt == "json":
@@ -227,9 +220,9 @@ def sql(query: str, fmt: str, max_rows: int | None, api: str) -> None:
 @api_option
 def catalog(name: str | None, api: str) -> None:
     """List the datasets, or show dataset NAME's manifest."""
-    response = _request("GET", f"{api}/v1/catalog" + (f"/{name}" if name else ""))
+    response = request("GET", f"{api}/v1/catalog" + (f"/{name}" if name else ""))
     if response.status_code >= 400:
-        _fail(response)
+        fail(response)
     if name:
         manifest = response.json()
         console.print(f"[bold]{name}[/] v{manifest['version']}: {manifest['row_count']} rows, "
@@ -256,19 +249,6 @@ def _dialect_params(
     if nulls:
         params["null"] = list(nulls)
     return params
-
-
-def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    try:
-        return httpx.request(method, url, timeout=None, **kwargs)
-    except httpx.ConnectError as exc:
-        raise click.ClickException(f"cannot reach the API at {url}: is `make up` running?") from exc
-
-
-def _fail(response: httpx.Response) -> None:
-    detail = response.json().get("detail")
-    text = detail if isinstance(detail, str) else json.dumps(detail, indent=2)
-    raise click.ClickException(f"{response.status_code}: {text}")
 
 
 def _print_ingest(body: dict[str, Any]) -> None:

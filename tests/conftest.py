@@ -60,9 +60,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         s3_access_key="test-access",
         s3_secret_key="test-secret-key",
     )
-    stack = Stack(settings, with_webserver=False)
+    stack = Stack(settings, with_webserver=False)  # generates the read-only key's secret
     stack.start_s3()
-    yield settings
+    yield stack.settings
     stack.stop()
 
 

@@ -10,7 +10,7 @@ from lakehouse.ingest.records import IngestRecord, Mode
 from lakehouse.publish.catalog import latest_manifest
 from lakehouse.runs import DATASETS_PARTITIONS, DatasetConfig
 from lakehouse.settings import Settings
-from lakehouse.store import ObjectStore
+from lakehouse.store import ObjectStore, layout
 from lakehouse_assets.assets import dataset as dataset_asset
 from lakehouse_assets.resources import build_resources
 
@@ -74,3 +74,8 @@ def run_dataset(
         run_config=dg.RunConfig(ops={"dataset": config or DatasetConfig()}),
         raise_on_error=raise_on_error,
     )
+
+
+def data_keys(store: ObjectStore) -> list[str]:
+    """Every key in the bucket but the audit trail's (which records refusals too)."""
+    return sorted(k for k in store.list_keys("") if not k.startswith(layout.AUDIT))

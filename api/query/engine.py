@@ -97,7 +97,8 @@ class Running:
     _release: Callable[[bool], None]
     _done: bool = field(default=False)
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self, outcome: dict[str, Any] | None = None) -> Iterator[bytes]:
+        """The answer's chunks; at the end, `outcome["rows"]` is how many rows it held."""
         try:
             yield self.first
             while not self._done:
@@ -105,6 +106,8 @@ class Running:
                 if message[0] == "chunk":
                     yield message[1]
                 else:  # "end": any notice is already in the last chunk
+                    if outcome is not None:
+                        outcome["rows"] = message[1].get("rows")
                     self._finish(healthy=True)
         except ProcessFailed:
             # The answer cannot be finished well-formed; the process is already gone.

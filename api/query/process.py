@@ -12,7 +12,7 @@ answering. Each API process keeps `sql_max_concurrent` of these (`api.query.proc
 Started as `python -m api.query.process <fd>`, it talks over the socket `fd` with
 `multiprocessing.connection` messages (pickled tuples):
 
-    API -> here:  {"settings": JSON, "readable": the datasets' URL}, then one `Job` per query
+    API -> here:  {"sandbox": `SandboxConfig` JSON}, then one `Job` per query
     here -> API:  ("ready", info)
                   per job: ("columns", [{"name", "type"}]), ("chunk", bytes)...,
                   ("end", info), or ("error", kind, message, info) at any point before
@@ -46,8 +46,14 @@ from api.query.formats import (
     ndjson_notice,
     pieces,
 )
-from api.query.sandbox import Watchdog, classify, limit_address_space, open_database, resident_bytes
-from lakehouse.settings import Settings
+from api.query.sandbox import (
+    SandboxConfig,
+    Watchdog,
+    classify,
+    limit_address_space,
+    open_database,
+    resident_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -274,9 +280,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(int(sys.argv[1]))
     start = conn.recv()
-    settings = Settings.model_validate_json(start["settings"])
-    con = open_database(settings, start["readable"])
-    limit_address_space(settings.sql_process_memory_mb)
+    config = SandboxConfig.model_validate_json(start["sandbox"])
+    con = open_database(config)
+    limit_address_space(config.headroom_mb)
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         QueryServer(conn, con).serve()  # ends when the API process goes away
 

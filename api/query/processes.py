@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from api.query.process import Job
+from api.query.sandbox import SandboxConfig
 from lakehouse.errors import Unavailable
 from lakehouse.settings import Settings
-from lakehouse.store.layout import datasets_url
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ RECYCLE_GROWTH_BYTES = 256 * 1024 * 1024
 # not answered this long after.
 KILL_GRACE_SECONDS = 10
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[2])  # the project, for the child
+INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "HOME")
 
 
 class QueryBusy(Unavailable):
@@ -56,10 +57,12 @@ class ProcessFailed(RuntimeError):
 class QueryProcess:
     def __init__(self, settings: Settings) -> None:
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
+        # Only what Python needs to start: none of the API's environment (it may hold the
+        # read-write key, the broker's and the database's passwords).
+        env = {name: os.environ[name] for name in INHERITED if name in os.environ}
         # The same code as this process, wherever it was imported from.
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_SOURCE_ROOT, env.get("PYTHONPATH", "")) if p
+            p for p in (_SOURCE_ROOT, os.environ.get("PYTHONPATH", "")) if p
         )
         with theirs:
             self.popen = subprocess.Popen(
@@ -72,9 +75,9 @@ class QueryProcess:
         self._closing = threading.Lock()
         self._inbox: deque[tuple[Any, ...]] = deque()
         self.rss = self.started_rss = 0
-        # Over the socket, not argv or the environment: the settings hold the S3 keys.
-        readable = datasets_url(settings.s3_bucket)
-        self.send({"settings": settings.model_dump_json(), "readable": readable})
+        # Over the socket, not argv or the environment (others may read those): the
+        # read-only key and the limits, nothing else.
+        self.send({"sandbox": SandboxConfig.of(settings).model_dump_json()})
 
     def ready(self) -> QueryProcess:
         """Wait until it has started (ProcessFailed if it does not)."""

@@ -11,32 +11,60 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
+from pydantic import BaseModel
 
 from lakehouse.duck import attach_s3, connection_config, sql_string
-from lakehouse.settings import Settings
+from lakehouse.settings import S3Config, Settings
+from lakehouse.store.layout import datasets_url
 
 log = logging.getLogger(__name__)
 
 
-def open_database(settings: Settings, readable: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that reads below the URL `readable` and nothing else.
+class SandboxConfig(BaseModel, frozen=True):
+    """All a query process is told: the read-only key and its limits. Never the settings
+    (they hold the read-write key, the broker's and the database's passwords)."""
+
+    s3: S3Config  # with the read-only query key
+    readable: str  # the URL below which it may read: the datasets
+    memory_limit: str
+    threads: int
+    spill_dir: Path
+    spill_mb: int
+    headroom_mb: int  # address space beyond its size after start-up
+
+    @classmethod
+    def of(cls, settings: Settings) -> SandboxConfig:
+        return cls(
+            s3=settings.query_s3(),
+            readable=datasets_url(settings.s3_bucket),
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads,
+            spill_dir=(settings.state_dir / "query-spill").absolute(),
+            spill_mb=settings.sql_max_spill_mb,
+            headroom_mb=settings.sql_process_memory_mb,
+        )
+
+
+def open_database(config: SandboxConfig) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that reads below the URL `config.readable` and nothing else.
 
     Plain `duckdb.connect` rather than dagster-duckdb's resource: this process must not
     import Dagster (it would triple its size, times every query process)."""
-    config = connection_config(settings.duckdb_memory_limit, settings.duckdb_threads)
+    options = connection_config(config.memory_limit, config.threads)
     # No Python variable of this process is ever a table.
-    config["python_enable_replacements"] = False
+    options["python_enable_replacements"] = False
     # Spill files of its own (DuckDB names them alike in every process), bounded in size.
-    spill = (settings.state_dir / "query-spill" / str(os.getpid())).absolute()
+    spill = config.spill_dir / str(os.getpid())
     shutil.rmtree(spill, ignore_errors=True)  # left by a killed process of the same pid
     spill.mkdir(parents=True)
-    config["temp_directory"] = str(spill)
-    config["max_temp_directory_size"] = f"{settings.sql_max_spill_mb}MiB"
-    con = duckdb.connect(":memory:", config=config)
-    attach_s3(con, settings.query_s3())
-    con.execute(f"SET allowed_directories = [{sql_string(readable)}]")
+    options["temp_directory"] = str(spill)
+    options["max_temp_directory_size"] = f"{config.spill_mb}MiB"
+    con = duckdb.connect(":memory:", config=options)
+    attach_s3(con, config.s3)
+    con.execute(f"SET allowed_directories = [{sql_string(config.readable)}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con

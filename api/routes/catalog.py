@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from api.auth import PrincipalDep
 from api.deps import InstanceDep
+from lakehouse.auth.grants import Privilege
 from lakehouse.errors import NotFound
 from lakehouse.manifest import Manifest
 from lakehouse.names import validate_name
@@ -45,17 +47,19 @@ class VersionHistory(BaseModel):
 
 
 @router.get("")
-def list_datasets(instance: InstanceDep) -> CatalogListing:
-    """Every dataset with its current version and row count."""
+def list_datasets(instance: InstanceDep, principal: PrincipalDep) -> CatalogListing:
+    """Every dataset the token is granted, with its current version and row count."""
+    manifests = latest_manifests(instance).values()
     return CatalogListing(
-        datasets=[DatasetSummary(**m.model_dump()) for m in latest_manifests(instance).values()]
+        datasets=[DatasetSummary(**m.model_dump()) for m in manifests if principal.granted(m.name)]
     )
 
 
 @router.get("/{name}")
-def get_dataset(name: str, instance: InstanceDep) -> Manifest:
+def get_dataset(name: str, instance: InstanceDep, principal: PrincipalDep) -> Manifest:
     """The dataset's manifest: its latest materialization's metadata."""
-    manifest = latest_manifest(instance, validate_name(name))
+    principal.require(Privilege.READ, validate_name(name))
+    manifest = latest_manifest(instance, name)
     if manifest is None:
         raise _not_found(name)
     return manifest
@@ -65,11 +69,13 @@ def get_dataset(name: str, instance: InstanceDep) -> Manifest:
 def get_versions(
     name: str,
     instance: InstanceDep,
+    principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> VersionHistory:
     """The dataset's versions, newest first, a page at a time (`next_cursor`)."""
-    versions, next_cursor = manifest_history(instance, validate_name(name), limit, cursor)
+    principal.require(Privilege.READ, validate_name(name))
+    versions, next_cursor = manifest_history(instance, name, limit, cursor)
     if not versions and cursor is None:
         raise _not_found(name)
     return VersionHistory(name=name, versions=versions, next_cursor=next_cursor)

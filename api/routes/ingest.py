@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
+from api.auth import PrincipalDep
 from api.deps import InstanceDep, SettingsDep, StoreDep
-from api.upload.params import UploadParamsDep
+from api.upload.params import PermittedUploadDep
 from api.upload.receipts import IngestAnswer, answer
 from api.upload.service import upload
 from api.upload.slots import UploadSlotDep
@@ -23,6 +24,11 @@ router = APIRouter(prefix="/ingest", tags=["ingest"])
         400: {
             "description": "Empty, not UTF-8 CSV text, no header on line 1, mixed line ends, "
             "broken gzip or malformed multipart."
+        },
+        401: {"description": "No token, or one unknown, expired or revoked."},
+        403: {
+            "description": "The token may not write this dataset, or not in this mode; or a "
+            "web page's upload of another content type than CSV, gzip or multipart."
         },
         409: {"description": "Columns differ from the dataset's; the diff says how."},
         413: {"description": "Larger than the upload limit (after decompression)."},
@@ -48,7 +54,7 @@ router = APIRouter(prefix="/ingest", tags=["ingest"])
 async def ingest(
     request: Request,
     response: Response,
-    params: UploadParamsDep,
+    params: PermittedUploadDep,
     slot: UploadSlotDep,
     settings: SettingsDep,
     store: StoreDep,
@@ -67,9 +73,12 @@ async def ingest(
 
 
 @router.get("/{ingest_id}")
-def get_ingest(ingest_id: str, store: StoreDep, instance: InstanceDep) -> IngestAnswer:
+def get_ingest(
+    ingest_id: str, store: StoreDep, instance: InstanceDep, principal: PrincipalDep
+) -> IngestAnswer:
     """Where an ingest stands: landed, queued, running, materialized (with the dataset
     version it produced) or failed (with the reason, and bad rows with line numbers). 404
-    for an unknown id, 422 for a malformed one."""
-    record = read_receipt(store, ingest_id)
+    for an unknown id or one of a dataset the token is not granted, 422 for a malformed
+    one."""
+    record = read_receipt(store, ingest_id, visible=principal.granted)
     return answer(record, ingest_status(instance, store, record))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import PrincipalDep
 from api.deps import EngineDep, SettingsDep
 from api.query.formats import MEDIA_TYPES, format_for
 from api.query.guard import MAX_SQL_CHARS
@@ -55,14 +56,18 @@ class SqlAnswer(BaseModel):
             "description": "Refused statement, syntax error, unknown dataset or column, "
             "or a query that needed more memory than one query may use."
         },
+        401: {"description": "No token, or one unknown, expired or revoked."},
+        403: {"description": "A dataset outside the token's grants (exists or not)."},
         503: {"description": "Every query slot of this API process is busy (Retry-After)."},
         504: {"description": "The query ran past the time limit and was stopped."},
     },
 )
 async def run_sql(
     body: SqlRequest,
+    request: Request,
     engine: EngineDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     format: Annotated[
         str | None, Query(description="json (default), csv, ndjson, arrow or parquet")
     ] = None,
@@ -78,12 +83,18 @@ async def run_sql(
             detail=f"unknown format {format!r}: use one of {', '.join(MEDIA_TYPES)}",
         )
     max_rows = min(body.max_rows or settings.sql_default_rows, settings.sql_max_rows)
+    audit = request.state.audit
+    audit["sql_text"] = body.sql
     if fmt == "json":
-        result = await run_in_threadpool(engine.execute, body.sql, max_rows, body.as_of)
+        result = await run_in_threadpool(
+            engine.execute, body.sql, max_rows, body.as_of, None, principal
+        )
+        audit.update(datasets=list(result.datasets), rows=result.row_count)
         return Response(result.body(), media_type=MEDIA_TYPES["json"])
-    running = await run_in_threadpool(engine.start, body.sql, body.as_of, fmt, max_rows)
+    running = await run_in_threadpool(engine.start, body.sql, body.as_of, fmt, max_rows, principal)
+    audit["datasets"] = list(running.datasets)
     return StreamingResponse(
-        running.chunks(),
+        running.chunks(audit),
         media_type=MEDIA_TYPES[fmt],
         headers={
             "X-Lakehouse-Datasets": json.dumps(running.datasets),

@@ -7,9 +7,12 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, status
+from fastapi import Depends, HTTPException, Query, Request, status
 
+from api.auth import PrincipalDep
 from api.deps import SettingsDep
+from lakehouse.auth.grants import Privilege
+from lakehouse.errors import Forbidden
 from lakehouse.formats.csv.options import CsvOptions, InvalidOption
 from lakehouse.ingest.records import Mode
 from lakehouse.names import validate_name
@@ -84,6 +87,33 @@ def upload_params(
 
 
 UploadParamsDep = Annotated[UploadParams, Depends(upload_params)]
+
+# What a cross-site page may upload is limited to what no form or fetch without CORS sends:
+# with an Origin (a browser), only these content types.
+BROWSER_CONTENT_TYPES = ("text/csv", "application/gzip", "application/x-gzip", "multipart/")
+
+
+def permitted_upload(
+    request: Request, params: UploadParamsDep, principal: PrincipalDep
+) -> UploadParams:
+    """The upload's parameters once its token may make it: 403 for a dataset outside its
+    grants or a mode it may not use, and for a browser upload of another content type."""
+    audit = request.scope.get("state", {}).get("audit")
+    if audit is not None:  # what was asked, also when it is refused
+        audit.update(datasets=[params.name], mode=params.mode)
+    origin = request.headers.get("origin")
+    content_type = request.headers.get("content-type", "").lower()
+    if origin is not None and not content_type.startswith(BROWSER_CONTENT_TYPES):
+        raise Forbidden(
+            f"an upload from a web page (Origin {origin}) must be sent as text/csv, "
+            f"application/gzip or multipart/form-data, not {content_type or 'no content type'}"
+        )
+    needed = Privilege.REPLACE if params.mode == "replace" else Privilege.APPEND
+    principal.require(needed, params.name)
+    return params
+
+
+PermittedUploadDep = Annotated[UploadParams, Depends(permitted_upload)]
 
 
 def wait_seconds(wait: str | None, longest: float) -> float:

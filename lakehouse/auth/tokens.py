@@ -10,7 +10,9 @@ per name let a client rotate without a gap: create the second, switch, revoke th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import secrets
 import threading
@@ -227,3 +229,25 @@ def _token(row: Mapping[Any, Any]) -> Token:
 
 def _when(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+ADMIN_TOKEN_FILE = "admin-token"
+BOOTSTRAP_NAME = "local-admin"
+
+
+def ensure_admin_token(store: TokenStore, state_dir: Path) -> Path:
+    """The first admin token of a deployment, in <state_dir>/admin-token (its owner alone
+    may read it), where the `lakehouse` commands find it. Kept while it is live; a new
+    one when it was revoked or deleted."""
+    path = state_dir / ADMIN_TOKEN_FILE
+    if path.exists() and store.lookup(path.read_text().strip()).token is not None:
+        return path
+    with contextlib.suppress(NotFound):  # an earlier one, lost with its file
+        store.revoke(BOOTSTRAP_NAME)
+    _, secret = store.create(BOOTSTRAP_NAME, Role.ADMIN)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{ADMIN_TOKEN_FILE}.{os.getpid()}")
+    draft.touch(mode=0o600)
+    draft.write_text(secret + "\n")
+    draft.replace(path)
+    return path

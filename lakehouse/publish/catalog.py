@@ -11,7 +11,8 @@ instance, through its public API.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,8 @@ from lakehouse.manifest import Manifest
 from lakehouse.runs import DATASET_ASSET_KEY, DATASETS_PARTITIONS
 from lakehouse.store import ObjectStore, StoreUnavailable
 from lakehouse.store.layout import commit_key, commits_prefix
+
+log = logging.getLogger(__name__)
 
 HISTORY_PAGE = 100
 
@@ -62,7 +65,8 @@ def manifest_metadata(manifest: Manifest) -> dict[str, dg.MetadataValue]:
 
 
 def manifest_from_event(event: dg.EventLogEntry) -> Manifest:
-    """The manifest a materialization of the dataset asset carries."""
+    """The manifest a materialization of the dataset asset carries (ValueError, KeyError or
+    TypeError when it carries none that holds together)."""
     materialization = event.asset_materialization
     assert materialization is not None and materialization.partition is not None
     meta: dict[str, Any] = {k: v.value for k, v in materialization.metadata.items()}
@@ -92,6 +96,30 @@ def manifest_from_event(event: dg.EventLogEntry) -> Manifest:
     )
 
 
+def trusted_manifest(event: dg.EventLogEntry) -> Manifest | None:
+    """The manifest of a materialization the project's run path wrote, else None (and a
+    warning): one reported from outside a run (the UI's "Report materialization",
+    GraphQL's reportRunlessAssetEvents) or one whose metadata does not hold together never
+    becomes what a dataset is, and never fails a query."""
+    if not event.run_id:
+        log.warning("ignored a dataset materialization reported outside any run: %s", event)
+        return None
+    try:
+        return manifest_from_event(event)
+    except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as exc:
+        log.warning("ignored a malformed dataset materialization of run %s: %s", event.run_id, exc)
+        return None
+
+
+def _trusted(records: Iterable[dg.EventLogRecord]) -> list[Published]:
+    found = []
+    for record in records:
+        manifest = trusted_manifest(record.event_log_entry)
+        if manifest is not None:
+            found.append(Published(record.storage_id, manifest))
+    return found
+
+
 @dataclass(frozen=True)
 class Published:
     """A version as the catalog holds it: its manifest and its place in the event log."""
@@ -104,10 +132,17 @@ def latest_published(instance: dg.DagsterInstance) -> list[Published]:
     """Every dataset's latest version: one indexed read per dataset."""
     found = []
     for name in sorted(instance.get_dynamic_partitions(DATASETS_PARTITIONS)):
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]), limit=1
-        ).records
-        found += [Published(r.storage_id, manifest_from_event(r.event_log_entry)) for r in page]
+        cursor: str | None = None
+        while True:  # past untrusted events, which are rare: one page is the rule
+            page = instance.fetch_materializations(
+                dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]),
+                limit=1,
+                cursor=cursor,
+            )
+            if (trusted := _trusted(page.records)) or not page.has_more:
+                found += trusted
+                break
+            cursor = page.cursor
     return found
 
 
@@ -129,17 +164,18 @@ def published_since(
             cursor=cursor,
             ascending=True,
         )
-        found += [
-            Published(r.storage_id, manifest_from_event(r.event_log_entry)) for r in page.records
-        ]
+        found += _trusted(page.records)
         if not page.has_more:
             return found
         cursor = page.cursor
 
 
 def latest_manifest(instance: dg.DagsterInstance, name: str) -> Manifest | None:
-    history, _ = manifest_history(instance, name, limit=1)
-    return history[0] if history else None
+    cursor: str | None = None
+    while True:
+        history, cursor = manifest_history(instance, name, limit=1, cursor=cursor)
+        if history or cursor is None:
+            return history[0] if history else None
 
 
 class CurrentManifests:
@@ -182,7 +218,7 @@ def manifest_history(
         limit=limit,
         cursor=cursor,
     )
-    manifests = [manifest_from_event(r.event_log_entry) for r in page.records]
+    manifests = [p.manifest for p in _trusted(page.records)]
     return manifests, page.cursor if page.has_more else None
 
 

@@ -13,6 +13,31 @@ from devstack.ports import free_port
 from devstack.stack import Stack
 from lakehouse.settings import Settings
 
+# Each started stack's API URL -> its admin token, for `http`.
+_TOKENS: dict[str, str] = {}
+
+
+def _auth(url: str) -> dict[str, str]:
+    token = next((t for api, t in _TOKENS.items() if url.startswith(api + "/")), None)
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
+class _Http:
+    """httpx's request functions (`http.get`, `http.post`, `http.stream`...), sending the
+    admin token of the stack whose API the URL names (other URLs go as they are)."""
+
+    def __getattr__(self, method: str) -> Any:
+        send = getattr(httpx, method)
+
+        def call(*args: Any, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+            url = args[1] if method in ("stream", "request") else args[0]  # after the method
+            return send(*args, headers={**_auth(str(url)), **(headers or {})}, **kw)
+
+        return call
+
+
+http = _Http()
+
 
 def start_stack(state_dir: Path, *, webserver: bool = False, **settings: Any) -> Stack:
     stack = Stack(
@@ -29,6 +54,7 @@ def start_stack(state_dir: Path, *, webserver: bool = False, **settings: Any) ->
         with_webserver=webserver,
     )
     stack.start()
+    _TOKENS[stack.api_url] = stack.admin_token
     return stack
 
 
@@ -41,7 +67,7 @@ def file_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
 def wait_for_version(api: str, name: str, version: int, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = httpx.get(f"{api}/v1/catalog/{name}", timeout=10)
+        response = http.get(f"{api}/v1/catalog/{name}", timeout=10)
         if response.status_code == 200 and response.json()["version"] >= version:
             return response.json()
         time.sleep(0.5)
@@ -51,7 +77,7 @@ def wait_for_version(api: str, name: str, version: int, timeout: float = 180) ->
 def wait_for_ingest(api: str, ingest_id: str, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        receipt = httpx.get(f"{api}/v1/ingest/{ingest_id}", timeout=10).json()
+        receipt = http.get(f"{api}/v1/ingest/{ingest_id}", timeout=10).json()
         if receipt["status"] in {"materialized", "failed"}:
             return receipt
         time.sleep(0.5)
@@ -59,6 +85,6 @@ def wait_for_ingest(api: str, ingest_id: str, timeout: float = 180) -> dict:
 
 
 def sql_rows(api: str, query: str) -> list[dict]:
-    response = httpx.post(f"{api}/v1/sql", json={"sql": query}, timeout=60)
+    response = http.post(f"{api}/v1/sql", json={"sql": query}, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()["rows"]

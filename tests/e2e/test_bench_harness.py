@@ -30,6 +30,10 @@ FIGURES = [
     "run tier: 16 committed small files to 8 datasets, 2 run workers vs 1",
     "Iceberg commit per version, 5,000-row appends",
     "Iceberg commit of a 1-object append at 30 appended objects",
+    "/v1/sql count(*) median latency with a token",
+    "ingest acknowledgements/s with a token",
+    "audit trail: cost per request",
+    "a reader's 403 for a dataset outside its grants",
 ]
 
 

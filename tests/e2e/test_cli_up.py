@@ -4,8 +4,10 @@ running out of the terminal's reach."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -34,14 +36,15 @@ def stack_processes(state_dir: Path) -> list[psutil.Process]:
 def start_up(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     """`lakehouse up --no-webserver` on free ports; its process, state dir and log."""
     state_dir = tmp_path / "state"
-    env = {
-        **os.environ,
+    state_dir.mkdir()
+    ENVIRONMENTS[state_dir] = {
         "LAKEHOUSE_STATE_DIR": str(state_dir),
         "LAKEHOUSE_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "LAKEHOUSE_API_PORT": str(free_port()),
         "LAKEHOUSE_BROKER_PORT": str(free_port()),
         "LAKEHOUSE_WORKERS": "1",
     }
+    env = {**os.environ, **up_env(state_dir)}
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(
@@ -55,11 +58,63 @@ def start_up(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     return up, state_dir, log
 
 
+# Each started state directory's LAKEHOUSE_* variables, for the commands run beside it.
+ENVIRONMENTS: dict[Path, dict[str, str]] = {}
+
+
+def up_env(state_dir: Path) -> dict[str, str]:
+    return ENVIRONMENTS[state_dir]
+
+
 def wait_for(up: subprocess.Popen, log: Path, text: bytes, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while text not in log.read_bytes():
         assert up.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
+
+
+def cli(state_dir: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
+    """A `lakehouse` command as a person runs it beside `lakehouse up` (same environment)."""
+    env = {**os.environ, **up_env(state_dir)}
+    if token:
+        env["LAKEHOUSE_TOKEN"] = token
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "lakehouse"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_first_up_makes_secrets_and_an_admin_token_the_cli_finds(tmp_path: Path) -> None:
+    """Two commands and nothing else: `lakehouse up` generates the secrets and a first
+    admin token (owner-readable files, no well-known value), says where the token is, and
+    the `lakehouse` commands use it without being told; a reader token it creates is
+    refused what readers may not do."""
+    up, state_dir, log = start_up(tmp_path)
+    try:
+        wait_for(up, log, b"lakehouse is up", 180)
+        assert f"admin token in {state_dir / 'admin-token'}".encode() in log.read_bytes()
+        for name in ("admin-token", "secrets.json"):
+            assert stat.S_IMODE((state_dir / name).stat().st_mode) == 0o600, name
+        secrets = json.loads((state_dir / "secrets.json").read_text())
+        assert "lakehouse-secret-key" not in secrets.values()
+        answer = cli(state_dir, "sql", "SELECT 42 AS answer", "--format", "json")
+        assert answer.returncode == 0 and json.loads(answer.stdout) == [{"answer": 42}], answer
+        created = cli(state_dir, "token", "create", "analyst", "--role", "reader")
+        assert created.returncode == 0, created.stderr
+        reader = created.stdout.strip()
+        assert reader.startswith("lh_") and "shown this once" in created.stderr
+        assert cli(state_dir, "sql", "SELECT 1 AS one", token=reader).returncode == 0
+        refused = cli(state_dir, "token", "list", token=reader)
+        assert refused.returncode != 0 and "403" in refused.stderr, refused
+        listed = cli(state_dir, "token", "list")
+        assert "analyst" in listed.stdout and "local-admin" in listed.stdout, listed
+    finally:
+        os.killpg(up.pid, signal.SIGKILL)
+        for process in stack_processes(state_dir):
+            process.kill()
 
 
 def test_a_second_ctrl_c_while_stopping_leaves_no_process_behind(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import psutil
 import psycopg2
 import pytest
@@ -27,7 +26,7 @@ from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
 from devstack.stack import Stack
 from lakehouse.runs import PARTITION_TAG, active_run
-from tests.e2e.conftest import file_chunks, sql_rows, start_stack, wait_for_ingest
+from tests.e2e.conftest import file_chunks, http, sql_rows, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -92,7 +91,7 @@ def test_the_instance_lives_in_postgres(stack: Stack, postgres_url: str) -> None
 
 
 def test_ingest_and_query_on_postgres(stack: Stack, workers_csv: Path) -> None:
-    response = httpx.post(
+    response = http.post(
         f"{stack.api_url}/v1/ingest",
         params={"name": "workers_500k", "wait": "true"},
         content=file_chunks(workers_csv),
@@ -103,7 +102,7 @@ def test_ingest_and_query_on_postgres(stack: Stack, workers_csv: Path) -> None:
     assert sql_rows(stack.api_url, "SELECT count(*) FROM workers_500k") == [
         {"count_star()": 500_000}
     ]
-    catalog = httpx.get(f"{stack.api_url}/v1/catalog").json()["datasets"]
+    catalog = http.get(f"{stack.api_url}/v1/catalog").json()["datasets"]
     assert [(d["name"], d["row_count"]) for d in catalog] == [("workers_500k", 500_000)]
 
 
@@ -114,7 +113,7 @@ def test_runs_of_one_dataset_never_overlap(stack: Stack) -> None:
     def upload(i: int) -> str:
         body = b"n\n" + b"".join(b"%d\n" % (i * 10_000_000 + j) for j in range(300_000))
         while True:
-            response = httpx.post(
+            response = http.post(
                 f"{stack.api_url}/v1/ingest", params={"name": f"lane_{i % 2}"}, content=body
             )
             if response.status_code != 503:
@@ -253,7 +252,7 @@ def test_the_stack_stops_cleanly_with_a_worker_busy(stack: Stack, workers_csv: P
 
 def upload_until_running(stack: Stack, name: str, csv: Path) -> tuple[str, str]:
     """Upload `csv` to `name`; once its run is running: the ingest id and the run id."""
-    response = httpx.post(
+    response = http.post(
         f"{stack.api_url}/v1/ingest", params={"name": name}, content=file_chunks(csv), timeout=300
     )
     ingest_id = response.json()["ingest_id"]
@@ -271,7 +270,7 @@ def finished_run(instance: dg.DagsterInstance, run_id: str, timeout: float = 120
 
 def upload_numbers(stack: Stack, name: str, rows: int) -> dict:
     body = b"n\n" + b"".join(b"%d\n" % j for j in range(rows))
-    response = httpx.post(
+    response = http.post(
         f"{stack.api_url}/v1/ingest",
         params={"name": name, "wait": "true"},
         content=body,
@@ -302,7 +301,7 @@ def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int:
 def wait_for_status(api: str, ingest_id: str, status: str, timeout: float = 120) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        receipt = httpx.get(f"{api}/v1/ingest/{ingest_id}").json()
+        receipt = http.get(f"{api}/v1/ingest/{ingest_id}").json()
         if receipt["status"] == status:
             return receipt["run_id"]
         time.sleep(0.05)

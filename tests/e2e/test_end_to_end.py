@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import httpx
 import pyarrow.dataset as pads
 import pytest
 from pyarrow import fs
@@ -21,7 +20,7 @@ from devstack.stack import Stack
 from lakehouse.duck import attach_s3
 from lakehouse.runs import LAUNCHED_BY_TAG, PARTITION_TAG
 from lakehouse.settings import Settings
-from tests.e2e.conftest import file_chunks, sql_rows, start_stack, wait_for_version
+from tests.e2e.conftest import file_chunks, http, sql_rows, start_stack, wait_for_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -45,7 +44,7 @@ def expected_from_csv(csv: Path) -> tuple[int, list[dict]]:
 
 def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Path) -> None:
     api = stack.api_url
-    response = httpx.post(
+    response = http.post(
         f"{api}/v1/ingest",
         params={"name": "workers_500k"},
         content=file_chunks(workers_csv),
@@ -79,12 +78,12 @@ def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Pat
 
     # The API reads the instance, not the UI: it answers with the webserver down.
     stack.stop("dagster-webserver")
-    assert httpx.get(f"{api}/v1/catalog/workers_500k", timeout=10).json() == manifest
+    assert http.get(f"{api}/v1/catalog/workers_500k", timeout=10).json() == manifest
     assert sql_rows(api, GROUP_BY) == by_role
 
     stack.stop()
     stack.start()
-    assert httpx.get(f"{api}/v1/catalog/workers_500k", timeout=10).json() == manifest
+    assert http.get(f"{api}/v1/catalog/workers_500k", timeout=10).json() == manifest
     assert sql_rows(api, "SELECT count(*) FROM workers_500k") == [{"count_star()": 500_000}]
     assert sql_rows(api, GROUP_BY) == by_role
 
@@ -107,7 +106,7 @@ def assert_plain_readers_see_the_parquet(settings: Settings, manifest: dict) -> 
 
 def test_multipart_upload_is_materialized_by_the_sensor(stack: Stack) -> None:
     api = stack.api_url
-    response = httpx.post(
+    response = http.post(
         f"{api}/v1/ingest",
         params={"name": "shifts"},
         files={"file": ("shifts.csv", b"shift_id,worker_id,hours\n1,10,8.5\n2,11,4\n")},

@@ -16,7 +16,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from devstack.stack import Stack
 from lakehouse.runs import PARTITION_TAG, active_run
-from tests.e2e.conftest import sql_rows, start_stack, wait_for_ingest
+from tests.e2e.conftest import http, sql_rows, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -34,7 +34,7 @@ def rows(first: int, count: int = 10, header: bytes = b"n,label") -> bytes:
 
 def post(stack: Stack, name: str, body: bytes, **params: str) -> httpx.Response:
     while True:
-        response = httpx.post(
+        response = http.post(
             f"{stack.api_url}/v1/ingest",
             params={"name": name, **params},
             content=body,
@@ -54,7 +54,7 @@ def numbers(stack: Stack, name: str) -> list[int]:
 
 
 def assert_versions_consecutive(stack: Stack, name: str) -> None:
-    versions = httpx.get(
+    versions = http.get(
         f"{stack.api_url}/v1/catalog/{name}/versions", params={"limit": 1000}
     ).json()["versions"]
     assert [v["version"] for v in versions] == list(range(len(versions), 0, -1))

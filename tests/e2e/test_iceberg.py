@@ -13,11 +13,10 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.conftest import start_stack
+from tests.e2e.conftest import http, start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -63,7 +62,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def ingest(api: str, name: str, body: bytes, mode: str = "append") -> dict:
-    response = httpx.post(
+    response = http.post(
         f"{api}/v1/ingest",
         params={"name": name, "mode": mode, "wait": "true"},
         content=body,
@@ -75,7 +74,7 @@ def ingest(api: str, name: str, body: bytes, mode: str = "append") -> dict:
 
 def sql(api: str, query: str, as_of: dict | None = None) -> list[dict]:
     body: dict = {"sql": query, **({"as_of": as_of} if as_of else {})}
-    response = httpx.post(f"{api}/v1/sql", json=body, timeout=60)
+    response = http.post(f"{api}/v1/sql", json=body, timeout=60)
     assert response.status_code == 200, response.text
     return sorted(response.json()["rows"], key=lambda r: json.dumps(r, sort_keys=True))
 
@@ -86,14 +85,14 @@ def test_pyiceberg_alone_reads_what_the_sql_api_answers(stack: Stack, tmp_path: 
     ingest(api, "shifts", b"id,worker,hours,day\n3,cy,6.25,2024-01-04\n")
     ingest(api, "shifts", b"id,worker,hours,day\n9,zed,1.50,2025-06-30\n", mode="replace")
 
-    manifest = httpx.get(f"{api}/v1/catalog/shifts", timeout=10).json()
+    manifest = http.get(f"{api}/v1/catalog/shifts", timeout=10).json()
     assert manifest["version"] == 3
     iceberg = manifest["iceberg"]
     bucket = stack.settings.s3_bucket
     assert iceberg["table"] == "lakehouse.shifts"
     assert iceberg["metadata_location"].startswith(f"s3://{bucket}/iceberg/shifts/metadata/")
     assert iceberg["metadata_location"].endswith(".metadata.json")
-    versions = httpx.get(f"{api}/v1/catalog/shifts/versions", timeout=10).json()["versions"]
+    versions = http.get(f"{api}/v1/catalog/shifts/versions", timeout=10).json()["versions"]
     snapshot_ids = {v["version"]: v["iceberg"]["snapshot_id"] for v in versions}
     assert sorted(snapshot_ids) == [1, 2, 3] and len(set(snapshot_ids.values())) == 3
     assert snapshot_ids[3] == iceberg["snapshot_id"]

@@ -14,7 +14,7 @@ import pytest
 
 from devstack.processes import PeakMemory
 from devstack.stack import Stack
-from tests.e2e.conftest import sql_rows, start_stack, wait_for_ingest
+from tests.e2e.conftest import http, sql_rows, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -33,13 +33,11 @@ def csv_rows(first: int, count: int) -> bytes:
 
 
 def post(api: str, name: str, body: bytes, **params: str) -> httpx.Response:
-    return httpx.post(
-        f"{api}/v1/ingest", params={"name": name, **params}, content=body, timeout=300
-    )
+    return http.post(f"{api}/v1/ingest", params={"name": name, **params}, content=body, timeout=300)
 
 
 def consecutive_versions(api: str, name: str) -> bool:
-    versions = httpx.get(f"{api}/v1/catalog/{name}/versions", params={"limit": 1000}).json()
+    versions = http.get(f"{api}/v1/catalog/{name}/versions", params={"limit": 1000}).json()
     numbers = [v["version"] for v in versions["versions"]]
     return numbers == list(range(len(numbers), 0, -1))
 
@@ -66,7 +64,7 @@ def test_wait_answers_with_the_error_when_the_ingest_fails(stack: Stack) -> None
         "error": detail["error"]["samples"][0]["error"], "csv_line": "oops,1",
     }  # fmt: skip
     # The failure is recorded in a version that holds nothing: no columns, no rows.
-    catalog = httpx.get(f"{stack.api_url}/v1/catalog/failing").json()
+    catalog = http.get(f"{stack.api_url}/v1/catalog/failing").json()
     assert (catalog["row_count"], catalog["columns"], catalog["objects"]) == (0, [], [])
     assert catalog["excluded_seqs"] == [response.json()["detail"]["seq"]]
 
@@ -107,7 +105,7 @@ def test_twenty_concurrent_uploads_to_five_datasets_each_materialize_once(stack:
         assert (receipt["status"], receipt["in_current_version"]) == ("materialized", True)
         expected[name].append(rows)
     for name, rows in expected.items():
-        manifest = httpx.get(f"{stack.api_url}/v1/catalog/{name}").json()
+        manifest = http.get(f"{stack.api_url}/v1/catalog/{name}").json()
         assert manifest["row_count"] == sum(rows)  # each once, none lost
         assert sql_rows(stack.api_url, f"SELECT count(*) AS n FROM {name}") == [{"n": sum(rows)}]
         assert consecutive_versions(stack.api_url, name)
@@ -122,7 +120,7 @@ def test_uploads_while_the_daemon_is_down_are_materialized_once_it_is_back(
         post(stack.api_url, "offline", csv_rows(i * 100, 10)).json()["ingest_id"] for i in (1, 2, 3)
     ]
     time.sleep(2)
-    assert {httpx.get(f"{stack.api_url}/v1/ingest/{i}").json()["status"] for i in ids} == {"queued"}
+    assert {http.get(f"{stack.api_url}/v1/ingest/{i}").json()["status"] for i in ids} == {"queued"}
     stack.start_daemon()
     assert [wait_for_ingest(stack.api_url, i)["status"] for i in ids] == ["materialized"] * 3
     assert sql_rows(stack.api_url, "SELECT count(*) AS n FROM offline") == [{"n": 30}]
@@ -130,7 +128,7 @@ def test_uploads_while_the_daemon_is_down_are_materialized_once_it_is_back(
 
 
 def test_a_1_gib_upload_keeps_the_api_memory_bounded(stack: Stack) -> None:
-    httpx.post(f"{stack.api_url}/v1/sql", json={"sql": "SELECT 1"})  # warm up
+    http.post(f"{stack.api_url}/v1/sql", json={"sql": "SELECT 1"})  # warm up
     block = b"".join(b"%d,some text for row %d\n" % (i, i) for i in range(40_000))
     blocks = GIB // len(block)
 
@@ -141,7 +139,7 @@ def test_a_1_gib_upload_keeps_the_api_memory_bounded(stack: Stack) -> None:
 
     with PeakMemory(stack.api_pid) as memory:  # every API worker process, sampled
         idle = memory.current()
-        response = httpx.post(
+        response = http.post(
             f"{stack.api_url}/v1/ingest", params={"name": "huge"}, content=body(), timeout=900
         )
     assert response.status_code == 202, response.text
@@ -158,7 +156,7 @@ def test_the_command_line_ingests_queries_and_lists(stack: Stack, tmp_path: Path
 
     data = tmp_path / "shifts.csv"
     data.write_bytes(b"shift,hours\n1,8.5\n2,4\n")
-    runner, api = CliRunner(), ["--api", stack.api_url]
+    runner, api = CliRunner(env={"LAKEHOUSE_TOKEN": stack.admin_token}), ["--api", stack.api_url]
     result = runner.invoke(main, ["ingest", str(data), "--name", "cli_shifts", "--wait", *api])
     assert result.exit_code == 0, result.output
     assert "materialized" in result.output and "2 rows" in result.output

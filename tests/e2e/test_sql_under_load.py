@@ -10,14 +10,13 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import psutil
 import pytest
 
 from bench.run import HOSTILE_SQL
 from devstack.processes import PeakMemory
 from devstack.stack import Stack
-from tests.e2e.conftest import sql_rows, start_stack
+from tests.e2e.conftest import http, sql_rows, start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -42,7 +41,7 @@ SMALL = "SELECT count(*) AS n FROM small"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = start_stack(tmp_path_factory.mktemp("sqlload"), **LIMITS)
     body = b"id,label\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(1000))
-    response = httpx.post(
+    response = http.post(
         f"{stack.api_url}/v1/ingest", params={"name": "small", "wait": "true"}, content=body,
         timeout=180,
     )  # fmt: skip
@@ -87,7 +86,7 @@ def test_hostile_load_keeps_the_api_bounded_and_answering(stack: Stack) -> None:
 
     def hostile(i: int) -> None:
         fmt, sql = HOSTILE[i % len(HOSTILE)]
-        response = httpx.post(
+        response = http.post(
             f"{api}/v1/sql", params={"format": fmt}, json={"sql": sql}, timeout=120
         )
         response.read()
@@ -100,7 +99,7 @@ def test_hostile_load_keeps_the_api_bounded_and_answering(stack: Stack) -> None:
             # A small query, retried on 503 as Retry-After says, answers within seconds.
             deadline = time.monotonic() + 20
             while True:
-                response = httpx.post(f"{api}/v1/sql", json={"sql": SMALL}, timeout=20)
+                response = http.post(f"{api}/v1/sql", json={"sql": SMALL}, timeout=20)
                 if response.status_code != 503 or time.monotonic() > deadline:
                     break
                 time.sleep(float(response.headers["retry-after"]) / 4)
@@ -110,7 +109,7 @@ def test_hostile_load_keeps_the_api_bounded_and_answering(stack: Stack) -> None:
 
     def check_health() -> None:
         while not stop.wait(0.5):
-            health.append(httpx.get(f"{api}/health", timeout=10).status_code)
+            health.append(http.get(f"{api}/health", timeout=10).status_code)
 
     with PeakMemory(stack.api_pid) as memory:
         others = [threading.Thread(target=normal), threading.Thread(target=check_health)]
@@ -142,7 +141,7 @@ def test_a_slow_reader_gets_the_whole_export(stack: Stack) -> None:
     rows = 300_000
     sql = f"SELECT i, 'row ' || i AS label FROM range({rows}) t(i)"
     body = bytearray()
-    with httpx.stream(
+    with http.stream(
         "POST", f"{stack.api_url}/v1/sql", params={"format": "csv"},
         json={"sql": sql, "max_rows": rows}, timeout=60,
     ) as response:  # fmt: skip

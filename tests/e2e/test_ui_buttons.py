@@ -10,12 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-import httpx
 import pytest
 
 from devstack.stack import Stack
 from lakehouse_assets.checks import check_specs
-from tests.e2e.conftest import start_stack, wait_for_version
+from tests.e2e.conftest import http, start_stack, wait_for_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -50,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def graphql(stack: Stack, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(
+    response = http.post(
         f"{stack.webserver_url}/graphql",
         json={"query": query, "variables": variables},
         timeout=60,
@@ -121,12 +120,12 @@ def finished(stack: Stack, run_ids: list[str], timeout: float = 240) -> list[dg.
 
 
 def upload(stack: Stack, name: str, body: bytes) -> None:
-    response = httpx.post(f"{stack.api_url}/v1/ingest", params={"name": name}, content=body)
+    response = http.post(f"{stack.api_url}/v1/ingest", params={"name": name}, content=body)
     assert response.status_code == 202, response.text
 
 
 def count(stack: Stack, name: str) -> int:
-    response = httpx.post(
+    response = http.post(
         f"{stack.api_url}/v1/sql", json={"sql": f"SELECT count(*) AS n FROM {name}"}
     )
     assert response.status_code == 200, response.text

@@ -25,8 +25,8 @@ MAY_IMPORT = {
 }
 # The core's stages, in the order of a file's path; a module imports its own or earlier.
 STAGES = [
-    ("lakehouse.errors", "lakehouse.names", "lakehouse.settings", "lakehouse.duck",
-     "lakehouse.auth", "lakehouse.runs", "lakehouse.runtime"),
+    ("lakehouse.errors", "lakehouse.names", "lakehouse.state_secrets", "lakehouse.settings",
+     "lakehouse.duck", "lakehouse.auth", "lakehouse.runs", "lakehouse.runtime"),
     ("lakehouse.store",),
     ("lakehouse.formats",),
     ("lakehouse.manifest",),

@@ -3,6 +3,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from lakehouse.settings import Settings, get_settings
+from tests.integration.api.conftest import admin_headers
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def test_health_reports_store_and_dagster_ok(client: TestClient) -> None:
 def test_health_says_the_store_is_not_ok(settings: Settings, change: dict, reason: str) -> None:
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings.model_copy(update=change)
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(settings.model_copy(update=change))) as client:
         response = client.get("/health")
     assert response.status_code == 503
     body = response.json()

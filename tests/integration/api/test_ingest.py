@@ -13,6 +13,7 @@ from lakehouse.ingest.log import read_receipt
 from lakehouse.settings import Settings, get_settings
 from lakehouse.store import ObjectStore
 from lakehouse.store.layout import LANDING, LOG
+from tests.integration.api.conftest import admin_headers
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ def test_a_body_larger_than_a_part_streams_in_parts(settings: Settings, store: O
     app.dependency_overrides[get_settings] = lambda: small_parts
     body = b"n,text\n" + b"".join(b"%d,row number %d\n" % (i, i) for i in range(700_000))
     assert len(body) > 2 * small_parts.ingest_part_bytes
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(small_parts)) as client:
         response = client.post("/v1/ingest?name=big", content=body)
     assert response.status_code == 202, response.text
     assert response.json()["bytes"] == len(body)
@@ -120,7 +121,7 @@ def test_wrong_s3_keys_make_ingest_503_not_500(settings: Settings, store: Object
     wrong = settings.model_copy(update={"s3_secret_key": "not-the-secret"})
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: wrong
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(wrong)) as client:
         response = client.post("/v1/ingest?name=people", content=b"a\n1\n")
     assert response.status_code == 503
     assert "object store refused" in response.json()["detail"]

@@ -21,6 +21,7 @@ from lakehouse.settings import Settings, get_settings
 from lakehouse.store import ObjectStore
 from lakehouse.store.layout import LANDING, LOG
 from tests.helpers import materialize_csv, materialize_record, run_dataset
+from tests.integration.api.conftest import admin_headers
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ def small_limits(settings: Settings) -> Iterator[TestClient]:
     limited = settings.model_copy(update={"max_upload_bytes": 1000})
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: limited
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(limited)) as client:
         yield client
 
 
@@ -154,7 +155,7 @@ def test_all_upload_slots_taken_is_503_with_retry_after(
 ) -> None:
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(settings)) as client:
         app.state.upload_slots.in_flight = settings.max_concurrent_uploads  # all busy
         response = client.post("/v1/ingest?name=people", content=PEOPLE)
         assert response.status_code == 503

@@ -22,14 +22,15 @@ from lakehouse.publish.catalog import latest_manifest
 from lakehouse.publish.status import IngestStatus
 from lakehouse.settings import Settings, get_settings
 from lakehouse.store import ObjectStore
-from tests.helpers import materialize_csv, materialize_record
+from tests.helpers import data_keys, materialize_csv, materialize_record
+from tests.integration.api.conftest import admin_headers
 
 pytestmark = pytest.mark.integration
 
 
 def stored(store: ObjectStore) -> list[str]:
     """Every key in the test's bucket: landing files, records, receipts, claims, datasets."""
-    return sorted(store.list_keys(""))
+    return data_keys(store)
 
 
 def sql(client: TestClient, query: str) -> list[dict[str, Any]]:
@@ -43,6 +44,7 @@ def limited_app(settings: Settings) -> Iterator[FastAPI]:
     limited = settings.model_copy(update={"max_upload_bytes": 1000, "max_concurrent_uploads": 1})
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: limited
+    app.state.test_headers = admin_headers(limited)
     yield app
 
 
@@ -111,7 +113,9 @@ def post_streaming(
         "raw_path": b"/v1/ingest",
         "query_string": b"name=big",
         "root_path": "",
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "headers": [
+            (k.encode(), v.encode()) for k, v in {**app.state.test_headers, **headers}.items()
+        ],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
@@ -173,7 +177,7 @@ def test_the_upload_slot_is_given_back_before_waiting_for_the_run(
         return IngestStatus(status="running", run_id="r")
 
     monkeypatch.setattr(upload_wait, "ingest_status", slow_run)
-    with TestClient(limited_app) as client:
+    with TestClient(limited_app, headers=limited_app.state.test_headers) as client:
         waited = client.post("/v1/ingest?name=people&wait=0.3", content=b"id\n1\n")
         assert waited.status_code == 202, waited.text
         assert waited.json()["status"] == "running"

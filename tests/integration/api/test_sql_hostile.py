@@ -25,7 +25,8 @@ from api.query.sandbox import LOST_ERROR
 from lakehouse.settings import Settings, get_settings
 from lakehouse.store import ObjectStore
 from tests.conftest import isolated_settings
-from tests.helpers import materialize_csv
+from tests.helpers import data_keys, materialize_csv
+from tests.integration.api.conftest import admin_headers
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +55,14 @@ def people_settings(
 def client_for(settings: Settings) -> TestClient:
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
-    return TestClient(app)
+    return TestClient(app, headers=admin_headers(settings))
 
 
 @pytest.fixture
 def unchanged(people_settings: Settings) -> Iterator[Settings]:
     """Whatever a test sends, the dataset and the bucket are as they were."""
     store = ObjectStore(people_settings.s3())
-    objects_before = sorted(store.list_keys(""))
+    objects_before = data_keys(store)
     yield people_settings
     answer = client_for(people_settings).post(
         "/v1/sql", json={"sql": "SELECT count(*) AS n FROM people"}
@@ -69,7 +70,7 @@ def unchanged(people_settings: Settings) -> Iterator[Settings]:
     assert answer.status_code == 200, answer.text
     assert answer.json()["rows"] == [{"n": 2}]
     assert answer.json()["datasets"] == {"people": 1}
-    assert sorted(store.list_keys("")) == objects_before
+    assert data_keys(store) == objects_before
 
 
 def rss_of_this_process() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -12,10 +13,13 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.query.process import Job
+from api.query.processes import QueryProcess
+from api.query.sandbox import SandboxConfig
 from lakehouse.settings import Settings, get_settings
 from lakehouse.store import ObjectStore
 from tests.conftest import isolated_settings
-from tests.helpers import materialize_csv
+from tests.helpers import data_keys, materialize_csv
+from tests.integration.api.conftest import admin_headers
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +41,16 @@ def people_settings(
 @pytest.fixture
 def people(people_settings: Settings) -> Iterator[TestClient]:
     store = ObjectStore(people_settings.s3())
-    objects_before = sorted(store.list_keys(""))
+    objects_before = data_keys(store)
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: people_settings
-    client = TestClient(app)
+    client = TestClient(app, headers=admin_headers(people_settings))
     yield client
     # Whatever was tried, the dataset and the bucket are as they were.
     answer = client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM people"}).json()
     assert answer["rows"] == [{"n": 2}]
     assert answer["datasets"] == {"people": 1}
-    assert sorted(store.list_keys("")) == objects_before
+    assert data_keys(store) == objects_before
 
 
 def refused(client: TestClient, sql: str) -> str:
@@ -126,7 +130,7 @@ def test_a_runaway_query_is_stopped_and_others_keep_answering(
     materialize_csv(quick, "people", PEOPLE)
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: quick
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(quick)) as client:
         answers: list[int] = []
 
         def others() -> None:
@@ -151,8 +155,39 @@ def test_rows_past_the_servers_cap_are_never_returned(settings: Settings) -> Non
     capped = settings.model_copy(update={"sql_default_rows": 3, "sql_max_rows": 5})
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: capped
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(capped)) as client:
         default = client.post("/v1/sql", json={"sql": "SELECT * FROM range(10)"}).json()
         asked = client.post("/v1/sql", json={"sql": "SELECT * FROM range(10)", "max_rows": 100})
     assert (default["row_count"], default["truncated"]) == (3, True)
     assert (asked.json()["row_count"], asked.json()["truncated"]) == (5, True)
+
+
+def test_a_query_process_holds_the_read_only_key_and_nothing_else(settings: Settings) -> None:
+    """Least privilege: the process that runs untrusted SQL gets the read-only key and its
+    limits over its socket, and none of the API's environment: not the read-write key, the
+    broker's password or the database's URL."""
+    secret_settings = settings.model_copy(
+        update={
+            "broker_password": "broker-pw-xyz",
+            "postgres_url": "postgresql://u:db-pw-xyz@h/d",
+            "s3_query_access_key": "reader-key",
+            "s3_query_secret_key": "reader-secret-xyz",
+        }
+    )
+    sent = SandboxConfig.of(secret_settings).model_dump_json()
+    assert secret_settings.s3_query_secret_key in sent
+    for secret in (secret_settings.s3_secret_key, "broker-pw-xyz", "db-pw-xyz"):
+        assert secret not in sent
+    os.environ["LAKEHOUSE_BROKER_PASSWORD"] = "broker-pw-xyz"  # as `lakehouse up` sets it
+    try:
+        process = QueryProcess(secret_settings).ready()
+    finally:
+        del os.environ["LAKEHOUSE_BROKER_PASSWORD"]
+    try:
+        environ = Path(f"/proc/{process.popen.pid}/environ").read_bytes()
+        cmdline = Path(f"/proc/{process.popen.pid}/cmdline").read_bytes()
+        assert b"LAKEHOUSE_" not in environ and b"DAGSTER" not in environ
+        for secret in (secret_settings.s3_secret_key, "broker-pw-xyz", "db-pw-xyz"):
+            assert secret.encode() not in environ + cmdline
+    finally:
+        process.kill()

@@ -31,6 +31,7 @@ from lakehouse.store.layout import LOG
 from lakehouse.versions import commit as commit_module
 from lakehouse.versions import commits, objects, writer
 from tests.helpers import land_csv, run_dataset
+from tests.integration.api.conftest import admin_headers
 
 pytestmark = pytest.mark.integration
 
@@ -242,7 +243,7 @@ def client_with(settings: Settings, store: ObjectStore) -> TestClient:
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
     app.dependency_overrides[get_store] = lambda: store
-    return TestClient(app)
+    return TestClient(app, headers=admin_headers(settings))
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,9 @@ NAMES = ["s3", "broker", "worker-1", "code-server", "dagster-daemon", "api"]
 
 def stopping_stack(script: Script, monkeypatch: pytest.MonkeyPatch) -> tuple[Stack, list[int]]:
     monkeypatch.setattr(devstack.stack, "STOP_POLL_SECONDS", 0)
-    stack = Stack(Settings(state_dir=Path("/nonexistent")))
+    # Every secret given: the stack generates none (it never touches the disk here).
+    secrets = {"s3_secret_key": "unit", "s3_query_secret_key": "unit", "broker_password": "unit"}
+    stack = Stack(Settings(state_dir=Path("/nonexistent"), **secrets))
     stack.processes = [FakeProcess(name, script) for name in NAMES]
     script.stack = stack
     kills: list[int] = []
@@ -157,6 +159,7 @@ class FakeStack:
     with_webserver: bool = False
     api_url: str = "http://127.0.0.1:1"
     state_dir: Path = Path("/nonexistent")
+    admin_token_file: Path = Path("/nonexistent/admin-token")
 
     def start(self, progress: Callable[[str], None]) -> None:
         self.on_start(self)
