@@ -909,7 +909,7 @@ def main() -> None:
         "--only",
         default="",
         help="comma-separated figures to measure and print, without writing --out "
-        "(e.g. sql_latency,sql_hostile_load)",
+        "(e.g. sql_latency,sql_hostile_load,identity)",
     )
     args = parser.parse_args()
     size = SMALL if args.small else FULL
@@ -921,7 +921,12 @@ def main() -> None:
         try:
             if args.only:
                 for name in args.only.split(","):
-                    getattr(bench, name)()
+                    if name == "identity":
+                        from bench import identity
+
+                        identity.measure(bench)
+                    else:
+                        getattr(bench, name)()
                 return
             bench.upload_to_queryable()
             bench.conversions()

@@ -19,6 +19,7 @@ from typing import Any
 
 import dagster as dg
 
+from lakehouse.errors import InvalidInput
 from lakehouse.formats.csv.types import Column
 from lakehouse.manifest import Manifest
 from lakehouse.runs import DATASET_ASSET_KEY, DATASETS_PARTITIONS
@@ -213,11 +214,19 @@ def manifest_history(
 ) -> tuple[list[Manifest], str | None]:
     """Up to `limit` versions of `name`, newest first, from `cursor` on; and the cursor of
     the next page (None: no more). Each page costs the same however many versions exist."""
-    page = instance.fetch_materializations(
-        dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]),
-        limit=limit,
-        cursor=cursor,
-    )
+    try:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]),
+            limit=limit,
+            cursor=cursor,
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # how Dagster fails to decode a cursor
+        if cursor is None:
+            raise
+        raise InvalidInput(
+            f"invalid cursor {cursor[:40]!r}: send the `next_cursor` of the page before, "
+            "or no cursor for the newest versions"
+        ) from exc
     manifests = [p.manifest for p in _trusted(page.records)]
     return manifests, page.cursor if page.has_more else None
 

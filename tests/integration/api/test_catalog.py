@@ -63,3 +63,27 @@ def test_invalid_name_is_422_with_a_suggestion(client: TestClient) -> None:
     response = client.get("/v1/catalog/Bad-Name")
     assert response.status_code == 422
     assert response.json()["detail"]["suggested_name"] == "bad_name"
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["garbage", "e30=", "eyJ4IjoxfQ==", "%%%", "MTIz", "W10=", "bnVsbA==", "\u00e9" * 50],
+    ids=[
+        "not-base64",
+        "empty-object",
+        "no-type",
+        "not-json",
+        "a-number",
+        "a-list",
+        "null",
+        "non-ascii",
+    ],
+)
+def test_a_malformed_versions_cursor_is_a_400_not_a_500(
+    client: TestClient, settings: Settings, cursor: str
+) -> None:
+    """Attack class: forged pagination cursors. Each is refused, saying what to send."""
+    materialize_csv(settings, "paged", b"n\n1\n")
+    response = client.get("/v1/catalog/paged/versions", params={"cursor": cursor})
+    assert response.status_code == 400, response.text
+    assert "next_cursor" in response.json()["detail"]
