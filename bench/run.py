@@ -614,18 +614,9 @@ class Bench:
         with tempfile.TemporaryDirectory(prefix="lakehouse-bench-home-") as home:
             write_instance_yaml(Path(home), Settings())
             with dagster.DagsterInstance.from_config(home) as instance:
-                first = Manifest.empty("history", "s3://bench/datasets/history/")
-                for version in range(1, self.size.versions + 1):
-                    manifest = first.model_copy(update={"version": version})
-                    instance.report_runless_asset_event(
-                        dagster.AssetMaterialization(
-                            DATASET_ASSET_KEY,
-                            partition="history",
-                            metadata=manifest_metadata(manifest),
-                        )
-                    )
-                    if version == 10:
-                        few = self._read_times(instance)
+                _versions_by_a_run(instance, range(1, 11))
+                few = self._read_times(instance)
+                _versions_by_a_run(instance, range(11, self.size.versions + 1))
                 many = self._read_times(instance)
         self.report.add(
             Figure(
@@ -703,6 +694,26 @@ class Bench:
                 "per-row cost " + " -> ".join(f"{p * 1e6:.2f} us" for p in per_row),
             )
         )
+
+
+def _versions_by_a_run(instance: dagster.DagsterInstance, versions: range) -> None:
+    """Versions of `history` as runs write them (the catalog ignores reported ones)."""
+    first = Manifest.empty("history", "s3://bench/datasets/history/")
+
+    @dagster.op
+    def write_versions() -> Iterator[dagster.AssetMaterialization | dagster.Output]:
+        for version in versions:
+            manifest = first.model_copy(update={"version": version})
+            yield dagster.AssetMaterialization(
+                DATASET_ASSET_KEY, partition="history", metadata=manifest_metadata(manifest)
+            )
+        yield dagster.Output(None)
+
+    @dagster.job
+    def history() -> None:
+        write_versions()
+
+    history.execute_in_process(instance=instance)
 
 
 def _fetch_all(con: duckdb.DuckDBPyConnection, query: str) -> list:
