@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import dagster as dg
@@ -27,6 +27,7 @@ from lakehouse.formats.csv.convert import REJECT_SCHEMA
 from lakehouse.manifest import Manifest
 from lakehouse.names import REJECTS_SUFFIX
 from lakehouse.publish.catalog import latest_published, manifest_at, published_since
+from lakehouse.runtime.compat import event_log_high_water
 from lakehouse.store import layout
 
 AUDIT_VIEW = "_audit"
@@ -43,6 +44,7 @@ class CatalogSnapshot:
     views: Mapping[str, str] = field(default_factory=dict)  # view name -> CREATE VIEW
     seen: int | None = None
     audit_view: str = ""  # the `_audit` view's CREATE VIEW, offered to admins only
+    marker: int | None = None  # the event log's high-water mark when it was taken
 
     @cached_property
     def views_with_audit(self) -> Mapping[str, str]:
@@ -123,15 +125,20 @@ class CatalogViews:
 
     def refresh(self) -> CatalogSnapshot:
         """The catalog as it is now: the versions published since the last look are taken
-        in (one indexed query, which finds nothing while the catalog is unchanged)."""
+        in. While nothing was logged at all (the event log's high-water mark, one cheap
+        query), that is all; else one indexed query for new versions."""
+        marker = event_log_high_water(self.instance)  # before the read, so nothing slips by
         with self._refreshing:  # refreshes wait for one another, never for queries
             catalog = self._catalog
+            if catalog.seen is not None and marker == catalog.marker:
+                return catalog
             if catalog.seen is None:
                 new = latest_published(self.instance)
             else:
                 new = published_since(self.instance, catalog.seen)
             if not new and catalog.seen is not None:
-                return catalog
+                self._catalog = replace(catalog, marker=marker)
+                return self._catalog
             manifests = dict(catalog.manifests)
             views = dict(catalog.views)
             for published in new:  # oldest first; a dataset's versions only grow
@@ -140,7 +147,7 @@ class CatalogViews:
                     manifests[published.manifest.name] = published.manifest
                     views |= view_statements(published.manifest, self.bucket_url)
             seen = max([catalog.seen or 0, *(p.storage_id for p in new)])
-            self._catalog = CatalogSnapshot(manifests, views, seen, catalog.audit_view)
+            self._catalog = CatalogSnapshot(manifests, views, seen, catalog.audit_view, marker)
             return self._catalog
 
     def _granted_views(self, catalog: CatalogSnapshot, reader: Principal) -> Mapping[str, str]:

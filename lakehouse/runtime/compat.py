@@ -27,6 +27,11 @@ tests/unit/lakehouse/runtime/test_compat.py unless a path is given):
    returns Dagster's own answer unchanged. Test, on the real stack:
    tests/e2e/test_control_plane.py
    `test_a_killed_worker_is_noticed_and_its_run_retried_elsewhere`.
+7. `EventLogStorage.get_maximum_record_id()`, the event log's highest record id, grows with
+   every event stored and is one indexed query (~0.9 ms on SQLite; the public
+   `fetch_materializations(after_storage_id=...)` costs ~2.5 ms). Used by
+   `api.query.views.CatalogViews` to skip the catalog check of a query while nothing was
+   logged. Test: `test_the_event_logs_high_water_mark_grows_with_every_materialization`.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 DAEMON_QUEUE_THREAD = "dagster-daemon-QUEUED_RUN_COORDINATOR"
 # The service name Dagster's code server reports in the standard gRPC health check.
 CODE_SERVER_HEALTH_SERVICE = "DagsterApi"
+
+
+def event_log_high_water(instance: dg.DagsterInstance) -> int | None:
+    """The event log's highest record id (None: empty): unchanged means nothing was logged."""
+    return instance.event_log_storage.get_maximum_record_id()
 
 
 def daemon_heartbeats(instance: dg.DagsterInstance) -> Mapping[str, Any]:

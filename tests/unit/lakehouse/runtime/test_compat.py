@@ -54,3 +54,24 @@ def test_a_closed_port_is_no_serving_code_server() -> None:
 
     # (The serving case runs a real code server: tests/integration/lakehouse/runtime.)
     assert compat.code_server_serving("127.0.0.1", free_port(), timeout=0.5) is False
+
+
+def test_the_event_logs_high_water_mark_grows_with_every_materialization(tmp_path) -> None:
+    """The catalog check skips its query while the mark is unchanged: every materialization
+    must move it, and it is at least the materialization's storage id."""
+    from lakehouse.runs import DATASET_ASSET_KEY
+    from tests.unit.lakehouse.publish.test_catalog_trust import materialized_by_a_run, sales
+
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        assert compat.event_log_high_water(instance) is None
+        marks = []
+        for version in (1, 2):
+            materialized_by_a_run(instance, [sales(version=version)])
+            latest = instance.fetch_materializations(
+                dg.AssetRecordsFilter(DATASET_ASSET_KEY), limit=1
+            ).records[0]
+            mark = compat.event_log_high_water(instance)
+            assert mark is not None and mark >= latest.storage_id
+            marks.append(mark)
+        assert marks[1] > marks[0]
+        assert compat.event_log_high_water(instance) == marks[1]  # unchanged while idle
