@@ -29,7 +29,7 @@ from api.query.processes import (
     QueryProcess,
 )
 from api.query.views import CatalogViews, dataset_of
-from lakehouse.auth.grants import EVERYTHING, Principal, Privilege
+from lakehouse.auth.grants import Principal, Privilege
 from lakehouse.errors import InvalidInput
 from lakehouse.settings import Settings
 
@@ -160,7 +160,8 @@ class QueryEngine:
         max_rows: int,
         as_of: Mapping[str, int],
         max_bytes: int | None = None,
-        reader: Principal = EVERYTHING,
+        *,
+        reader: Principal,  # no default: a caller that names nobody must not read as admin
     ) -> QueryResult:
         """Run `sql` and collect up to `max_rows` rows (and `sql_max_result_bytes`) as JSON,
         over the datasets `reader` is granted."""
@@ -195,7 +196,8 @@ class QueryEngine:
         as_of: Mapping[str, int],
         fmt: str,
         max_rows: int,
-        reader: Principal = EVERYTHING,
+        *,
+        reader: Principal,
     ) -> Running:
         """Check `sql`, run it in a query process and wait for the first chunk of its
         answer in `fmt`: whatever fails before that is an exception here."""

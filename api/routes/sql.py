@@ -87,11 +87,13 @@ async def run_sql(
     audit["sql_text"] = body.sql
     if fmt == "json":
         result = await run_in_threadpool(
-            engine.execute, body.sql, max_rows, body.as_of, None, principal
+            engine.execute, body.sql, max_rows, body.as_of, reader=principal
         )
         audit.update(datasets=list(result.datasets), rows=result.row_count)
         return Response(result.body(), media_type=MEDIA_TYPES["json"])
-    running = await run_in_threadpool(engine.start, body.sql, body.as_of, fmt, max_rows, principal)
+    running = await run_in_threadpool(
+        engine.start, body.sql, body.as_of, fmt, max_rows, reader=principal
+    )
     audit["datasets"] = list(running.datasets)
     return StreamingResponse(
         running.chunks(audit),

@@ -12,13 +12,9 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.conftest import start_stack
+from tests.e2e.conftest import bearer, create_token, start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 def audited(stack: Stack, request_ids: set[str], timeout: float = 60) -> dict[str, dict]:
@@ -36,17 +32,6 @@ def audited(stack: Stack, request_ids: set[str], timeout: float = 60) -> dict[st
         if len(rows) >= len(request_ids) or time.monotonic() > deadline:
             return {r["request_id"]: r for r in rows} | {"_count": {"n": len(rows)}}
         time.sleep(0.5)
-
-
-def create_token(stack: Stack, name: str, role: str, **fields: object) -> str:
-    response = httpx.post(
-        f"{stack.api_url}/v1/tokens",
-        json={"name": name, "role": role, **fields},
-        headers=bearer(stack.admin_token),
-    )
-    assert response.status_code == 201, response.text
-    token: str = response.json()["token"]
-    return token
 
 
 def test_every_request_of_a_mixed_thousand_is_audited_once(tmp_path: Path) -> None:

@@ -20,26 +20,11 @@ from devstack.instance import PROJECT_ROOT, settings_env
 from devstack.ports import free_port
 from devstack.stack import Stack
 from lakehouse.store import ObjectStore, layout
-from tests.e2e.conftest import start_stack, wait_for_ingest
+from tests.e2e.conftest import bearer, create_token, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 CSV = b"id,amount\n1,2.50\n2,3.75\n"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def create_token(stack: Stack, name: str, role: str, **fields: Any) -> str:
-    response = httpx.post(
-        f"{stack.api_url}/v1/tokens",
-        json={"name": name, "role": role, **fields},
-        headers=bearer(stack.admin_token),
-    )
-    assert response.status_code == 201, response.text
-    token: str = response.json()["token"]
-    return token
 
 
 def ingest(stack: Stack, name: str, token: str, body: bytes = CSV, **params: str) -> str:

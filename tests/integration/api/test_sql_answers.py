@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.query.engine import QueryEngine
+from lakehouse.auth.grants import EVERYTHING
 from lakehouse.settings import Settings
 from lakehouse.store import ObjectStore, StoreUnavailable
 from tests.helpers import materialize_csv
@@ -140,7 +141,7 @@ def test_two_engines_on_one_catalog_give_the_same_answers(settings: Settings) ->
         sql = "SELECT name FROM people ORDER BY id"
 
         def answers(engine: QueryEngine) -> tuple[list, dict]:
-            result = engine.execute(sql, 10, {})
+            result = engine.execute(sql, 10, {}, reader=EVERYTHING)
             return result.rows, result.datasets
 
         assert (

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from api.deps import close_engines, get_engine
 from api.main import create_app
 from api.query.sandbox import LOST_ERROR
+from lakehouse.auth.grants import EVERYTHING
 from lakehouse.settings import Settings, get_settings
 from lakehouse.store import ObjectStore
 from tests.conftest import isolated_settings
@@ -298,7 +299,7 @@ def test_past_the_concurrency_limit_is_503_with_retry_after(unchanged: Settings)
     one = unchanged.model_copy(update={"sql_max_concurrent": 1, "sql_queue_seconds": 0})
     client = client_for(one)
     engine = get_engine(one)
-    holding = engine.start("SELECT * FROM range(10000000)", {}, "csv", 10**7)  # holds the slot
+    holding = engine.start("SELECT * FROM range(10000000)", {}, "csv", 10**7, reader=EVERYTHING)
     try:
         response = client.post("/v1/sql", json={"sql": "SELECT 1"})
     finally:
