@@ -110,6 +110,11 @@ class Converted:
 # How every dataset object is written (one converted file is uploaded as it is).
 PARQUET_FORMAT = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
 
+# The reader's buffer: DuckDB's default (32 MiB) leaves one of two threads idle for much of
+# a file of tens of MB; 16 MiB buffers shared the 500k-row sample file (71 MB in the store)
+# between them and read it ~0.1 s (10%) faster; larger files are unaffected.
+READ_BUFFER_BYTES = 16 * 1024 * 1024
+
 
 def read_csv_sql(source_url: str, schema: CsvSchema, *, rejects: str = "store") -> str:
     """A `read_csv(...)` call that reads `source_url` exactly as `schema` says; rejected
@@ -123,7 +128,8 @@ def read_csv_sql(source_url: str, schema: CsvSchema, *, rejects: str = "store") 
         f" quote = {sql_string(schema.quote)}, escape = {sql_string(schema.escape)},"
         f" skip = {int(schema.skip)}, comment = {sql_string(schema.comment)},"
         f" encoding = {sql_string(schema.encoding)}, nullstr = [{nulls}],"
-        f" columns = {{{columns}}}, strict_mode = true, {handling})"
+        f" columns = {{{columns}}}, strict_mode = true, {handling},"
+        f" buffer_size = {READ_BUFFER_BYTES})"
     )
 
 
@@ -135,8 +141,23 @@ def lenient(type_: str) -> bool:
 def fits_exactly(value: str, type_: str) -> str:
     """SQL: whether the text `value` (an expression, not NULL) is exactly a `type_`."""
     cast = f"TRY_CAST({value} AS {type_})"
+    if type_ == "BIGINT" or type_.startswith("DECIMAL("):
+        # A text that is its value's own canonical spelling is exact: one cast and compare
+        # settles nearly every value, and DuckDB evaluates the slower rule only for the rest
+        # (the rule alone cost the 500k-row sample file ~0.15 s of its conversion).
+        # Never NULL (NOT of it finds the rejects), and no function around the OR: DuckDB
+        # evaluates a bare OR's second half only for the rows its first half left out.
+        canonical = f"({cast} IS NOT NULL AND CAST({cast} AS VARCHAR) = {value})"
+        return f"({canonical} OR {_exact_by_rule(value, type_, cast)})"
+    return _exact_by_rule(value, type_, cast)
+
+
+def _exact_by_rule(value: str, type_: str, cast: str) -> str:
     if type_ == "BIGINT":  # no point, exponent, hex, underscore, space or leading zero
-        return f"coalesce(CAST({cast} AS VARCHAR) = ltrim({value}, '+') OR {value} = '-0', false)"
+        return (
+            f"({cast} IS NOT NULL"
+            f" AND (CAST({cast} AS VARCHAR) = ltrim({value}, '+') OR {value} = '-0'))"
+        )
     if type_ == "DATE":  # no time of day
         return f"({cast} IS NOT NULL AND length({value}) = 10)"
     if type_ == "TIMESTAMP":  # no zone or offset

@@ -89,9 +89,7 @@ def profile(
 ) -> dict[str, Profile]:
     """Profile columns `names` of the file over all its rows (as text: one read)."""
     as_text = replace(schema, columns=tuple(Column(c.name, "VARCHAR", "") for c in schema.columns))
-    source = read_csv_sql(source_url, as_text).replace(
-        "store_rejects = true", "ignore_errors = true"
-    )
+    source = read_csv_sql(source_url, as_text, rejects="ignore")
     parts = [part for name in names for part in _profile_sql(sql_identifier(name))]
     row = con.execute(f"SELECT {', '.join(parts)} FROM {source}").fetchone()
     assert row is not None

@@ -8,10 +8,13 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from lakehouse.duck import sql_string
 from lakehouse.formats.csv.convert import (
     REJECT_SCHEMA,
     ConversionError,
+    _exact_by_rule,
     csv_to_parquet,
+    fits_exactly,
     write_rejects,
 )
 from lakehouse.formats.csv.schema import CsvSchema, infer_schema
@@ -219,3 +222,21 @@ def test_a_file_that_cannot_be_reached_is_worth_retrying(tmp_path: Path) -> None
     with pytest.raises(ConversionError) as error:
         csv_to_parquet(duckdb.connect(), str(tmp_path / "gone.csv"), str(tmp_path / "o"), schema)
     assert error.value.retryable is True
+
+
+@pytest.mark.parametrize("type_", ["BIGINT", "DECIMAL(18,2)", "DECIMAL(38,0)"])
+def test_the_canonical_spelling_shortcut_never_admits_what_the_rule_refuses(type_: str) -> None:
+    """A text that equals its value's own spelling is settled by one compare; every other
+    text goes to the full rule. The two must agree on every text, lenient or not."""
+    texts = [
+        "0", "-0", "+0", "7", "007", "+5", "-5", "-05", "3.75", "1e2", "1E2", "0x10", "1_000",
+        " 12", "12 ", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+        "1.5", "1.50", "1.505", "-0.00", ".5", "5.", "24386.67", "1e-2", "12.345", "", "abc",
+    ]  # fmt: skip
+    con = duckdb.connect()
+    for text in texts:
+        value = sql_string(text)
+        rule = _exact_by_rule(value, type_, f"TRY_CAST({value} AS {type_})")
+        shortcut, by_rule = con.execute(f"SELECT {fits_exactly(value, type_)}, {rule}").fetchone()
+        assert shortcut is not None, text  # never NULL: NOT of it finds the rejects
+        assert bool(shortcut) == bool(by_rule), (type_, text)
