@@ -21,6 +21,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from api.quotas import quotas
 from lakehouse.auth.grants import Principal
 from lakehouse.auth.tokens import Lookup, TokenStore, token_db_url
 from lakehouse.errors import Unauthenticated
@@ -108,6 +109,7 @@ async def authenticate(
     audit = request.scope.get("state", {}).get("audit")
     if audit is not None:
         audit["token"] = principal.name
+    quotas(settings).request(principal.name)  # 429 past the token's requests per second
     return principal
 
 

@@ -8,13 +8,14 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from api.query.engine import QueryTimeout
-from api.upload.streams import TooLarge
+from api.upload.streams import SlowUpload, TooLarge
 from lakehouse.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
     LakehouseError,
     NotFound,
+    Throttled,
     Unauthenticated,
     Unavailable,
 )
@@ -27,10 +28,12 @@ STATUS: dict[type[LakehouseError], int] = {
     InvalidName: status.HTTP_422_UNPROCESSABLE_CONTENT,
     InvalidIngestId: status.HTTP_422_UNPROCESSABLE_CONTENT,
     TooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
+    SlowUpload: status.HTTP_408_REQUEST_TIMEOUT,
     Unauthenticated: status.HTTP_401_UNAUTHORIZED,
     Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
+    Throttled: status.HTTP_429_TOO_MANY_REQUESTS,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     QueryTimeout: status.HTTP_504_GATEWAY_TIMEOUT,
 }

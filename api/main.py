@@ -15,6 +15,7 @@ from api import errors
 from api.audit import AuditLog, AuditMiddleware
 from api.auth import authenticate
 from api.deps import close_engines, get_engine, get_store
+from api.limits import RequestCaps
 from api.routes import catalog, health, ingest, sql, tokens
 from api.upload.slots import UploadSlots
 from lakehouse.settings import get_settings
@@ -55,6 +56,7 @@ def create_app() -> FastAPI:
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.add_middleware(RequestCaps)  # inside the audit: refused requests are audited too
     app.add_middleware(AuditMiddleware)
     errors.register(app)
     app.state.upload_slots = UploadSlots()

@@ -1,4 +1,4 @@
-"""The product's errors: one root, six kinds, each mapped to HTTP once (`api/errors.py`).
+"""The product's errors: one root, seven kinds, each mapped to HTTP once (`api/errors.py`).
 
 Everything the core raises for a reason a caller can act on is one of these; the edge (the
 API, the CLI, the Dagster asset) maps the kind, never inspects a library's exception.
@@ -37,6 +37,15 @@ class InvalidInput(LakehouseError, ValueError):
 
 class Unauthenticated(LakehouseError):
     """No credentials, or ones that name nobody (unknown, expired, revoked)."""
+
+
+class Throttled(LakehouseError):
+    """The caller is past one of its limits (requests, bytes, work at once): retry after
+    `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class Forbidden(LakehouseError):

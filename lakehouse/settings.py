@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lakehouse.settings_limits import Limits
 from lakehouse.state_secrets import (
     EXAMPLE_SECRETS,
     GENERATED_SECRETS,
@@ -154,6 +155,9 @@ class _Ingest(BaseModel):
         4, ge=1, description="Parts of one upload sent to the store at once."
     )
     sample_rows: int = Field(2000, ge=10, description="Rows read to infer a CSV's schema.")
+    max_columns: int = Field(
+        4096, ge=1, description="Most columns a dataset may have: a file with more gets 400."
+    )
     max_upload_bytes: int = Field(
         256 * 1024 * 1024, ge=1, description="Largest upload, counted after decompression."
     )
@@ -288,7 +292,7 @@ class _Access(BaseModel):
 
 
 # The groups in reverse: pydantic lists the fields of the last base first.
-class Settings(_Access, _Sql, _Ingest, _Processes, _Storage, BaseSettings):
+class Settings(Limits, _Access, _Sql, _Ingest, _Processes, _Storage, BaseSettings):
     """Every setting, each read from its `LAKEHOUSE_*` variable (docs/CONFIGURATION.md)."""
 
     model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
@@ -351,6 +355,13 @@ class Settings(_Access, _Sql, _Ingest, _Processes, _Storage, BaseSettings):
             return self.broker_url
         auth = f":{quote(self.broker_password, safe='')}@" if self.broker_password else ""
         return f"redis://{auth}127.0.0.1:{self.broker_port}/0"
+
+    @property
+    def resolved_limits_url(self) -> str:
+        if self.limits_url:
+            return self.limits_url
+        broker = self.resolved_broker_url
+        return broker if broker.startswith(("redis://", "rediss://")) else "memory://"
 
     @property
     def resolved_backend_url(self) -> str:

@@ -124,6 +124,8 @@ def isolated_settings(s3_server: Settings, tmp_path: Path, template: Path) -> Se
             "push_runs": False,
             # Most tests never query: start query processes at the first query only.
             "sql_prewarm": False,
+            # No broker here: per-token limits are counted in the process.
+            "limits_url": "memory://",
             "state_dir": tmp_path,
             "dagster_home": tmp_path / "dagster",
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
@@ -14,6 +15,8 @@ from api.auth import PrincipalDep
 from api.deps import EngineDep, SettingsDep
 from api.query.formats import MEDIA_TYPES, format_for
 from api.query.guard import MAX_SQL_CHARS
+from api.quotas import Lease, quotas
+from lakehouse.settings import Settings
 
 router = APIRouter(prefix="/sql", tags=["sql"])
 
@@ -85,18 +88,27 @@ async def run_sql(
     max_rows = min(body.max_rows or settings.sql_default_rows, settings.sql_max_rows)
     audit = request.state.audit
     audit["sql_text"] = body.sql
+    # One of the token's query leases, held until the answer's last byte is sent.
+    lease = quotas(settings).hold("queries", principal.name, _lease_seconds(settings))
     if fmt == "json":
-        result = await run_in_threadpool(
-            engine.execute, body.sql, max_rows, body.as_of, reader=principal
-        )
+        try:
+            result = await run_in_threadpool(
+                engine.execute, body.sql, max_rows, body.as_of, reader=principal
+            )
+        finally:
+            lease.release()
         audit.update(datasets=list(result.datasets), rows=result.row_count)
         return Response(result.body(), media_type=MEDIA_TYPES["json"])
-    running = await run_in_threadpool(
-        engine.start, body.sql, body.as_of, fmt, max_rows, reader=principal
-    )
+    try:
+        running = await run_in_threadpool(
+            engine.start, body.sql, body.as_of, fmt, max_rows, reader=principal
+        )
+    except BaseException:
+        lease.release()
+        raise
     audit["datasets"] = list(running.datasets)
     return StreamingResponse(
-        running.chunks(audit),
+        _releasing(running.chunks(audit), lease),
         media_type=MEDIA_TYPES[fmt],
         headers={
             "X-Lakehouse-Datasets": json.dumps(running.datasets),
@@ -104,3 +116,17 @@ async def run_sql(
             "X-Lakehouse-Byte-Limit": str(settings.sql_max_export_bytes),
         },
     )
+
+
+def _lease_seconds(settings: Settings) -> float:
+    """How long a query lease outlives an API process that died holding it: the longest a
+    query may wait and run, and then some for sending its answer."""
+    return settings.sql_queue_seconds + settings.sql_timeout_seconds + 300
+
+
+def _releasing(chunks: Iterator[bytes], lease: Lease) -> Iterator[bytes]:
+    """`chunks`, then the lease given back (also when the client leaves mid-answer)."""
+    try:
+        yield from chunks
+    finally:
+        lease.release()

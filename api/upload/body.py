@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from api.upload.streams import Gunzip, MultipartFile, SizeCap, TooLarge
+from api.upload.streams import Gunzip, MultipartFile, SizeCap, SlowUpload, TooLarge
 from lakehouse.ingest.landing import Landed, Landing
 from lakehouse.settings import Settings
 
@@ -20,12 +20,15 @@ def body_limit(max_bytes: int) -> int:
     return max_bytes + max_bytes // 100 + 64 * 1024
 
 
-async def body_chunks(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+async def body_chunks(
+    request: Request, max_bytes: int, read_timeout: float
+) -> AsyncIterator[bytes]:
     """The CSV bytes, decompressed, from the multipart field `file` or the raw body.
 
     Both stream: a multipart body is parsed as it arrives (never spooled). Both caps, on
     the body as sent and on the CSV it holds, apply as the bytes arrive, so a body without
-    a Content-Length is stopped as soon as it passes them.
+    a Content-Length is stopped as soon as it passes them. A client that sends nothing
+    for `read_timeout` seconds is stopped too (a slow peer would hold an upload slot).
     """
     content_type = request.headers.get("content-type", "")
     gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
@@ -35,7 +38,7 @@ async def body_chunks(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
     _refuse_declared_size(request, max_bytes, exact=not (gzipped or multipart))
     cap = SizeCap(max_bytes)
     gunzip: Gunzip | None = None
-    async for chunk in _csv_bytes(request, multipart, body_limit(max_bytes)):
+    async for chunk in _csv_bytes(request, multipart, body_limit(max_bytes), read_timeout):
         if gunzip is None and (gzipped or (multipart and multipart.filename.endswith(".gz"))):
             gunzip = Gunzip()
         for piece in gunzip.feed(chunk) if gunzip else (chunk,):
@@ -53,11 +56,11 @@ def _refuse_declared_size(request: Request, max_bytes: int, *, exact: bool) -> N
 
 
 async def _csv_bytes(
-    request: Request, multipart: MultipartFile | None, body_limit: int
+    request: Request, multipart: MultipartFile | None, body_limit: int, read_timeout: float
 ) -> AsyncIterator[bytes]:
     """The raw body, or its multipart field's data; the body as sent is capped."""
     cap = SizeCap(body_limit)
-    async for chunk in request.stream():
+    async for chunk in _arriving(request, read_timeout):
         cap.check(chunk)
         for piece in multipart.feed(chunk) if multipart else (chunk,):
             yield piece
@@ -65,16 +68,34 @@ async def _csv_bytes(
         multipart.finish()
 
 
-async def land(request: Request, landing: Landing, settings: Settings) -> Landed:
+async def _arriving(request: Request, read_timeout: float) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, each within `read_timeout` of the last."""
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(chunks), read_timeout)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise SlowUpload(read_timeout) from None
+        yield chunk
+
+
+async def land(
+    request: Request, landing: Landing, settings: Settings, count_bytes: Callable[[int], None]
+) -> Landed:
     """Stream the body into the store: up to `ingest_parts_in_flight` parts upload while the
-    next ones arrive, so memory stays at a few parts whatever the file's size."""
+    next ones arrive, so memory stays at a few parts whatever the file's size. Each part,
+    and the last bytes, are first charged to the token's allowance (`count_bytes`)."""
     part_bytes = settings.ingest_part_bytes
     buffer = bytearray()
     in_flight: list[asyncio.Future[None]] = []
-    async for chunk in body_chunks(request, settings.max_upload_bytes):
+    chunks = body_chunks(request, settings.max_upload_bytes, settings.upload_read_timeout_seconds)
+    async for chunk in chunks:
         buffer += chunk
         if len(buffer) >= part_bytes:
             part, buffer = bytes(buffer[:part_bytes]), buffer[part_bytes:]
+            count_bytes(len(part))
             number = await run_in_threadpool(landing.take_part, part)  # in order
             if len(in_flight) >= settings.ingest_parts_in_flight:
                 await in_flight.pop(0)
@@ -86,4 +107,5 @@ async def land(request: Request, landing: Landing, settings: Settings) -> Landed
     finally:
         for upload in in_flight:
             upload.cancel()
+    count_bytes(len(buffer))
     return await run_in_threadpool(landing.finish, bytes(buffer))

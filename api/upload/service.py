@@ -38,11 +38,12 @@ async def upload(
         mode=params.mode,
         current=current,
         sample_rows=settings.sample_rows,
+        max_columns=settings.max_columns,
         tails=log_tails(store),
         options=params.options,
     )
     try:
-        landed = await land(request, landing, settings)
+        landed = await land(request, landing, settings, slot.count_bytes)
     except BaseException:
         # If the store is gone, the unfinished multipart upload never became visible anyway.
         with contextlib.suppress(StoreUnavailable):

@@ -1,15 +1,20 @@
-"""The process's upload slots: at most `max_concurrent_uploads` uploads land at once."""
+"""The process's upload slots: at most `max_concurrent_uploads` uploads land at once, and
+each token's share: `token_uploads_at_once` leases and its bytes per hour (api/quotas.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 
+from api.auth import PrincipalDep
 from api.deps import SettingsDep
+from api.quotas import Lease, Quotas, quotas
 
 RETRY_AFTER_SECONDS = 2
+# A token's upload lease left by an API process that died lapses after this long.
+UPLOAD_LEASE_SECONDS = 3600
 
 
 def upload_slots(app: FastAPI) -> UploadSlots:
@@ -24,7 +29,7 @@ class UploadSlots:
     def __init__(self) -> None:
         self.in_flight = 0
 
-    def take(self, most: int) -> UploadSlot:
+    def take(self, most: int, lease: Lease, allowance: Callable[[int], None]) -> UploadSlot:
         """A slot, or 503 + Retry-After when `most` are taken."""
         if self.in_flight >= most:
             raise HTTPException(
@@ -34,30 +39,47 @@ class UploadSlots:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         self.in_flight += 1
-        return UploadSlot(self)
+        return UploadSlot(self, lease, allowance)
 
 
 class UploadSlot:
-    """One of the process's upload slots: the handler gives it back as soon as the bytes
-    have landed (before waiting for the run)."""
+    """One of the process's upload slots, with its token's lease: the handler gives both
+    back as soon as the bytes have landed (before waiting for the run). `count_bytes`
+    charges the bytes as they arrive to the token's hourly allowance (429 past it)."""
 
-    def __init__(self, slots: UploadSlots) -> None:
+    def __init__(self, slots: UploadSlots, lease: Lease, allowance: Callable[[int], None]) -> None:
         self._slots = slots
+        self._lease = lease
+        self.count_bytes = allowance
         self._held = True
 
     def release(self) -> None:
         if self._held:
             self._held = False
             self._slots.in_flight -= 1
+            self._lease.release()
 
 
-async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[UploadSlot]:
-    """One of the process's upload slots, or 503 + Retry-After when all are taken.
+async def upload_slot(
+    request: Request, settings: SettingsDep, principal: PrincipalDep
+) -> AsyncIterator[UploadSlot]:
+    """One of the process's upload slots and one of its token's leases; 429 when the token
+    has all of its own in flight, 503 + Retry-After when the process has all taken.
 
     The handler releases it as soon as the bytes have landed: a dependency's own exit
     comes only once the whole request is done, so it is just the backstop (errors).
     """
-    slot = upload_slots(request.app).take(settings.max_concurrent_uploads)
+    counter: Quotas = quotas(settings)
+    lease = counter.hold("uploads", principal.name, UPLOAD_LEASE_SECONDS)
+    try:
+        slot = upload_slots(request.app).take(
+            settings.max_concurrent_uploads,
+            lease,
+            lambda size: counter.upload_bytes(principal.name, size),
+        )
+    except BaseException:
+        lease.release()
+        raise
     try:
         yield slot
     finally:

@@ -34,6 +34,16 @@ class BadGzip(InvalidInput):
     pass
 
 
+class SlowUpload(InvalidInput):
+    """The client sent nothing for `seconds`: the upload ends (408) and frees its slot."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"no bytes of the upload arrived for {seconds:g} s: send the body without pauses "
+            "(LAKEHOUSE_UPLOAD_READ_TIMEOUT_SECONDS), and send it again: nothing was stored"
+        )
+
+
 class SizeCap:
     def __init__(self, limit: int) -> None:
         self.limit = limit

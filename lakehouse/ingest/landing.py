@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from lakehouse.errors import Conflict
+from lakehouse.errors import Conflict, InvalidInput
 from lakehouse.formats.csv.options import CsvOptions
 from lakehouse.formats.csv.schema import CsvSchema, infer_schema, schema_diff
 from lakehouse.formats.csv.text import NotCsv
@@ -47,6 +47,21 @@ class SchemaConflict(Conflict):
         }
 
 
+class TooManyColumns(InvalidInput):
+    """More columns than a dataset may have (`max_columns`)."""
+
+    def __init__(self, columns: int, cap: int) -> None:
+        self.columns, self.cap = columns, cap
+        super().__init__(
+            f"the file has {columns:,} columns; a dataset may have at most {cap:,} "
+            "(the max_columns setting, LAKEHOUSE_MAX_COLUMNS): split the file into datasets "
+            "of fewer columns, or ask the operator to raise the cap"
+        )
+
+    def detail(self) -> object:
+        return {"message": str(self), "columns": self.columns, "max_columns": self.cap}
+
+
 class LineCounter:
     """Counts a file's physical lines as its bytes pass, as DuckDB splits them: at LF, at
     CRLF, or at a lone CR (a file whose lines end with CR alone has no LF)."""
@@ -58,7 +73,8 @@ class LineCounter:
     def feed(self, data: bytes) -> None:
         if data:
             self.lf += data.count(b"\n")
-            self.cr += data.count(b"\r")
+            if not self.lf:  # CRs count only in a file with no LF at all (half the work)
+                self.cr += data.count(b"\r")
             self.last = data[-1:]
 
     def total(self) -> int:
@@ -89,6 +105,7 @@ class Landing:
         mode: Mode = "append",
         current: Manifest | None = None,
         sample_rows: int = 2000,
+        max_columns: int = 4096,
         tails: LogTails | None = None,
         options: CsvOptions | None = None,
     ) -> None:
@@ -98,6 +115,7 @@ class Landing:
         self.mode = mode
         self.current = current
         self.sample_rows = sample_rows
+        self.max_columns = max_columns
         self.ingest_id = new_ingest_id()
         self.key = landing_key(dataset, self.ingest_id)
         self.received_at = datetime.now(UTC)
@@ -216,6 +234,8 @@ class Landing:
             contract=contract.columns if contract else None,
             options=self.options,
         )
+        if len(schema.columns) > self.max_columns:
+            raise TooManyColumns(len(schema.columns), self.max_columns)
         if contract is not None and schema.fingerprint != contract.schema_fingerprint:
             raise SchemaConflict(self.dataset, contract.columns, schema)
         return schema

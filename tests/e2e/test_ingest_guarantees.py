@@ -90,7 +90,10 @@ def test_twenty_concurrent_uploads_to_five_datasets_each_materialize_once(stack:
     def upload(i: int) -> tuple[str, str, int, int]:
         name, rows = f"burst_{i % 5}", 100 + i
         refused = 0
-        while (response := post(stack.api_url, name, csv_rows(i * 1000, rows))).status_code == 503:
+        while (response := post(stack.api_url, name, csv_rows(i * 1000, rows))).status_code in (
+            429,
+            503,
+        ):
             refused += 1
             time.sleep(float(response.headers["retry-after"]) / 4)
         assert response.status_code == 202, response.text

@@ -72,6 +72,25 @@ def test_a_file_the_reader_would_fail_is_400_and_stores_nothing(
     assert stored(store) == []
 
 
+def test_attack_5000_columns_is_400_naming_the_cap_and_stores_nothing(
+    client: TestClient, store: ObjectStore
+) -> None:
+    """Attack: a very wide file. Each column is carried into the log entry, Parquet, Iceberg
+    and the catalog; past `max_columns` (4,096 by default) the upload is refused."""
+    header = ",".join(f"c{i}" for i in range(5000))
+    row = ",".join("1" for _ in range(5000))
+    response = client.post("/v1/ingest?name=wide", content=f"{header}\n{row}\n".encode())
+    assert response.status_code == 400
+    assert response.json()["detail"] == {
+        "message": "the file has 5,000 columns; a dataset may have at most 4,096 (the "
+        "max_columns setting, LAKEHOUSE_MAX_COLUMNS): split the file into datasets of fewer "
+        "columns, or ask the operator to raise the cap",
+        "columns": 5000,
+        "max_columns": 4096,
+    }
+    assert stored(store) == []
+
+
 @pytest.mark.parametrize("wait", ["nan", "inf", "1e9", "-1", "soon"])
 def test_wait_must_be_finite_seconds_up_to_the_limit(
     client: TestClient, settings: Settings, store: ObjectStore, wait: str

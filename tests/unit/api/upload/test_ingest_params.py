@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import HTTPException
 
+from api.quotas import Lease
 from api.upload.params import wait_seconds
 from api.upload.slots import UploadSlots
 
@@ -31,8 +32,10 @@ def test_other_waits_are_422_saying_what_to_send(wait: str) -> None:
 
 def test_an_upload_slot_is_given_back_once_however_often_released() -> None:
     slots = UploadSlots()
-    slot = slots.take(most=1)
+    leases_given_back = []
+    slot = slots.take(1, Lease(lambda: leases_given_back.append(1)), lambda size: None)
     assert slots.in_flight == 1
     slot.release()
     slot.release()  # the dependency's exit releases again after the handler did
     assert slots.in_flight == 0
+    assert leases_given_back == [1]  # the token's lease too, once

@@ -1,0 +1,91 @@
+"""Caps a request must fit before any handler reads it: its headers (431), and the body of
+every route but the upload (413, before a byte of it is parsed). The upload streams its
+body under caps of its own (size, and a read timeout: api/upload/body.py)."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lakehouse.settings import Settings, get_settings
+
+STREAMED = ("/v1/ingest",)  # bodies capped as they stream, not here
+
+
+class RequestCaps:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings: Settings = scope["app"].dependency_overrides.get(get_settings, get_settings)()
+        if refusal := _headers_refusal(scope, settings):
+            await refusal(scope, receive, send)
+            return
+        if scope["path"] in STREAMED:
+            await self.app(scope, receive, send)
+            return
+        body = await _body_within(scope, receive, settings.max_json_body_bytes)
+        if body is None:
+            await _too_large(settings.max_json_body_bytes)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _headers_refusal(scope: Scope, settings: Settings) -> JSONResponse | None:
+    headers = scope["headers"]
+    size = sum(len(name) + len(value) for name, value in headers)
+    if len(headers) <= settings.max_request_headers and size <= settings.max_header_bytes:
+        return None
+    return JSONResponse(
+        {
+            "detail": f"the request has {len(headers)} headers of {size:,} bytes; at most "
+            f"{settings.max_request_headers} headers of {settings.max_header_bytes:,} bytes "
+            "are read (LAKEHOUSE_MAX_REQUEST_HEADERS, LAKEHOUSE_MAX_HEADER_BYTES): send fewer"
+        },
+        status_code=431,
+    )
+
+
+async def _body_within(scope: Scope, receive: Receive, cap: int) -> bytes | None:
+    """The whole body, or None as soon as it is past `cap`: a declared length past it is
+    refused unread; a body without one is read only up to it."""
+    declared = dict(scope["headers"]).get(b"content-length", b"")
+    if declared.isdigit() and int(declared) > cap:
+        return None
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return bytes(body)  # the client left: the app sees an empty body and its exit
+        body += message.get("body", b"")
+        if len(body) > cap:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _too_large(cap: int) -> JSONResponse:
+    return JSONResponse(
+        {
+            "detail": f"the request body is larger than {cap:,} bytes: send a shorter one "
+            "(LAKEHOUSE_MAX_JSON_BODY_BYTES); files go to POST /v1/ingest"
+        },
+        status_code=413,
+    )
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the app: the body already read, then what the client sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -1,0 +1,52 @@
+"""The limits on peers and tokens: a group of the settings (lakehouse/settings.py), each
+read from its `LAKEHOUSE_*` variable like the others."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Limits(BaseModel):
+    """What one client may hold or send: read timeouts, request caps, per-token limits."""
+
+    upload_read_timeout_seconds: float = Field(
+        30,
+        gt=0,
+        description="An upload whose client sends nothing for this long ends with 408 and "
+        "frees its slot (a slow or stalled peer cannot hold the upload slots).",
+    )
+    max_request_headers: int = Field(
+        100, ge=10, description="Most headers a request may carry: more get 431."
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="Most bytes of header names and values in a request: more get 431.",
+    )
+    max_json_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest body of every route but POST /v1/ingest (SQL, tokens): a larger "
+        "one gets 413 before it is read.",
+    )
+    limits_url: str = Field(
+        "",
+        description="Where every API process counts the per-token limits (token_*): a "
+        "redis:// URL, or memory:// to count per process. Empty: the broker's Redis (when the "
+        "broker is Redis), else memory://.",
+    )
+    token_requests_per_second: int = Field(
+        500, ge=0, description="Requests one token may send per second (0: no limit); 429."
+    )
+    token_uploads_at_once: int = Field(
+        8, ge=0, description="Uploads one token may have landing at once (0: no limit); 429."
+    )
+    token_queries_at_once: int = Field(
+        8, ge=0, description="Queries one token may have running at once (0: no limit); 429."
+    )
+    token_upload_bytes_per_hour: int = Field(
+        64 * 1024**3,
+        ge=0,
+        description="Bytes one token may upload in any hour (0: no limit); past it, 429 and "
+        "the upload is not stored.",
+    )
