@@ -1,12 +1,14 @@
 """Caps a request must fit before any handler reads it: its headers (431), and the body of
 every route but the upload (413, before a byte of it is parsed). The upload streams its
-body under caps of its own (size, and a read timeout: api/upload/body.py)."""
+body under caps of its own (size, and a read timeout: api/upload/body.py). Once the answer
+is sent, the token's lease the request held (api/quotas.py) is given back."""
 
 from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.quotas import Lease
 from lakehouse.settings import Settings, get_settings
 
 STREAMED = ("/v1/ingest",)  # bodies capped as they stream, not here
@@ -24,6 +26,16 @@ class RequestCaps:
         if refusal := _headers_refusal(scope, settings):
             await refusal(scope, receive, send)
             return
+        try:
+            await self._within_caps(scope, receive, send, settings)
+        finally:  # after the last byte of the answer, or the client left
+            lease: Lease | None = scope.get("state", {}).get("lease")
+            if lease is not None:
+                lease.release()
+
+    async def _within_caps(
+        self, scope: Scope, receive: Receive, send: Send, settings: Settings
+    ) -> None:
         if scope["path"] in STREAMED:
             await self.app(scope, receive, send)
             return

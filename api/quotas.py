@@ -2,10 +2,12 @@
 once, and bytes uploaded per hour. Past one, the answer is 429 with `Retry-After`.
 
 The counts live in one store every API process reaches (`limits_url`; by default the
-broker's Redis), so several replicas enforce one limit. Rates are counted by the `limits`
-library; uploads and queries at once are leases in a Redis sorted set (member: the request,
-score: when the lease lapses), so a process that dies holding some frees them when they
-lapse. A store of `memory://` keeps the counts per process (said at start-up).
+broker's Redis), so several replicas enforce one limit. A request is admitted in one round
+trip (`admit`): its count in the token's one-second window, and for an upload or a query
+a lease in the token's Redis sorted set (member: the request, score: when it lapses), so a
+process that dies holding leases frees them when they lapse. Bytes per hour are counted by
+the `limits` library (a sliding window). A store of `memory://` keeps the counts per
+process (said at start-up).
 
 If the store cannot be reached, requests go on unlimited and the API logs it (at most once a
 minute) and counts it in `lakehouse_quota_store_errors_total`: limits guard the service,
@@ -23,19 +25,33 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import redis
-from limits import RateLimitItemPerHour, RateLimitItemPerSecond
+from limits import RateLimitItemPerHour
 from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from lakehouse.errors import Throttled
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOG_EVERY_SECONDS = 60
 STORE_TIMEOUT_SECONDS = 0.25  # a slow store costs a request this much at most
+# A token's upload lease left by an API process that died lapses after this long.
+UPLOAD_LEASE_SECONDS = 3600
+
+
+def leased(method: str, path: str, settings: Settings) -> tuple[str | None, float]:
+    """The lease a request holds while it runs (an upload landing, a query), and when it
+    lapses if the API process holding it dies; (None, 0) for every other request."""
+    if method == "POST" and path == "/v1/ingest":
+        return "uploads", UPLOAD_LEASE_SECONDS
+    if method == "POST" and path == "/v1/sql":  # its wait, its run, and sending its answer
+        return "queries", settings.sql_queue_seconds + settings.sql_timeout_seconds + 300
+    return None, 0
 
 
 @dataclass(frozen=True)
@@ -63,23 +79,40 @@ class Quotas:
         self.shared = not url.startswith("memory://")
         options = {"socket_timeout": STORE_TIMEOUT_SECONDS} if self.shared else {}
         storage = storage_from_string(url, **options)
-        self._rates = FixedWindowRateLimiter(storage)
         self._volume = SlidingWindowCounterRateLimiter(storage)
-        self._leases: _Leases = _RedisLeases(url) if self.shared else _LocalLeases()
+        self._counts: _Counts = _RedisCounts(url) if self.shared else _LocalCounts()
         self.store_errors = 0
         self._logged_at = 0.0
 
-    def request(self, token: str) -> None:
-        """Count one request of `token` (every /v1 request)."""
-        per_second = self.limits.requests_per_second
-        if per_second and not self._guarded(
-            lambda: self._rates.hit(RateLimitItemPerSecond(per_second), "req", token)
-        ):
+    def admit(self, token: str, kind: str | None = None, lease_seconds: float = 0) -> Lease:
+        """Count one request of `token`; for `kind` ("uploads", "queries") also hold one of
+        its leases, given back by `Lease.release` (or lapsing after `lease_seconds`). 429
+        past the token's requests per second or its `kind` at once."""
+        rate = self.limits.requests_per_second
+        most = {"uploads": self.limits.uploads_at_once, "queries": self.limits.queries_at_once}
+        ask = None
+        if kind and most[kind]:
+            ask = _Ask(f"{kind}:{token}", uuid.uuid4().hex, most[kind], lease_seconds)
+        if not rate and ask is None:
+            return Lease(lambda: None)
+        within_rate, leased = self._guarded(
+            lambda: self._counts.admit(token, rate, ask), (True, True)
+        )
+        lease = Lease(self._giving_back(ask))
+        if not within_rate:
+            lease.release()
             raise Throttled(
-                f"token {token!r} sent more than {per_second} requests in a second "
+                f"token {token!r} sent more than {rate} requests in a second "
                 "(LAKEHOUSE_TOKEN_REQUESTS_PER_SECOND): slow down and retry after 1 s",
                 1,
             )
+        if ask is not None and not leased:
+            raise Throttled(
+                f"token {token!r} already has {ask.most} {kind} in flight, the most it may "
+                f"(LAKEHOUSE_TOKEN_{str(kind).upper()}_AT_ONCE): retry when one has finished",
+                2,
+            )
+        return lease
 
     def upload_bytes(self, token: str, size: int) -> None:
         """Count `size` more bytes uploaded by `token` within the hour."""
@@ -87,7 +120,7 @@ class Quotas:
         if not per_hour:
             return
         item = RateLimitItemPerHour(per_hour)
-        if self._guarded(lambda: self._volume.hit(item, "bytes", token, cost=size)):
+        if self._guarded(lambda: self._volume.hit(item, "bytes", token, cost=size), True):
             return
         stats = self._volume.get_window_stats(item, "bytes", token)
         raise Throttled(
@@ -97,23 +130,13 @@ class Quotas:
             math.ceil(stats.reset_time - time.time()),
         )
 
-    def hold(self, kind: str, token: str, lease_seconds: float) -> Lease:
-        """One of `token`'s leases of `kind` ("uploads", "queries"), or 429 when it holds
-        them all; a lease a dead process kept lapses after `lease_seconds`."""
-        most = self.limits.uploads_at_once if kind == "uploads" else self.limits.queries_at_once
-        if not most:
-            return Lease(lambda: None)
-        key, lease = f"{kind}:{token}", uuid.uuid4().hex
-        if not self._guarded(lambda: self._leases.take(key, lease, most, lease_seconds)):
-            raise Throttled(
-                f"token {token!r} already has {most} {kind} in flight, the most it may "
-                f"(LAKEHOUSE_TOKEN_{kind.upper()}_AT_ONCE): retry when one has finished",
-                2,
-            )
-        return Lease(lambda: self._guarded(lambda: self._leases.give_back(key, lease)))
+    def _giving_back(self, ask: _Ask | None) -> Callable[[], None]:
+        if ask is None:
+            return lambda: None
+        return lambda: self._guarded(lambda: self._counts.give_back(ask), None)
 
-    def _guarded(self, call: Callable[[], bool]) -> bool:
-        """`call()`, or True (allowed) when the store cannot be reached."""
+    def _guarded(self, call: Callable[[], T], allowed: T) -> T:
+        """`call()`, or `allowed` when the store cannot be reached."""
         try:
             return call()
         except (redis.RedisError, OSError) as exc:
@@ -121,7 +144,7 @@ class Quotas:
             if time.monotonic() - self._logged_at >= LOG_EVERY_SECONDS:
                 self._logged_at = time.monotonic()
                 log.error("the limits store is unreachable, requests go unlimited: %s", exc)
-            return True
+            return allowed
 
 
 class Lease:
@@ -136,58 +159,82 @@ class Lease:
             give_back()
 
 
-class _Leases:
-    def take(self, key: str, lease: str, most: int, seconds: float) -> bool:
+@dataclass(frozen=True)
+class _Ask:
+    """A lease asked for: one of the `most` of `key`, lapsing after `seconds`."""
+
+    key: str
+    id: str
+    most: int
+    seconds: float
+
+
+class _Counts:
+    def admit(self, token: str, rate: int, ask: _Ask | None) -> tuple[bool, bool]:
+        """(within the token's rate, the lease held); a rate of 0 is no limit."""
         raise NotImplementedError
 
-    def give_back(self, key: str, lease: str) -> bool:
+    def give_back(self, ask: _Ask) -> None:
         raise NotImplementedError
 
 
-class _RedisLeases(_Leases):
+class _RedisCounts(_Counts):
     def __init__(self, url: str) -> None:
         self.redis = redis.Redis.from_url(
             url, socket_timeout=STORE_TIMEOUT_SECONDS, socket_connect_timeout=STORE_TIMEOUT_SECONDS
         )
 
-    def take(self, key: str, lease: str, most: int, seconds: float) -> bool:
+    def admit(self, token: str, rate: int, ask: _Ask | None) -> tuple[bool, bool]:
         now = time.time()
-        name = f"LAKEHOUSE/leases/{key}"
-        with self.redis.pipeline() as pipe:  # MULTI/EXEC: one round trip
-            pipe.zremrangebyscore(name, "-inf", now)
-            pipe.zadd(name, {lease: now + seconds})
-            pipe.zcard(name)
-            pipe.expire(name, math.ceil(seconds) + 1)
-            held = pipe.execute()[2]
-        if held <= most:
-            return True
-        self.redis.zrem(name, lease)
-        return False
+        # One round trip, not a transaction: a take counts itself after its own ZADD, so
+        # takes that interleave may both be refused, never both admitted past `most`.
+        with self.redis.pipeline(transaction=False) as pipe:
+            if rate:
+                window = f"LAKEHOUSE/rate/{token}/{int(now)}"
+                pipe.incr(window)
+                pipe.expire(window, 2)
+            if ask is not None:
+                name = f"LAKEHOUSE/leases/{ask.key}"
+                pipe.zremrangebyscore(name, "-inf", now)
+                pipe.zadd(name, {ask.id: now + ask.seconds})
+                pipe.zcard(name)
+                pipe.expire(name, math.ceil(ask.seconds) + 1)
+            answers = pipe.execute()
+        within_rate = not rate or int(answers[0]) <= rate
+        leased = ask is None or int(answers[-2]) <= ask.most
+        if ask is not None and not leased:
+            self.give_back(ask)
+        return within_rate, leased
 
-    def give_back(self, key: str, lease: str) -> bool:
-        self.redis.zrem(f"LAKEHOUSE/leases/{key}", lease)
-        return True
+    def give_back(self, ask: _Ask) -> None:
+        self.redis.zrem(f"LAKEHOUSE/leases/{ask.key}", ask.id)
 
 
-class _LocalLeases(_Leases):
+class _LocalCounts(_Counts):
     def __init__(self) -> None:
+        self._requests: Counter[tuple[str, int]] = Counter()
         self._held: Counter[str] = Counter()
-        self._leases: dict[str, str] = {}
+        self._leases: set[str] = set()
         self._lock = threading.Lock()
 
-    def take(self, key: str, lease: str, most: int, seconds: float) -> bool:
+    def admit(self, token: str, rate: int, ask: _Ask | None) -> tuple[bool, bool]:
+        second = int(time.time())
         with self._lock:
-            if self._held[key] >= most:
-                return False
-            self._held[key] += 1
-            self._leases[lease] = key
-            return True
+            if rate:
+                for old in [k for k in self._requests if k[1] < second]:
+                    del self._requests[old]
+                self._requests[token, second] += 1
+            leased = ask is None or self._held[ask.key] < ask.most
+            if ask is not None and leased:
+                self._held[ask.key] += 1
+                self._leases.add(ask.id)
+            return not rate or self._requests[token, second] <= rate, leased
 
-    def give_back(self, key: str, lease: str) -> bool:
+    def give_back(self, ask: _Ask) -> None:
         with self._lock:
-            if self._leases.pop(lease, None) is not None:
-                self._held[key] -= 1
-            return True
+            if ask.id in self._leases:
+                self._leases.discard(ask.id)
+                self._held[ask.key] -= 1
 
 
 def quotas(settings: Settings) -> Quotas:

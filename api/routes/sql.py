@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
@@ -15,8 +14,6 @@ from api.auth import PrincipalDep
 from api.deps import EngineDep, SettingsDep
 from api.query.formats import MEDIA_TYPES, format_for
 from api.query.guard import MAX_SQL_CHARS
-from api.quotas import Lease, quotas
-from lakehouse.settings import Settings
 
 router = APIRouter(prefix="/sql", tags=["sql"])
 
@@ -88,27 +85,18 @@ async def run_sql(
     max_rows = min(body.max_rows or settings.sql_default_rows, settings.sql_max_rows)
     audit = request.state.audit
     audit["sql_text"] = body.sql
-    # One of the token's query leases, held until the answer's last byte is sent.
-    lease = quotas(settings).hold("queries", principal.name, _lease_seconds(settings))
     if fmt == "json":
-        try:
-            result = await run_in_threadpool(
-                engine.execute, body.sql, max_rows, body.as_of, reader=principal
-            )
-        finally:
-            lease.release()
+        result = await run_in_threadpool(
+            engine.execute, body.sql, max_rows, body.as_of, reader=principal
+        )
         audit.update(datasets=list(result.datasets), rows=result.row_count)
         return Response(result.body(), media_type=MEDIA_TYPES["json"])
-    try:
-        running = await run_in_threadpool(
-            engine.start, body.sql, body.as_of, fmt, max_rows, reader=principal
-        )
-    except BaseException:
-        lease.release()
-        raise
+    running = await run_in_threadpool(
+        engine.start, body.sql, body.as_of, fmt, max_rows, reader=principal
+    )
     audit["datasets"] = list(running.datasets)
     return StreamingResponse(
-        _releasing(running.chunks(audit), lease),
+        running.chunks(audit),
         media_type=MEDIA_TYPES[fmt],
         headers={
             "X-Lakehouse-Datasets": json.dumps(running.datasets),
@@ -116,17 +104,3 @@ async def run_sql(
             "X-Lakehouse-Byte-Limit": str(settings.sql_max_export_bytes),
         },
     )
-
-
-def _lease_seconds(settings: Settings) -> float:
-    """How long a query lease outlives an API process that died holding it: the longest a
-    query may wait and run, and then some for sending its answer."""
-    return settings.sql_queue_seconds + settings.sql_timeout_seconds + 300
-
-
-def _releasing(chunks: Iterator[bytes], lease: Lease) -> Iterator[bytes]:
-    """`chunks`, then the lease given back (also when the client leaves mid-answer)."""
-    try:
-        yield from chunks
-    finally:
-        lease.release()

@@ -10,11 +10,9 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 
 from api.auth import PrincipalDep
 from api.deps import SettingsDep
-from api.quotas import Lease, Quotas, quotas
+from api.quotas import Lease, quotas
 
 RETRY_AFTER_SECONDS = 2
-# A token's upload lease left by an API process that died lapses after this long.
-UPLOAD_LEASE_SECONDS = 3600
 
 
 def upload_slots(app: FastAPI) -> UploadSlots:
@@ -63,23 +61,17 @@ class UploadSlot:
 async def upload_slot(
     request: Request, settings: SettingsDep, principal: PrincipalDep
 ) -> AsyncIterator[UploadSlot]:
-    """One of the process's upload slots and one of its token's leases; 429 when the token
-    has all of its own in flight, 503 + Retry-After when the process has all taken.
+    """One of the process's upload slots, with the token's upload lease (taken with the
+    token's check, api/auth.py); 503 + Retry-After when the process has all slots taken.
 
     The handler releases it as soon as the bytes have landed: a dependency's own exit
     comes only once the whole request is done, so it is just the backstop (errors).
     """
-    counter: Quotas = quotas(settings)
-    lease = counter.hold("uploads", principal.name, UPLOAD_LEASE_SECONDS)
-    try:
-        slot = upload_slots(request.app).take(
-            settings.max_concurrent_uploads,
-            lease,
-            lambda size: counter.upload_bytes(principal.name, size),
-        )
-    except BaseException:
-        lease.release()
-        raise
+    slot = upload_slots(request.app).take(
+        settings.max_concurrent_uploads,
+        request.state.lease,
+        lambda size: quotas(settings).upload_bytes(principal.name, size),
+    )
     try:
         yield slot
     finally:

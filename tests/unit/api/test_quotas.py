@@ -3,6 +3,8 @@ the real server in tests/e2e/test_peer_limits.py."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from api.quotas import Quotas, TokenLimits
@@ -17,18 +19,39 @@ def quotas(**limits: int) -> Quotas:
 
 def test_a_token_holds_at_most_its_leases_and_gets_them_back_once() -> None:
     counter = quotas(queries_at_once=2)
-    first, second = counter.hold("queries", "ann", 60), counter.hold("queries", "ann", 60)
+    first, second = counter.admit("ann", "queries", 60), counter.admit("ann", "queries", 60)
     with pytest.raises(Throttled, match="already has 2 queries in flight") as refused:
-        counter.hold("queries", "ann", 60)
+        counter.admit("ann", "queries", 60)
     assert refused.value.retry_after == 2
-    counter.hold("queries", "bob", 60).release()  # another token's share is its own
+    counter.admit("bob", "queries", 60).release()  # another token's share is its own
+    counter.admit("ann", "uploads", 60)  # and so is another kind's
+    counter.admit("ann")  # a request that holds no lease goes on
     first.release()
     first.release()  # released twice (a handler and its backstop): given back once
-    third = counter.hold("queries", "ann", 60)
+    third = counter.admit("ann", "queries", 60)
     with pytest.raises(Throttled):
-        counter.hold("queries", "ann", 60)
+        counter.admit("ann", "queries", 60)
     second.release()
     third.release()
+
+
+def test_past_the_rate_a_request_is_refused_and_holds_no_lease() -> None:
+    counter = quotas(requests_per_second=2, uploads_at_once=5)
+    answers = []
+    started = time.monotonic()
+    for _ in range(4):
+        try:
+            answers.append(counter.admit("ann", "uploads", 60))
+        except Throttled as refused:
+            assert "more than 2 requests in a second" in str(refused)
+            answers.append(None)
+    # Four requests all within 2 a second would have to span more than one second.
+    assert None in answers or time.monotonic() - started >= 1
+    for lease in answers:
+        if lease is not None:
+            lease.release()
+    counter.limits = TokenLimits(0, 1, 0, 0)  # a refused request kept no lease:
+    counter.admit("ann", "uploads", 60)  # the one lease there is can be had
 
 
 def test_bytes_past_the_hourly_allowance_are_refused_with_when_to_retry() -> None:
@@ -44,8 +67,7 @@ def test_bytes_past_the_hourly_allowance_are_refused_with_when_to_retry() -> Non
 def test_no_limit_set_means_none_is_counted() -> None:
     counter = quotas()
     for _ in range(1000):
-        counter.request("ann")
-        counter.hold("uploads", "ann", 60)
+        counter.admit("ann", "uploads", 60)
     counter.upload_bytes("ann", 10**12)
 
 
@@ -53,7 +75,6 @@ def test_a_store_that_cannot_be_reached_lets_requests_go_and_counts_that() -> No
     limits = TokenLimits(1, 1, 1, 1)
     counter = Quotas(f"redis://127.0.0.1:{free_port()}/0", limits)
     for _ in range(3):
-        counter.request("ann")
-        counter.hold("uploads", "ann", 60).release()
+        counter.admit("ann", "uploads", 60).release()
         counter.upload_bytes("ann", 10)
-    assert counter.store_errors == 12
+    assert counter.store_errors == 9  # the admission, its lease's return, the bytes
