@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import logs, metrics
 from lakehouse.store import ObjectStore, layout
 
 log = logging.getLogger(__name__)
@@ -135,17 +136,19 @@ class AuditLog:
 
 class AuditMiddleware:
     """Records every /v1 request once it is answered: the handlers add who and what to
-    `request.state.audit`, this adds the outcome. Every answer carries `X-Request-ID`."""
+    `request.state.audit`, this adds the outcome. Every answer carries `X-Request-ID`.
+    Every request, /v1 or not, is counted in the metrics (route, status, latency)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
+        logs.REQUEST_ID.set(request_id)  # this request's task, and the threads it starts
         record: dict[str, Any] = {"request_id": request_id, "bytes_in": 0, "bytes_out": 0}
         scope.setdefault("state", {})["audit"] = record
         written = False
@@ -177,20 +180,21 @@ class AuditMiddleware:
                 self._append(scope, record, started)
 
     def _append(self, scope: Scope, record: dict[str, Any], started: float) -> None:
-        audit: AuditLog | None = getattr(scope["app"].state, "audit", None)
-        if audit is None:
-            return
+        seconds = time.perf_counter() - started
+        metrics.observe(scope, record["status"], seconds)
         client = scope.get("client")
         sql = record.pop("sql_text", None)
-        audit.append(
-            {
-                **record,
-                "at": datetime.now(UTC),
-                "method": scope["method"],
-                "path": scope["path"],
-                "sql": sql[:SQL_CHARS] if sql else None,
-                "sql_sha256": hashlib.sha256(sql.encode()).hexdigest() if sql else None,
-                "ms": round((time.perf_counter() - started) * 1000, 3),
-                "client": f"{client[0]}:{client[1]}" if client else None,
-            }
-        )
+        full = {
+            **record,
+            "at": datetime.now(UTC),
+            "method": scope["method"],
+            "path": scope["path"],
+            "sql": sql[:SQL_CHARS] if sql else None,
+            "sql_sha256": hashlib.sha256(sql.encode()).hexdigest() if sql else None,
+            "ms": round(seconds * 1000, 3),
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }
+        logs.access({k: v for k, v in full.items() if k not in ("at", "sql")})
+        audit: AuditLog | None = getattr(scope["app"].state, "audit", None)
+        if audit is not None and scope["path"].startswith("/v1/"):
+            audit.append(full)

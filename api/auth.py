@@ -21,7 +21,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from api.quotas import leased, quotas
 from lakehouse.auth.grants import Principal
 from lakehouse.auth.tokens import Lookup, TokenStore, token_db_url
 from lakehouse.errors import Unauthenticated
@@ -109,10 +108,6 @@ async def authenticate(
     audit = request.scope.get("state", {}).get("audit")
     if audit is not None:
         audit["token"] = principal.name
-    # 429 past the token's limits; the lease (an upload's, a query's) is given back by the
-    # handler, or at the latest once the answer is sent (api/limits.py).
-    kind, lease_seconds = leased(request.method, request.url.path, settings)
-    request.state.lease = quotas(settings).admit(principal.name, kind, lease_seconds)
     return principal
 
 

@@ -5,13 +5,19 @@ is sent, the token's lease the request held (api/quotas.py) is given back."""
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.quotas import Lease
 from lakehouse.settings import Settings, get_settings
 
 STREAMED = ("/v1/ingest",)  # bodies capped as they stream, not here
+log = logging.getLogger(__name__)
 
 
 class RequestCaps:
@@ -28,6 +34,8 @@ class RequestCaps:
             return
         try:
             await self._within_caps(scope, receive, send, settings)
+        except ClientStalled:
+            pass  # logged; the server closes a connection whose answer did not finish
         finally:  # after the last byte of the answer, or the client left
             lease: Lease | None = scope.get("state", {}).get("lease")
             if lease is not None:
@@ -87,6 +95,33 @@ def _too_large(cap: int) -> JSONResponse:
         },
         status_code=413,
     )
+
+
+class ClientStalled(Exception):
+    """The client read none of a streamed answer for the send timeout."""
+
+
+class TimedStream(StreamingResponse):
+    """A streamed answer that ends when its client stops reading: a send that waits past
+    `send_timeout` (the client's socket full) calls `on_stall` (which stops the query and
+    frees its slot) and aborts the answer, closing the connection."""
+
+    def __init__(
+        self, content: Any, *, send_timeout: float, on_stall: Callable[[], None], **kw: Any
+    ) -> None:
+        super().__init__(content, **kw)
+        self.send_timeout, self.on_stall = send_timeout, on_stall
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def timed(message: Message) -> None:
+            try:
+                await asyncio.wait_for(send(message), self.send_timeout)
+            except TimeoutError:
+                log.warning("the client read nothing for %g s: answer ended", self.send_timeout)
+                self.on_stall()
+                raise ClientStalled(f"no byte read for {self.send_timeout:g} s") from None
+
+        await super().__call__(scope, receive, timed)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

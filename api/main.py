@@ -11,12 +11,13 @@ import dagster as dg
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api import errors
+from api import errors, logs
 from api.audit import AuditLog, AuditMiddleware
 from api.auth import authenticate
 from api.deps import close_engines, get_engine, get_store
 from api.limits import RequestCaps
-from api.routes import catalog, health, ingest, sql, tokens
+from api.quotas import admitted
+from api.routes import catalog, health, ingest, metrics, sql, tokens
 from api.upload.slots import UploadSlots
 from lakehouse.settings import get_settings
 
@@ -28,6 +29,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Start the query processes now (about a second) rather than in the first query.
     settings = app.dependency_overrides.get(get_settings, get_settings)()
     settings.refuse_example_secrets()
+    logs.configure()
     app.state.audit = AuditLog(
         get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
     )
@@ -51,11 +53,12 @@ def create_app() -> FastAPI:
     )
     # Every /v1 route names its caller (401 without a live token); each checks what the
     # caller may do where it knows the dataset.
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(admitted)])
     for module in (ingest, sql, catalog, tokens):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.add_middleware(RequestCaps)  # inside the audit: refused requests are audited too
     app.add_middleware(AuditMiddleware)
     errors.register(app)

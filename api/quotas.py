@@ -25,13 +25,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import redis
+from fastapi import Depends, Request
 from limits import RateLimitItemPerHour
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from api import metrics
+from api.auth import PrincipalDep
+from api.deps import SettingsDep
 from lakehouse.errors import Throttled
 from lakehouse.settings import Settings
 
@@ -101,12 +105,14 @@ class Quotas:
         lease = Lease(self._giving_back(ask))
         if not within_rate:
             lease.release()
+            metrics.REFUSED.labels("token_requests_per_second").inc()
             raise Throttled(
                 f"token {token!r} sent more than {rate} requests in a second "
                 "(LAKEHOUSE_TOKEN_REQUESTS_PER_SECOND): slow down and retry after 1 s",
                 1,
             )
         if ask is not None and not leased:
+            metrics.REFUSED.labels(f"token_{kind}_at_once").inc()
             raise Throttled(
                 f"token {token!r} already has {ask.most} {kind} in flight, the most it may "
                 f"(LAKEHOUSE_TOKEN_{str(kind).upper()}_AT_ONCE): retry when one has finished",
@@ -123,6 +129,7 @@ class Quotas:
         if self._guarded(lambda: self._volume.hit(item, "bytes", token, cost=size), True):
             return
         stats = self._volume.get_window_stats(item, "bytes", token)
+        metrics.REFUSED.labels("token_upload_bytes_per_hour").inc()
         raise Throttled(
             f"token {token!r} uploaded more than {per_hour:,} bytes in the last hour "
             "(LAKEHOUSE_TOKEN_UPLOAD_BYTES_PER_HOUR): nothing of this upload was stored; "
@@ -248,3 +255,16 @@ def _quotas(url: str, limits: TokenLimits) -> Quotas:
     if not made.shared:
         log.warning("per-token limits are counted per API process (limits_url %s)", url)
     return made
+
+
+async def admitted(request: Request, principal: PrincipalDep, settings: SettingsDep) -> Lease:
+    """Every /v1 request's admission under its token's limits (429 past one). Its lease (an
+    upload's, a query's) is given back by the handler, or at the latest once the answer is
+    sent (api/limits.py)."""
+    kind, lease_seconds = leased(request.method, request.url.path, settings)
+    lease = quotas(settings).admit(principal.name, kind, lease_seconds)
+    request.state.lease = lease
+    return lease
+
+
+AdmittedDep = Annotated[Lease, Depends(admitted)]

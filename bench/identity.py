@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -21,8 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from api.audit import AuditLog
-from devstack.instance import PROJECT_ROOT, settings_env
-from devstack.ports import free_port
+from bench.variants import median_ms, start_variant
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -33,7 +30,7 @@ ROUNDS = 4  # alternating rounds of each side
 def measure(bench: Bench) -> None:
     from bench.run import Figure  # after bench.run has loaded (it imports this lazily)
 
-    other = _start_without_auth(bench)
+    other = start_variant(bench, "bench.noauth:app")
     try:
         _latency(bench, other.url, Figure)
         _acknowledgements(bench, other.url, Figure)
@@ -43,47 +40,6 @@ def measure(bench: Bench) -> None:
     _refusal_timing(bench, Figure)
 
 
-class _Api:
-    def __init__(self, popen: subprocess.Popen, url: str) -> None:
-        self.popen, self.url = popen, url
-
-    def stop(self) -> None:
-        self.popen.terminate()
-        self.popen.wait(timeout=60)
-
-
-def _start_without_auth(bench: Bench) -> _Api:
-    port = free_port()
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.noauth:app", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(bench.settings.api_workers), "--no-access-log"],
-        cwd=PROJECT_ROOT,
-        env={**settings_env(bench.settings), "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code in (200, 503):
-                return _Api(popen, url)
-        except httpx.HTTPError:
-            pass
-        if popen.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the API without the token check did not start")
-        time.sleep(0.2)
-
-
-def _median_ms(client: httpx.Client, url: str, body: dict, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        client.post(url, json=body).raise_for_status()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
-
-
 def _latency(bench: Bench, without: str, figure: type) -> None:
     query = {"sql": "SELECT count(*) FROM sqlbench"}
     runs = 10 * bench.size.repeats
@@ -91,10 +47,10 @@ def _latency(bench: Bench, without: str, figure: type) -> None:
     no_check: list[float] = []
     with httpx.Client(timeout=60, headers=bench.auth) as authed, httpx.Client(timeout=60) as bare:
         for client, url in ((authed, bench.api), (bare, without)):  # warm both
-            _median_ms(client, f"{url}/v1/sql", query, 5)
+            median_ms(client, f"{url}/v1/sql", query, 5)
         for _ in range(ROUNDS):
-            with_token.append(_median_ms(authed, f"{bench.api}/v1/sql", query, runs))
-            no_check.append(_median_ms(bare, f"{without}/v1/sql", query, runs))
+            with_token.append(median_ms(authed, f"{bench.api}/v1/sql", query, runs))
+            no_check.append(median_ms(bare, f"{without}/v1/sql", query, runs))
     ours, anchor = statistics.median(with_token), statistics.median(no_check)
     bench.report.add(
         figure(

@@ -10,6 +10,7 @@ Medians of several runs; the machine is shared and noisy, so read ratios, not se
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
@@ -925,7 +926,7 @@ def main() -> None:
         "--only",
         default="",
         help="comma-separated figures to measure and print, without writing --out "
-        "(e.g. sql_latency,sql_hostile_load,identity)",
+        "(e.g. sql_latency,sql_hostile_load,identity,limits: the last two after sql_latency)",
     )
     args = parser.parse_args()
     size = SMALL if args.small else FULL
@@ -937,10 +938,8 @@ def main() -> None:
         try:
             if args.only:
                 for name in args.only.split(","):
-                    if name == "identity":
-                        from bench import identity
-
-                        identity.measure(bench)
+                    if name in ("identity", "limits"):  # modules that build on this report
+                        importlib.import_module(f"bench.{name}").measure(bench)
                     else:
                         getattr(bench, name)()
                 return
@@ -957,9 +956,10 @@ def main() -> None:
             bench.small_files(datasets=1)
             bench.small_files(datasets=8)
             bench.worker_scaling()
-            from bench import identity  # it builds on this module's report
+            from bench import identity, limits  # they build on this module's report
 
             identity.measure(bench)
+            limits.measure(bench)
             from bench import iceberg  # it builds on this module's report
 
             iceberg.measure(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,6 +186,10 @@ class Stack:
         self._wait("dagster-webserver", readiness.http_ok(f"{self.webserver_url}/server_info"), 120)
 
     def start_api(self) -> None:
+        # The workers' metrics, summed at each scrape; a new API starts counting from zero.
+        metrics = self.state_dir / "api-metrics"
+        shutil.rmtree(metrics, ignore_errors=True)
+        metrics.mkdir(parents=True)
         self._spawn(
             "api",
             [
@@ -192,6 +197,7 @@ class Stack:
                 "--host", self.settings.api_host, "--port", str(self.settings.api_port),
                 "--workers", str(self.settings.api_workers), "--no-access-log",
             ],
+            env={"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
         )  # fmt: skip
         self._wait("api", readiness.http_ok(f"{self.api_url}/health"), timeout=120)
 
@@ -243,7 +249,13 @@ class Stack:
     def _workspace(self) -> list[str]:
         return ["-w", str(self.workspace_file)]
 
-    def _spawn(self, name: str, argv: list[str], cwd: Path = PROJECT_ROOT) -> None:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        cwd: Path = PROJECT_ROOT,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self._check_interrupts()
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -253,7 +265,7 @@ class Stack:
             popen = subprocess.Popen(
                 argv,
                 cwd=cwd,
-                env={**os.environ, **settings_env(self.settings)},
+                env={**os.environ, **settings_env(self.settings), **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -28,6 +28,8 @@ DATASETS_PARTITIONS = "datasets"
 INGEST_JOB = "ingest_job"
 PARTITION_TAG = "dagster/partition"
 LAUNCHED_BY_TAG = "lakehouse/launched_by"  # api, sensor or schedule; absent: a person
+# On a run the API pushed: the upload request whose push launched it (its X-Request-ID).
+REQUEST_ID_TAG = "lakehouse/request_id"
 
 WAITING = [
     dg.DagsterRunStatus.QUEUED,
@@ -110,7 +112,9 @@ def running_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | N
     return runs[0] if runs else None
 
 
-def push(instance: dg.DagsterInstance, webserver_url: str, dataset: str) -> str | None:
+def push(
+    instance: dg.DagsterInstance, webserver_url: str, dataset: str, request_id: str | None = None
+) -> str | None:
     """Have `dataset`'s pending ingests applied now rather than at the sensor's next tick:
     the id of a run that will, or None if none could be launched (the sensor will)."""
     try:
@@ -122,7 +126,11 @@ def push(instance: dg.DagsterInstance, webserver_url: str, dataset: str) -> str 
         return _client(webserver_url).submit_job_execution(
             INGEST_JOB,
             run_config=run_config(DatasetConfig(only_if_pending=True)),
-            tags={**run_tags("api"), PARTITION_TAG: dataset},
+            tags={
+                **run_tags("api"),
+                PARTITION_TAG: dataset,
+                **({REQUEST_ID_TAG: request_id} if request_id else {}),
+            },
         )
     except Exception as exc:  # noqa: BLE001 - a push is only a shortcut: the sensor is the path
         log.warning("no run pushed for %s (the sensor will launch one): %s", dataset, exc)
@@ -139,21 +147,21 @@ class Pusher:
 
     def __init__(self, instance: dg.DagsterInstance, webserver_url: str, threads: int = 2):
         self.instance, self.webserver_url = instance, webserver_url
-        self._waiting: set[str] = set()
+        self._waiting: dict[str, str | None] = {}  # dataset -> the request that asked
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="push")
 
-    def request(self, dataset: str) -> None:
+    def request(self, dataset: str, request_id: str | None = None) -> None:
         with self._lock:
             if dataset in self._waiting:
                 return
-            self._waiting.add(dataset)
+            self._waiting[dataset] = request_id
         self._pool.submit(self._push, dataset)
 
     def _push(self, dataset: str) -> None:
         with self._lock:
-            self._waiting.discard(dataset)
-        push(self.instance, self.webserver_url, dataset)
+            request_id = self._waiting.pop(dataset, None)
+        push(self.instance, self.webserver_url, dataset, request_id)
 
 
 @lru_cache

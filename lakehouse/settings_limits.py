@@ -15,6 +15,12 @@ class Limits(BaseModel):
         description="An upload whose client sends nothing for this long ends with 408 and "
         "frees its slot (a slow or stalled peer cannot hold the upload slots).",
     )
+    sql_send_timeout_seconds: float = Field(
+        30,
+        gt=0,
+        description="A streamed answer (csv, ndjson, arrow, parquet) whose client reads none "
+        "of it for this long ends: its query process is stopped and its slot freed.",
+    )
     max_request_headers: int = Field(
         100, ge=10, description="Most headers a request may carry: more get 431."
     )

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from api import metrics
 from api.query.process import Job
 from api.query.sandbox import SandboxConfig
 from lakehouse.errors import Unavailable
@@ -147,6 +148,7 @@ class QueryPool:
         for process in starting:
             try:
                 self._all.add(process.ready())
+                metrics.QUERY_PROCESSES.inc()
                 self._slots.put(process)
             except ProcessFailed:
                 log.exception("a query process did not start; the next query will retry")
@@ -156,6 +158,7 @@ class QueryPool:
         try:
             process = self._slots.get(timeout=self.settings.sql_queue_seconds)
         except queue.Empty as exc:
+            metrics.REFUSED.labels("query_slots").inc()
             raise QueryBusy(
                 f"all {self.settings.sql_max_concurrent} query slots of this API process are "
                 "busy: retry in a moment"
@@ -169,6 +172,7 @@ class QueryPool:
             raise
         with self._lock:
             self._all.add(process)
+        metrics.QUERY_PROCESSES.inc()
         return process
 
     def release(self, process: QueryProcess, healthy: bool = True) -> None:
@@ -176,9 +180,10 @@ class QueryPool:
         if not healthy or not process.alive() or process.oversized() or self._closed:
             if process.alive():
                 log.info("replacing query process %s (rss %d bytes)", process.pid, process.rss)
+            if not self._closed:
+                metrics.QUERY_PROCESSES_KILLED.inc()
             process.kill()
-            with self._lock:
-                self._all.discard(process)
+            self._forget(process)
             self._slots.put(None)
             return
         self._slots.put(process)
@@ -191,6 +196,13 @@ class QueryPool:
         self._closed = True
         with self._lock:
             processes = list(self._all)
-            self._all.clear()
         for process in processes:
             process.kill(close=False)  # a query still reading it gets ProcessFailed
+            self._forget(process)
+
+    def _forget(self, process: QueryProcess) -> None:
+        with self._lock:
+            if process not in self._all:
+                return
+            self._all.discard(process)
+        metrics.QUERY_PROCESSES.dec()

@@ -6,12 +6,12 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import PrincipalDep
 from api.deps import EngineDep, SettingsDep
+from api.limits import TimedStream
 from api.query.formats import MEDIA_TYPES, format_for
 from api.query.guard import MAX_SQL_CHARS
 
@@ -95,8 +95,10 @@ async def run_sql(
         engine.start, body.sql, body.as_of, fmt, max_rows, reader=principal
     )
     audit["datasets"] = list(running.datasets)
-    return StreamingResponse(
+    return TimedStream(
         running.chunks(audit),
+        send_timeout=settings.sql_send_timeout_seconds,
+        on_stall=running.close,
         media_type=MEDIA_TYPES[fmt],
         headers={
             "X-Lakehouse-Datasets": json.dumps(running.datasets),

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from api import metrics
 from api.upload.streams import Gunzip, MultipartFile, SizeCap, SlowUpload, TooLarge
 from lakehouse.ingest.landing import Landed, Landing
 from lakehouse.settings import Settings
@@ -96,6 +97,7 @@ async def land(
         if len(buffer) >= part_bytes:
             part, buffer = bytes(buffer[:part_bytes]), buffer[part_bytes:]
             count_bytes(len(part))
+            metrics.UPLOAD_BYTES.inc(len(part))
             number = await run_in_threadpool(landing.take_part, part)  # in order
             if len(in_flight) >= settings.ingest_parts_in_flight:
                 await in_flight.pop(0)
@@ -108,4 +110,5 @@ async def land(
         for upload in in_flight:
             upload.cancel()
     count_bytes(len(buffer))
+    metrics.UPLOAD_BYTES.inc(len(buffer))
     return await run_in_threadpool(landing.finish, bytes(buffer))

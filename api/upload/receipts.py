@@ -52,6 +52,9 @@ class IngestAnswer(BaseModel):
     bytes: int
     sha256: str
     received_at: datetime
+    request_id: str | None = Field(
+        None, description="The upload's request (its X-Request-ID, audit record and log lines)."
+    )
     inferred_schema: InferredSchema
     run_id: str | None = None
     version: int | None = Field(None, description="The dataset version that applied it.")
@@ -75,6 +78,7 @@ def answer(record: IngestRecord, state: IngestStatus, **extra: Any) -> IngestAns
         bytes=record.bytes,
         sha256=record.sha256,
         received_at=record.received_at,
+        request_id=record.request_id,
         inferred_schema=InferredSchema.model_validate(
             {
                 **schema.described(),

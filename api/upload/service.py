@@ -41,6 +41,7 @@ async def upload(
         max_columns=settings.max_columns,
         tails=log_tails(store),
         options=params.options,
+        request_id=request.state.audit["request_id"],
     )
     try:
         landed = await land(request, landing, settings, slot.count_bytes)
@@ -57,7 +58,7 @@ async def upload(
         return Answered(answer(record, state, duplicate=True), status.HTTP_200_OK)
     # Committed: from here the ingest will be applied whatever happens to this request.
     if settings.push_runs:
-        pusher(instance, settings.resolved_webserver_url).request(params.name)
+        pusher(instance, settings.resolved_webserver_url).request(params.name, record.request_id)
     if params.wait_seconds:
         return await wait_for_run(instance, store, record, params.wait_seconds)
     return Answered(answer(record, IngestStatus(status="queued")), status.HTTP_202_ACCEPTED)

@@ -8,9 +8,10 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 
+from api import metrics
 from api.auth import PrincipalDep
 from api.deps import SettingsDep
-from api.quotas import Lease, quotas
+from api.quotas import AdmittedDep, Lease, quotas
 
 RETRY_AFTER_SECONDS = 2
 
@@ -30,6 +31,7 @@ class UploadSlots:
     def take(self, most: int, lease: Lease, allowance: Callable[[int], None]) -> UploadSlot:
         """A slot, or 503 + Retry-After when `most` are taken."""
         if self.in_flight >= most:
+            metrics.REFUSED.labels("upload_slots").inc()
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 detail=f"{self.in_flight} uploads already in flight, the most this server "
@@ -37,6 +39,7 @@ class UploadSlots:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         self.in_flight += 1
+        metrics.UPLOADS_LANDING.inc()
         return UploadSlot(self, lease, allowance)
 
 
@@ -55,21 +58,23 @@ class UploadSlot:
         if self._held:
             self._held = False
             self._slots.in_flight -= 1
+            metrics.UPLOADS_LANDING.dec()
             self._lease.release()
 
 
 async def upload_slot(
-    request: Request, settings: SettingsDep, principal: PrincipalDep
+    request: Request, settings: SettingsDep, principal: PrincipalDep, lease: AdmittedDep
 ) -> AsyncIterator[UploadSlot]:
-    """One of the process's upload slots, with the token's upload lease (taken with the
-    token's check, api/auth.py); 503 + Retry-After when the process has all slots taken.
+    """One of the process's upload slots, with the token's upload lease (taken when the
+    request was admitted, api/quotas.py); 503 + Retry-After when the process has all
+    slots taken.
 
     The handler releases it as soon as the bytes have landed: a dependency's own exit
     comes only once the whole request is done, so it is just the backstop (errors).
     """
     slot = upload_slots(request.app).take(
         settings.max_concurrent_uploads,
-        request.state.lease,
+        lease,
         lambda size: quotas(settings).upload_bytes(principal.name, size),
     )
     try:

@@ -108,6 +108,7 @@ class Landing:
         max_columns: int = 4096,
         tails: LogTails | None = None,
         options: CsvOptions | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.store = store
         self.tails = tails
@@ -122,6 +123,7 @@ class Landing:
         self.size = 0
         self.schema: CsvSchema | None = None
         self.options = options or CsvOptions()
+        self.request_id = request_id
         self._lines = LineCounter()
         self._hash = hashlib.sha256()
         self._upload: MultipartUpload | None = None
@@ -171,6 +173,7 @@ class Landing:
             csv_schema=self.schema,
             received_at=self.received_at,
             lines=self._lines.total() if self.schema.encoding != "utf-16" else None,
+            request_id=self.request_id,
         )
         after = self.current.applied_through if self.current else 0
         return Landed(commit(self.store, record, after, self.tails), duplicate=False)

@@ -62,6 +62,7 @@ class IngestRecord(BaseModel):
     # bytes arrived: what the run's accounting of rows and rejects starts from. None for
     # records written before it was counted, and for UTF-16 files.
     lines: int | None = None
+    request_id: str | None = None  # the API request that uploaded it (its X-Request-ID)
 
 
 def landed_bytes(first_part: bytes) -> bytes:

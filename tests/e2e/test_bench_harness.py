@@ -34,6 +34,7 @@ FIGURES = [
     "ingest acknowledgements/s with a token",
     "audit trail: cost per request",
     "a reader's 403 for a dataset outside its grants",
+    "/v1/sql count(*) median latency with per-token limits and metrics",
 ]
 
 

@@ -7,6 +7,7 @@ process stops and starts again (nothing may change).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import dagster as dg
 import duckdb
 import pyarrow.dataset as pads
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pyarrow import fs
 
 from devstack.stack import Stack
 from lakehouse.duck import attach_s3
-from lakehouse.runs import LAUNCHED_BY_TAG, PARTITION_TAG
+from lakehouse.runs import LAUNCHED_BY_TAG, PARTITION_TAG, REQUEST_ID_TAG
 from lakehouse.settings import Settings
 from tests.e2e.conftest import file_chunks, http, sql_rows, start_stack, wait_for_version
 
@@ -53,6 +55,8 @@ def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Pat
     )
     assert response.status_code == 202, response.text
     assert response.json()["bytes"] == workers_csv.stat().st_size
+    request_id = response.headers["x-request-id"]
+    assert response.json()["request_id"] == request_id
 
     manifest = wait_for_version(api, "workers_500k", 1)
     assert manifest["row_count"] == 500_000
@@ -61,6 +65,13 @@ def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Pat
     with dg.DagsterInstance.from_config(str(stack.settings.resolved_dagster_home)) as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={PARTITION_TAG: "workers_500k"}))
     assert "api" in [r.tags[LAUNCHED_BY_TAG] for r in runs]
+    # The same request id: its answer, its receipt, the run it pushed, its log lines.
+    assert request_id in [r.tags.get(REQUEST_ID_TAG) for r in runs]
+    assert http.get(f"{api}/v1/ingest/{response.json()['ingest_id']}").json()["request_id"] == (
+        request_id
+    )
+    assert_logged_in_json(stack, request_id)
+    assert_metrics_show_the_upload(stack, workers_csv.stat().st_size)
     assert {c["name"]: c["type"] for c in manifest["columns"]} == {
         "worker_id": "BIGINT", "first_name": "VARCHAR", "last_name": "VARCHAR",
         "email": "VARCHAR", "state": "VARCHAR", "city": "VARCHAR", "role": "VARCHAR",
@@ -86,6 +97,47 @@ def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Pat
     assert http.get(f"{api}/v1/catalog/workers_500k", timeout=10).json() == manifest
     assert sql_rows(api, "SELECT count(*) FROM workers_500k") == [{"count_star()": 500_000}]
     assert sql_rows(api, GROUP_BY) == by_role
+
+
+def assert_logged_in_json(stack: Stack, request_id: str) -> None:
+    lines = [
+        json.loads(line)
+        for line in (stack.state_dir / "logs" / "api.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    access = [a for a in lines if a["logger"] == "lakehouse.access"]
+    upload = [a for a in access if a["request_id"] == request_id]
+    assert [(a["method"], a["path"], a["status"]) for a in upload] == [("POST", "/v1/ingest", 202)]
+    assert upload[0]["token"] == "local-admin" and upload[0]["bytes_in"] > 0
+
+
+def assert_metrics_show_the_upload(stack: Stack, size: int) -> None:
+    """`curl /metrics` with an admin token: every figure the README lists is there."""
+    assert http.get(f"{stack.api_url}/metrics", headers={"authorization": ""}).status_code == 401
+    text = http.get(f"{stack.api_url}/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for m in text_string_to_metric_families(text)
+        for s in m.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert (
+        value("lakehouse_http_requests_total", route="/v1/ingest", method="POST", status="202") >= 1
+    )
+    assert value("lakehouse_upload_bytes_total") >= size
+    assert value("lakehouse_upload_slots_busy") == 0
+    assert value("lakehouse_query_processes") >= 1  # both workers' processes, summed
+    assert value("lakehouse_ingests_pending", dataset="workers_500k") == 0
+    assert value("lakehouse_run_lag_seconds", dataset="workers_500k") > 0
+    for name in (
+        "lakehouse_http_request_duration_seconds_bucket",
+        "lakehouse_ingest_oldest_pending_age_seconds",
+        "lakehouse_query_processes_killed_total",
+    ):
+        assert any(key[0] == name for key in samples), name
 
 
 def assert_plain_readers_see_the_parquet(settings: Settings, manifest: dict) -> None:

@@ -3,6 +3,7 @@ a real S3 store): each attack gets its 4xx, frees what it held, and stores nothi
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.instance import prepare_dagster_home
 from devstack.ports import free_port
@@ -59,8 +61,15 @@ def api_stack(state: Path, **settings: Any) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One API process with one upload slot, so a held slot shows as the next upload's 503."""
-    yield from api_stack(tmp_path_factory.mktemp("peers"), api_workers=1, max_concurrent_uploads=1)
+    """One API process with one upload slot and one query slot, so a held slot shows as the
+    next upload's or query's 503."""
+    yield from api_stack(
+        tmp_path_factory.mktemp("peers"),
+        api_workers=1,
+        max_concurrent_uploads=1,
+        sql_max_concurrent=1,
+        sql_send_timeout_seconds=READ_TIMEOUT,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +152,48 @@ def test_attack_slow_upload_is_408_and_its_slot_is_free_for_the_next(stack: Stac
     # The API's only upload slot is free again: the next upload lands (not 503).
     response = upload(stack, "after_slow")
     assert response.status_code == 202, response.text
+
+
+def test_attack_slow_reader_ends_its_export_and_frees_the_query_slot(stack: Stack) -> None:
+    """Attack: an export the client never reads, to hold the query slots (one here). Once
+    the answer has waited `sql_send_timeout_seconds` on the client, it ends: its query
+    process is stopped, the connection closed, and the next query answers."""
+    killed_before = metric(stack, "lakehouse_query_processes_killed_total")
+    sql = "SELECT i, repeat('x', 100) AS pad FROM range(100000000) t(i)"
+    export = json.dumps({"sql": sql, "max_rows": 1_000_000})  # ~100 MB: past any socket buffer
+    port = stack.settings.api_port
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as peer:
+        peer.sendall(
+            f"POST /v1/sql?format=csv HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {stack.admin_token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(export)}\r\n\r\n{export}".encode()
+        )
+        # Read nothing while a small query waits for the slot (503s say when to retry).
+        deadline = time.monotonic() + 120  # only stops a hung test
+        while True:
+            small = httpx.post(
+                f"{stack.api_url}/v1/sql",
+                json={"sql": "SELECT 1 AS one"},
+                headers=bearer(stack.admin_token),
+                timeout=60,
+            )
+            if small.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(float(small.headers["retry-after"]))
+        assert small.status_code == 200, small.text
+        assert small.json()["rows"] == [{"one": 1}]
+        received = 0
+        while chunk := peer.recv(1024 * 1024):  # what was sent, then the server's close
+            received += len(chunk)
+    assert 0 < received < 100 * 1024**2  # ended long before the export's end
+    assert metric(stack, "lakehouse_query_processes_killed_total") == killed_before + 1
+
+
+def metric(stack: Stack, name: str) -> float:
+    text = httpx.get(f"{stack.api_url}/metrics", headers=bearer(stack.admin_token)).text
+    return sum(
+        s.value for m in text_string_to_metric_families(text) for s in m.samples if s.name == name
+    )
 
 
 def test_attack_16_mib_json_body_is_413_before_it_is_read(stack: Stack) -> None:
