@@ -246,6 +246,19 @@ def test_attack_too_many_or_too_large_headers_is_431(
     assert "LAKEHOUSE_MAX_REQUEST_HEADERS" in response.json()["detail"]
 
 
+def test_attack_5000_columns_is_400_naming_the_cap(stack: Stack) -> None:
+    """Attack: a very wide file (each column is carried into the log entry, Parquet,
+    Iceberg and the catalog); past `max_columns` (4,096) it is refused, nothing stored."""
+    store = ObjectStore(stack.settings.s3())
+    before = data_keys(store)
+    header = ",".join(f"c{i}" for i in range(5000))
+    response = upload(stack, "wide", body=f"{header}\n{','.join(['1'] * 5000)}\n".encode())
+    assert response.status_code == 400
+    assert response.json()["detail"]["max_columns"] == 4096
+    assert "LAKEHOUSE_MAX_COLUMNS" in response.json()["detail"]["message"]
+    assert data_keys(store) == before
+
+
 def test_a_json_body_within_the_cap_is_answered(stack: Stack) -> None:
     response = httpx.post(
         f"{stack.api_url}/v1/sql",
