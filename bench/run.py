@@ -255,12 +255,18 @@ class Bench:
             for run in inst.get_runs(dagster.RunsFilter(tags={PARTITION_TAG: datasets})):
                 logs = inst.all_logs(run.run_id)
                 queued = next(
-                    e.timestamp
-                    for e in logs
-                    if e.dagster_event_type == dagster.DagsterEventType.RUN_ENQUEUED
+                    (
+                        e.timestamp
+                        for e in logs
+                        if e.dagster_event_type == dagster.DagsterEventType.RUN_ENQUEUED
+                    ),
+                    None,
                 )
-                first = next(e.timestamp for e in logs if e.step_key and not e.is_dagster_event)
-                delays.append(first - queued)
+                first = next(
+                    (e.timestamp for e in logs if e.step_key and not e.is_dagster_event), None
+                )
+                if queued is not None and first is not None:  # not a run still starting
+                    delays.append(first - queued)
         median = statistics.median(delays)
         self.report.add(
             Figure(

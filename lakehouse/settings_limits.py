@@ -21,6 +21,12 @@ class Limits(BaseModel):
         description="A streamed answer (csv, ndjson, arrow, parquet) whose client reads none "
         "of it for this long ends: its query process is stopped and its slot freed.",
     )
+    max_dataset_bytes: int = Field(
+        0,
+        ge=0,
+        description="Bytes of Parquet a dataset's current version may hold before appends "
+        "to it are refused (409; a replace starts it over). 0: no cap.",
+    )
     max_request_headers: int = Field(
         100, ge=10, description="Most headers a request may carry: more get 431."
     )

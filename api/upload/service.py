@@ -15,7 +15,7 @@ from api.upload.params import UploadParams
 from api.upload.receipts import Answered, answer
 from api.upload.slots import UploadSlot
 from api.upload.wait import wait_for_run
-from lakehouse.ingest.landing import Landing
+from lakehouse.ingest.landing import Landing, check_room
 from lakehouse.publish.status import IngestStatus, ingest_status
 from lakehouse.settings import Settings
 from lakehouse.store import ObjectStore, StoreUnavailable
@@ -32,6 +32,7 @@ async def upload(
     """Land and commit the request's body as an ingest of `params.name`. A refused upload
     (too large, not CSV, the wrong columns) raises, and leaves nothing behind."""
     current = await run_in_threadpool(current_manifests(instance, store).latest, params.name)
+    check_room(current, params.mode, settings.max_dataset_bytes)
     landing = Landing(
         store,
         params.name,

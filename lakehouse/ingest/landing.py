@@ -62,6 +62,32 @@ class TooManyColumns(InvalidInput):
         return {"message": str(self), "columns": self.columns, "max_columns": self.cap}
 
 
+class DatasetFull(Conflict):
+    """An append to a dataset whose current version is at its size cap."""
+
+    def __init__(self, dataset: str, size: int, cap: int) -> None:
+        self.dataset, self.size, self.cap = dataset, size, cap
+        super().__init__(
+            f"dataset {dataset!r} holds {size:,} bytes, at or past its cap of {cap:,} "
+            "(the max_dataset_bytes setting, LAKEHOUSE_MAX_DATASET_BYTES): replace it "
+            "(mode=replace) with what it should keep, or ask the operator to raise the cap"
+        )
+
+    def detail(self) -> object:
+        return {
+            "message": str(self),
+            "dataset": self.dataset,
+            "bytes": self.size,
+            "max_dataset_bytes": self.cap,
+        }
+
+
+def check_room(current: Manifest | None, mode: Mode, cap: int) -> None:
+    """Refuse an append to a dataset at its size cap (0: none), before a byte is read."""
+    if cap and mode == "append" and current is not None and current.bytes >= cap:
+        raise DatasetFull(current.name, current.bytes, cap)
+
+
 class LineCounter:
     """Counts a file's physical lines as its bytes pass, as DuckDB splits them: at LF, at
     CRLF, or at a lone CR (a file whose lines end with CR alone has no LF)."""

@@ -91,6 +91,27 @@ def test_attack_5000_columns_is_400_naming_the_cap_and_stores_nothing(
     assert stored(store) == []
 
 
+def test_an_append_to_a_dataset_at_its_size_cap_is_409_and_a_replace_goes_on(
+    settings: Settings, store: ObjectStore
+) -> None:
+    """Attack: filling one dataset without end. With `max_dataset_bytes` set (off by
+    default), an append to a dataset at its cap is refused before its body is read."""
+    materialize_csv(settings, "full", b"n\n1\n2\n")
+    capped = settings.model_copy(update={"max_dataset_bytes": 1})
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: capped
+    with TestClient(app, headers=admin_headers(capped)) as client:
+        before = stored(store)
+        refused = client.post("/v1/ingest?name=full", content=b"n\n3\n")
+        assert refused.status_code == 409
+        detail = refused.json()["detail"]
+        assert detail["max_dataset_bytes"] == 1 and detail["bytes"] > 1
+        assert "LAKEHOUSE_MAX_DATASET_BYTES" in detail["message"]
+        assert stored(store) == before
+        replaced = client.post("/v1/ingest?name=full&mode=replace", content=b"n\n3\n")
+        assert replaced.status_code == 202, replaced.text
+
+
 @pytest.mark.parametrize("wait", ["nan", "inf", "1e9", "-1", "soon"])
 def test_wait_must_be_finite_seconds_up_to_the_limit(
     client: TestClient, settings: Settings, store: ObjectStore, wait: str
