@@ -22,11 +22,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def stack_processes(state_dir: Path) -> list[psutil.Process]:
-    """Every process started with this state directory in its environment."""
+    """Every process started with this state directory in its environment, or working in
+    it: Redis rewrites its process title over its environment, so the broker is found by
+    its working directory (a broker left running was found there after CI)."""
     found = []
     for process in psutil.process_iter():
         try:
-            if process.environ().get("LAKEHOUSE_STATE_DIR") == str(state_dir):
+            if process.environ().get("LAKEHOUSE_STATE_DIR") == str(state_dir) or (
+                process.cwd().startswith(f"{state_dir}/")
+            ):
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
