@@ -16,7 +16,7 @@ from api.audit import AuditLog, AuditMiddleware
 from api.auth import authenticate
 from api.deps import close_engines, get_engine, get_store
 from api.limits import RequestCaps
-from api.quotas import admitted
+from api.quotas import admitted, quotas
 from api.routes import catalog, health, ingest, metrics, sql, tokens
 from api.upload.slots import UploadSlots
 from lakehouse.settings import get_settings
@@ -30,6 +30,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.dependency_overrides.get(get_settings, get_settings)()
     settings.refuse_example_secrets()
     logs.configure()
+    quotas(settings)  # made now, so a per-process count (memory://) is said at start-up
     app.state.audit = AuditLog(
         get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
     )

@@ -36,6 +36,7 @@ from starlette.types import Scope
 
 from lakehouse.ingest.log import read_entry
 from lakehouse.ingest.marks import datasets_with_log
+from lakehouse.ingest.records import received_at_of
 from lakehouse.publish.catalog import latest_manifests
 from lakehouse.store import ObjectStore, layout
 
@@ -51,7 +52,9 @@ LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-UPLOAD_BYTES = Counter("lakehouse_upload_bytes_total", "Bytes of uploads landed (as sent).")
+UPLOAD_BYTES = Counter(
+    "lakehouse_upload_bytes_total", "Bytes of CSV uploads received (after decompression)."
+)
 UPLOADS_LANDING = Gauge(
     "lakehouse_upload_slots_busy", "Uploads landing their bytes now.", multiprocess_mode="livesum"
 )
@@ -60,6 +63,10 @@ REFUSED = Counter(
     "Requests refused for want of room: upload or query slots of a process (503), or a "
     "token's limits (429).",
     ["reason"],
+)
+LIMITS_STORE_ERRORS = Counter(
+    "lakehouse_limits_store_errors_total",
+    "Times the per-token limits' store could not be reached (the request went on unlimited).",
 )
 QUERY_PROCESSES = Gauge(
     "lakehouse_query_processes", "Query processes alive.", multiprocess_mode="livesum"
@@ -142,14 +149,9 @@ class _Backlog(Collector):
             else:
                 oldest.add_metric([name], 0)
             if manifest and manifest.added_ingest_ids:
-                uploaded = received_at(manifest.added_ingest_ids[-1])
+                uploaded = received_at_of(manifest.added_ingest_ids[-1])
                 lag.add_metric([name], (manifest.updated_at - uploaded).total_seconds())
         return [pending, oldest, lag]
-
-
-def received_at(ingest_id: str) -> datetime:
-    """When the API received an ingest: its id begins with the time."""
-    return datetime.strptime(ingest_id.split("-", 1)[0], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
 
 
 @lru_cache

@@ -10,7 +10,7 @@ the `limits` library (a sliding window). A store of `memory://` keeps the counts
 process (said at start-up).
 
 If the store cannot be reached, requests go on unlimited and the API logs it (at most once a
-minute) and counts it in `lakehouse_quota_store_errors_total`: limits guard the service,
+minute) and counts it in `lakehouse_limits_store_errors_total`: limits guard the service,
 and an outage of theirs must not become an outage of it.
 """
 
@@ -128,13 +128,16 @@ class Quotas:
         item = RateLimitItemPerHour(per_hour)
         if self._guarded(lambda: self._volume.hit(item, "bytes", token, cost=size), True):
             return
-        stats = self._volume.get_window_stats(item, "bytes", token)
+        reset_at = self._guarded(
+            lambda: self._volume.get_window_stats(item, "bytes", token).reset_time,
+            time.time() + 3600,
+        )
         metrics.REFUSED.labels("token_upload_bytes_per_hour").inc()
         raise Throttled(
             f"token {token!r} uploaded more than {per_hour:,} bytes in the last hour "
             "(LAKEHOUSE_TOKEN_UPLOAD_BYTES_PER_HOUR): nothing of this upload was stored; "
             "send it again later",
-            math.ceil(stats.reset_time - time.time()),
+            math.ceil(reset_at - time.time()),
         )
 
     def _giving_back(self, ask: _Ask | None) -> Callable[[], None]:
@@ -148,6 +151,7 @@ class Quotas:
             return call()
         except (redis.RedisError, OSError) as exc:
             self.store_errors += 1
+            metrics.LIMITS_STORE_ERRORS.inc()
             if time.monotonic() - self._logged_at >= LOG_EVERY_SECONDS:
                 self._logged_at = time.monotonic()
                 log.error("the limits store is unreachable, requests go unlimited: %s", exc)

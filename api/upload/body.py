@@ -89,6 +89,11 @@ async def land(
     next ones arrive, so memory stays at a few parts whatever the file's size. Each part,
     and the last bytes, are first charged to the token's allowance (`count_bytes`)."""
     part_bytes = settings.ingest_part_bytes
+
+    def charge(size: int) -> None:
+        count_bytes(size)  # 429 past the token's allowance, before the bytes are sent on
+        metrics.UPLOAD_BYTES.inc(size)
+
     buffer = bytearray()
     in_flight: list[asyncio.Future[None]] = []
     chunks = body_chunks(request, settings.max_upload_bytes, settings.upload_read_timeout_seconds)
@@ -96,8 +101,7 @@ async def land(
         buffer += chunk
         if len(buffer) >= part_bytes:
             part, buffer = bytes(buffer[:part_bytes]), buffer[part_bytes:]
-            count_bytes(len(part))
-            metrics.UPLOAD_BYTES.inc(len(part))
+            charge(len(part))
             number = await run_in_threadpool(landing.take_part, part)  # in order
             if len(in_flight) >= settings.ingest_parts_in_flight:
                 await in_flight.pop(0)
@@ -109,6 +113,5 @@ async def land(
     finally:
         for upload in in_flight:
             upload.cancel()
-    count_bytes(len(buffer))
-    metrics.UPLOAD_BYTES.inc(len(buffer))
+    charge(len(buffer))
     return await run_in_threadpool(landing.finish, bytes(buffer))

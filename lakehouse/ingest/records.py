@@ -40,10 +40,18 @@ Mode = Literal["append", "replace"]
 IngestState = Literal["queued", "running", "materialized", "failed"]
 
 
+ID_TIME = "%Y%m%dT%H%M%S%f"
+
+
 def new_ingest_id(now: datetime | None = None) -> str:
     """Unique, and readable: `20261122T015500123456-1a2b3c4d` (the time orders nothing)."""
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
+    return f"{now.strftime(ID_TIME)}-{secrets.token_hex(4)}"
+
+
+def received_at_of(ingest_id: str) -> datetime:
+    """When the API received an ingest, read from its id (`new_ingest_id`)."""
+    return datetime.strptime(ingest_id.split("-", 1)[0], ID_TIME).replace(tzinfo=UTC)
 
 
 class IngestRecord(BaseModel):

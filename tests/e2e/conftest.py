@@ -55,20 +55,22 @@ def create_token(stack: Stack, name: str, role: str, **fields: Any) -> str:
     return token
 
 
-def start_stack(state_dir: Path, *, webserver: bool = False, **settings: Any) -> Stack:
-    stack = Stack(
-        Settings(
-            state_dir=state_dir,
-            s3_endpoint=f"http://127.0.0.1:{free_port()}",
-            s3_access_key="e2e-access",
-            s3_secret_key="e2e-secret-key",
-            api_port=free_port(),
-            webserver_port=free_port(),
-            broker_port=free_port(),
-            **settings,
-        ),
-        with_webserver=webserver,
+def e2e_settings(state_dir: Path, **settings: Any) -> Settings:
+    """A stack's settings: its own state directory and free ports, then `settings`."""
+    return Settings(
+        state_dir=state_dir,
+        s3_endpoint=f"http://127.0.0.1:{free_port()}",
+        s3_access_key="e2e-access",
+        s3_secret_key="e2e-secret-key",
+        api_port=free_port(),
+        webserver_port=free_port(),
+        broker_port=free_port(),
+        **settings,
     )
+
+
+def start_stack(state_dir: Path, *, webserver: bool = False, **settings: Any) -> Stack:
+    stack = Stack(e2e_settings(state_dir, **settings), with_webserver=webserver)
     stack.start()
     _TOKENS[stack.api_url] = stack.admin_token
     return stack

@@ -16,13 +16,11 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.instance import prepare_dagster_home
-from devstack.ports import free_port
 from devstack.stack import Stack
 from lakehouse.auth.tokens import TokenStore, ensure_admin_token
-from lakehouse.settings import Settings
 from lakehouse.store import ObjectStore
 from lakehouse.store.layout import LANDING, log_prefix
-from tests.e2e.conftest import bearer, create_token
+from tests.e2e.conftest import bearer, create_token, e2e_settings
 from tests.helpers import data_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -35,13 +33,8 @@ def api_stack(state: Path, **settings: Any) -> Iterator[Stack]:
     """The object store, the broker's Redis (where every API process counts the per-token
     limits) and the API: no run is needed to refuse a request."""
     stack = Stack(
-        Settings(
-            state_dir=state,
-            s3_endpoint=f"http://127.0.0.1:{free_port()}",
-            s3_access_key="e2e-access",
-            s3_secret_key="e2e-secret-key",
-            api_port=free_port(),
-            broker_port=free_port(),
+        e2e_settings(
+            state,
             upload_read_timeout_seconds=READ_TIMEOUT,
             push_runs=False,
             **settings,
@@ -117,7 +110,7 @@ def tokens(throttled: Stack) -> dict[str, str]:
     """A writer token per test on the throttled stack (made by its admin, one a second)."""
     made = {}
     for name in ("burst", "bytes", "holder", "other"):
-        while True:
+        for _ in range(30):  # bounded: only stops a hung test
             try:
                 made[name] = create_token(throttled, name, "writer")
                 break
@@ -129,11 +122,12 @@ def tokens(throttled: Stack) -> dict[str, str]:
 def upload_past_the_rate(stack: Stack, name: str, token: str, body: bytes) -> httpx.Response:
     """`upload`, sent again after Retry-After while the answer is the requests-per-second
     429 (the limits under test here are the others)."""
-    while True:
+    for _ in range(30):  # bounded: only stops a hung test
         response = upload(stack, name, token, body)
         if response.status_code != 429 or "requests in a second" not in response.text:
-            return response
+            break
         time.sleep(int(response.headers["retry-after"]))
+    return response
 
 
 def test_attack_slow_upload_is_408_and_its_slot_is_free_for_the_next(stack: Stack) -> None:
@@ -332,7 +326,9 @@ def test_attack_one_token_holding_its_uploads_gets_429_others_go_on(
             f"POST /v1/ingest?name=held HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Bearer {holder}\r\nContent-Length: 1000\r\n\r\nn\n".encode()
         )
+        deadline = time.monotonic() + 60  # only stops a hung test
         while leases(throttled, "uploads", "holder") == 0:  # the stalled upload is in
+            assert time.monotonic() < deadline, "the stalled upload never took its lease"
             time.sleep(0.05)
         refused = upload_past_the_rate(throttled, "held2", holder, b"n\n1\n")
         assert refused.status_code == 429, refused.text
