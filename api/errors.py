@@ -12,6 +12,7 @@ from api.upload.streams import SlowUpload, TooLarge
 from lakehouse.errors import (
     Conflict,
     Forbidden,
+    Gone,
     InvalidInput,
     LakehouseError,
     NotFound,
@@ -32,6 +33,7 @@ STATUS: dict[type[LakehouseError], int] = {
     Unauthenticated: status.HTTP_401_UNAUTHORIZED,
     Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
+    Gone: status.HTTP_410_GONE,
     Conflict: status.HTTP_409_CONFLICT,
     Throttled: status.HTTP_429_TOO_MANY_REQUESTS,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,

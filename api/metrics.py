@@ -4,7 +4,8 @@ Counted as they happen, in every API process: requests by route, method and stat
 latency, bytes uploaded, refusals (a slot taken, a token's limit), query processes alive
 and killed. Read from the store and the catalog at scrape time (at most once every
 `SCRAPE_CACHE_SECONDS` per process): the ingests pending per dataset, the age of the oldest,
-and how long the newest applied ingest took from its commit to its version (run lag).
+how long the newest applied ingest took from its commit to its version (run lag), and
+what retention has deleted (the cleanup job's running totals, `lakehouse.publish.pruning`).
 
 With several uvicorn workers, set `PROMETHEUS_MULTIPROC_DIR` to an empty directory shared
 by them (`lakehouse up` does): a scrape then sums every worker's counts, not one's.
@@ -30,7 +31,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
@@ -107,16 +108,16 @@ class _Backlog(Collector):
         self.store, self.instance = store, instance
         self._lock = threading.Lock()
         self._at = 0.0
-        self._families: list[GaugeMetricFamily] = []
+        self._families: list[GaugeMetricFamily | CounterMetricFamily] = []
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         with self._lock:
             if time.monotonic() - self._at >= SCRAPE_CACHE_SECONDS:
                 self._families = self._measure()
                 self._at = time.monotonic()
             yield from self._families
 
-    def _measure(self) -> list[GaugeMetricFamily]:
+    def _measure(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
         pending = GaugeMetricFamily(
             "lakehouse_ingests_pending", "Ingests committed, not yet decided.", labels=["dataset"]
         )
@@ -151,7 +152,23 @@ class _Backlog(Collector):
             if manifest and manifest.added_ingest_ids:
                 uploaded = received_at_of(manifest.added_ingest_ids[-1])
                 lag.add_metric([name], (manifest.updated_at - uploaded).total_seconds())
-        return [pending, oldest, lag]
+        return [pending, oldest, lag, *self._retention()]
+
+    def _retention(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        deleted = CounterMetricFamily(
+            "lakehouse_retention_deleted",
+            "What retention passes have deleted: settled ingests (each a log entry, receipt "
+            "and landing file), duplicate marks, commit records, runs.",
+            labels=["kind"],
+        )
+        last = GaugeMetricFamily(
+            "lakehouse_retention_last_pass_timestamp_seconds", "When the last pass ended."
+        )
+        totals = self.store.get_json_or_none(layout.RETENTION_TALLY) or {}
+        for kind in ("ingests", "marks", "commit_records", "runs"):
+            deleted.add_metric([kind], totals.get(kind, 0))
+        last.add_metric([], totals.get("last_pass", 0))
+        return [deleted, last]
 
 
 @lru_cache

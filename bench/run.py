@@ -924,6 +924,10 @@ probe alternating stacks with and without the code server measured start-up 0.35
 """
 
 
+# Ingests the retention figure commits: {small variant?: how many}.
+RETENTION_INGESTS = {False: 10_000, True: 400}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="fast variant for CI")
@@ -932,10 +936,13 @@ def main() -> None:
         "--only",
         default="",
         help="comma-separated figures to measure and print, without writing --out "
-        "(e.g. sql_latency,sql_hostile_load,identity,limits: the last two after sql_latency)",
+        "(e.g. sql_latency,sql_hostile_load,identity,limits,retention: identity and limits "
+        "after sql_latency)",
     )
     args = parser.parse_args()
     size = SMALL if args.small else FULL
+    from bench import retention  # it builds on this module's report
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
         bench = Bench(size, Path(tmp))
@@ -946,6 +953,8 @@ def main() -> None:
                 for name in args.only.split(","):
                     if name in ("identity", "limits"):  # modules that build on this report
                         importlib.import_module(f"bench.{name}").measure(bench)
+                    elif name == "retention":
+                        retention.measure(bench, RETENTION_INGESTS[size is SMALL])
                     else:
                         getattr(bench, name)()
                 return
@@ -971,6 +980,8 @@ def main() -> None:
             iceberg.measure(
                 bench.stack, bench.report, iceberg.SMALL if args.small else iceberg.FULL, Path(tmp)
             )
+            # Last: its passes prune the other figures' ingests and runs too.
+            retention.measure(bench, RETENTION_INGESTS[size is SMALL])
         finally:
             bench.stack.stop()
     write_report(bench.report, args.out, size, time.perf_counter() - started)

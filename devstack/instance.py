@@ -3,6 +3,7 @@ the project's with this deployment's values, and the environment children inheri
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def write_instance_yaml(home: Path, settings: Settings) -> None:
     """The project's dagster.yaml with this deployment's values written in: the broker,
-    the number of run slots, and Postgres storage when a URL is configured.
+    the number of run slots, how long ticks are kept (the retention, at least a day), and
+    Postgres storage when a URL is configured.
 
     The values are written into the file (readable by its owner only) rather than
     referenced as environment variables, so every process that opens this Dagster home
@@ -40,6 +42,9 @@ def write_instance_yaml(home: Path, settings: Settings) -> None:
     launcher = config["run_launcher"]["config"]
     launcher["broker"] = settings.resolved_broker_url
     launcher["backend"] = settings.resolved_backend_url
+    days = max(1, math.ceil(settings.retention_days))
+    for ticks in config["retention"].values():
+        ticks["purge_after_days"] = {status: days for status in ticks["purge_after_days"]}
     if settings.postgres_url:
         config["storage"] = {"postgres": {"postgres_url": sqlalchemy_url(settings.postgres_url)}}
     # Written aside and renamed: a process starting meanwhile reads the old or the new.

@@ -1,4 +1,4 @@
-"""The product's errors: one root, seven kinds, each mapped to HTTP once (`api/errors.py`).
+"""The product's errors: one root, eight kinds, each mapped to HTTP once (`api/errors.py`).
 
 Everything the core raises for a reason a caller can act on is one of these; the edge (the
 API, the CLI, the Dagster asset) maps the kind, never inspects a library's exception.
@@ -19,6 +19,17 @@ class LakehouseError(Exception):
 
 class NotFound(LakehouseError, LookupError):
     """What was asked for does not exist (an object, a receipt, a dataset, a version)."""
+
+
+class Gone(NotFound):
+    """It existed, and retention has pruned it: `facts` say what is still known."""
+
+    def __init__(self, message: str, **facts: object) -> None:
+        super().__init__(message)
+        self.facts = facts
+
+    def detail(self) -> object:
+        return {"message": str(self), **self.facts}
 
 
 class Conflict(LakehouseError):

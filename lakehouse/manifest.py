@@ -3,6 +3,10 @@ ingests it contains, without listing them all, so it stays small however many in
 dataset has had: the ingest log entries from `base_seq` (the first ingest, or the last
 replace) through `applied_through`, less `excluded_seqs` (entries that failed or were
 duplicates). Every entry up to `applied_through` has been decided.
+
+Retention prunes the log from its start (`lakehouse.ingest.prune`): entries up to
+`pruned_through` are gone with their receipts, and what became of them is forgotten here
+too, so `excluded_seqs` holds only later ones.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class Manifest(BaseModel):
     base_seq: int = 0
     applied_through: int = 0
     excluded_seqs: list[int] = []
+    pruned_through: int = 0  # log entries up to here were pruned by retention
     added_ingest_ids: list[str] = []  # the ingests this version added
     operation: str = "apply"
     stats: list[ColumnStats] = []
@@ -112,10 +117,11 @@ class Manifest(BaseModel):
         )
 
     def contains(self, seq: int) -> bool:
-        """Whether the ingest log entry `seq` is in this version's rows."""
+        """Whether the ingest log entry `seq` is in this version's rows (False for a pruned
+        one: once pruned, nothing asks)."""
         return (
             self.version > 0
-            and self.base_seq <= seq <= self.applied_through
+            and max(self.base_seq, self.pruned_through + 1) <= seq <= self.applied_through
             and seq not in self.excluded_seqs
         )
 

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lakehouse.settings_limits import Limits
+from lakehouse.settings_limits import Limits, Maintenance
 from lakehouse.state_secrets import (
     EXAMPLE_SECRETS,
     GENERATED_SECRETS,
@@ -192,26 +192,6 @@ class _Ingest(BaseModel):
         "ones as part of the same version.",
     )
 
-    compaction_cron: str = Field("0 2 * * *", description="When compaction_schedule runs.")
-    compaction_min_objects: int = Field(
-        8, ge=2, description="Compact a dataset once its object list is this long."
-    )
-    compaction_target_mb: int = Field(256, ge=1, description="Target size of compacted files.")
-    compaction_sort_keys: dict[str, list[str]] = Field(
-        {},
-        description='JSON: per dataset, the columns compaction sorts by: {"workers": ["state"]}.',
-    )
-    cleanup_cron: str = Field("30 3 * * *", description="When cleanup_schedule runs.")
-    landing_retention_days: float = Field(
-        7, ge=0, description="Age after which unreferenced landing files are deleted."
-    )
-    object_grace_minutes: float = Field(
-        60,
-        ge=0,
-        description="How long replaced dataset objects stay readable after a new "
-        "version stops listing them.",
-    )
-
 
 class _Sql(BaseModel):
     """/v1/sql: limits of a query and of the query processes."""
@@ -292,7 +272,7 @@ class _Access(BaseModel):
 
 
 # The groups in reverse: pydantic lists the fields of the last base first.
-class Settings(Limits, _Access, _Sql, _Ingest, _Processes, _Storage, BaseSettings):
+class Settings(Maintenance, Limits, _Access, _Sql, _Ingest, _Processes, _Storage, BaseSettings):
     """Every setting, each read from its `LAKEHOUSE_*` variable (docs/CONFIGURATION.md)."""
 
     model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")

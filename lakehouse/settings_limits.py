@@ -1,5 +1,6 @@
-"""The limits on peers and tokens: a group of the settings (lakehouse/settings.py), each
-read from its `LAKEHOUSE_*` variable like the others."""
+"""Two groups of the settings (lakehouse/settings.py), each read from its `LAKEHOUSE_*`
+variable like the others: the limits on peers and tokens, and the maintenance schedules
+and retention."""
 
 from __future__ import annotations
 
@@ -61,4 +62,31 @@ class Limits(BaseModel):
         ge=0,
         description="Bytes one token may upload in any hour (0: no limit); past it, 429 and "
         "the upload is not stored.",
+    )
+
+
+class Maintenance(BaseModel):
+    """When compaction and cleanup run, and what retention keeps."""
+
+    compaction_cron: str = Field("0 2 * * *", description="When compaction_schedule runs.")
+    compaction_min_objects: int = Field(
+        8, ge=2, description="Compact a dataset once its object list is this long."
+    )
+    compaction_target_mb: int = Field(256, ge=1, description="Target size of compacted files.")
+    compaction_sort_keys: dict[str, list[str]] = Field(
+        {},
+        description='JSON: per dataset, the columns compaction sorts by: {"workers": ["state"]}.',
+    )
+    cleanup_cron: str = Field("30 3 * * *", description="When cleanup_schedule runs.")
+    retention_days: float = Field(
+        7,
+        ge=0,
+        description="Days after which settled ingests, versions no longer current and their "
+        "runs are pruned, and unused landing files deleted (docs/PROTOCOL.md, Retention).",
+    )
+    object_grace_minutes: float = Field(
+        60,
+        ge=0,
+        description="How long replaced dataset objects stay readable after a new "
+        "version stops listing them.",
     )

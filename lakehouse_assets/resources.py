@@ -66,8 +66,9 @@ class LakehousePolicy(dg.ConfigurableResource):
     compaction_sort_keys: dict[str, list[str]] = Field(
         description="Per dataset, the columns compaction sorts rows by."
     )
-    landing_retention_days: float = Field(
-        description="Age after which landing files no catalog version uses are deleted."
+    retention_days: float = Field(
+        description="Age after which settled ingests, versions no longer current and their "
+        "runs are pruned, and unused landing files deleted."
     )
     object_grace_minutes: float = Field(
         description="How long objects a newer version no longer lists stay readable."

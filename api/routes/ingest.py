@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request, Response, status
 
 from api.auth import PrincipalDep
@@ -74,11 +76,17 @@ async def ingest(
 
 @router.get("/{ingest_id}")
 def get_ingest(
-    ingest_id: str, store: StoreDep, instance: InstanceDep, principal: PrincipalDep
+    ingest_id: str,
+    store: StoreDep,
+    instance: InstanceDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
 ) -> IngestAnswer:
     """Where an ingest stands: landed, queued, running, materialized (with the dataset
     version it produced) or failed (with the reason, and bad rows with line numbers). 404
-    for an unknown id or one of a dataset the token is not granted, 422 for a malformed
-    one."""
-    record = read_receipt(store, ingest_id, visible=principal.granted)
+    for an unknown id or one of a dataset the token is not granted, 410 for one older than
+    the retention (pruned once settled: the answer says what is still known), 422 for a
+    malformed one."""
+    retention = timedelta(days=settings.retention_days)
+    record = read_receipt(store, ingest_id, visible=principal.granted, retention=retention)
     return answer(record, ingest_status(instance, store, record))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from lakehouse.errors import Conflict, InvalidInput
+from lakehouse.errors import Conflict, InvalidInput, NotFound
 from lakehouse.formats.csv.options import CsvOptions
 from lakehouse.formats.csv.schema import CsvSchema, infer_schema, schema_diff
 from lakehouse.formats.csv.text import NotCsv
@@ -234,7 +234,10 @@ class Landing:
             self.store, self.dataset, max(holder.seq, applied_through)
         ):
             return None
-        return read_entry(self.store, self.dataset, holder.seq)
+        try:
+            return read_entry(self.store, self.dataset, holder.seq)
+        except NotFound:  # pruned by retention since its mark was read: send it on
+            return None
 
     def _complete(self, last_part: bytes) -> None:
         if self._upload is None:

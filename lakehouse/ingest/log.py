@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-from lakehouse.errors import NotFound
+from lakehouse.errors import Gone, NotFound
 from lakehouse.ingest.marks import mark_pending
-from lakehouse.ingest.records import IngestRecord, Receipt
+from lakehouse.ingest.records import IngestRecord, Receipt, received_at_of
 from lakehouse.store import ObjectStore, StoreUnavailable
 from lakehouse.store.layout import (
     log_key,
@@ -63,11 +64,46 @@ def read_entry(store: ObjectStore, dataset: str, seq: int) -> IngestRecord:
 
 
 def read_receipt(
-    store: ObjectStore, ingest_id: str, visible: Callable[[str], bool] = lambda _: True
+    store: ObjectStore,
+    ingest_id: str,
+    visible: Callable[[str], bool] = lambda _: True,
+    retention: timedelta | None = None,
 ) -> IngestRecord:
-    """The committed ingest `ingest_id` (`NotFound` if there is none, or not `visible`)."""
-    receipt = read_receipt_of(store, ingest_id, visible)
-    return read_entry(store, receipt.dataset, receipt.seq)
+    """The committed ingest `ingest_id` (`NotFound` if there is none, or not `visible`;
+    `Gone` if it is older than the `retention`, which prunes settled ingests)."""
+    try:
+        receipt = read_receipt_of(store, ingest_id, visible)
+    except NotFound:
+        if retention is not None and _older_than(ingest_id, retention):
+            days = retention / timedelta(days=1)
+            raise Gone(
+                f"ingest {ingest_id} was received more than {days:g} days ago: retention "
+                "prunes the receipt of a settled ingest (its rows, if it was applied, stay in "
+                "the dataset), so how it was settled is no longer known; an ingest that was "
+                "never committed answers the same",
+                ingest_id=ingest_id,
+                received_at=received_at_of(ingest_id).isoformat(),
+                retention_days=days,
+            ) from None
+        raise
+    try:
+        return read_entry(store, receipt.dataset, receipt.seq)
+    except NotFound:
+        raise Gone(
+            f"ingest {ingest_id} was settled by version {receipt.version} of dataset "
+            f"{receipt.dataset!r}, and retention has pruned its log entry",
+            ingest_id=ingest_id,
+            dataset=receipt.dataset,
+            seq=receipt.seq,
+            version=receipt.version,
+        ) from None
+
+
+def _older_than(ingest_id: str, retention: timedelta) -> bool:
+    try:
+        return received_at_of(ingest_id) < datetime.now(UTC) - retention
+    except ValueError:  # digits that are no time: not an id this API handed out
+        return False
 
 
 class LogTails:

@@ -53,6 +53,7 @@ def manifest_metadata(manifest: Manifest) -> dict[str, dg.MetadataValue]:
         "base_seq": dg.MetadataValue.int(manifest.base_seq),
         "applied_through": dg.MetadataValue.int(manifest.applied_through),
         "excluded_seqs": dg.MetadataValue.json(manifest.excluded_seqs),
+        "pruned_through": dg.MetadataValue.int(manifest.pruned_through),
         "added_ingest_ids": dg.MetadataValue.json(manifest.added_ingest_ids),
         "stats": dg.MetadataValue.json([s.model_dump() for s in manifest.stats]),
         "csv_dialect": dg.MetadataValue.json(manifest.dialect),
@@ -88,6 +89,7 @@ def manifest_from_event(event: dg.EventLogEntry) -> Manifest:
         base_seq=meta.get("base_seq", 0),
         applied_through=meta.get("applied_through", 0),
         excluded_seqs=meta.get("excluded_seqs", []),
+        pruned_through=meta.get("pruned_through", 0),
         added_ingest_ids=meta.get("added_ingest_ids", []),
         stats=meta.get("stats", []),
         dialect=meta.get("csv_dialect", {}),
@@ -117,16 +119,18 @@ def _trusted(records: Iterable[dg.EventLogRecord]) -> list[Published]:
     for record in records:
         manifest = trusted_manifest(record.event_log_entry)
         if manifest is not None:
-            found.append(Published(record.storage_id, manifest))
+            found.append(Published(record.storage_id, manifest, record.event_log_entry.run_id))
     return found
 
 
 @dataclass(frozen=True)
 class Published:
-    """A version as the catalog holds it: its manifest and its place in the event log."""
+    """A version as the catalog holds it: its manifest, its place in the event log, and
+    the run that emitted it."""
 
     storage_id: int
     manifest: Manifest
+    run_id: str = ""
 
 
 def latest_published(instance: dg.DagsterInstance) -> list[Published]:
@@ -218,6 +222,14 @@ def manifest_history(
 ) -> tuple[list[Manifest], str | None]:
     """Up to `limit` versions of `name`, newest first, from `cursor` on; and the cursor of
     the next page (None: no more). Each page costs the same however many versions exist."""
+    page, cursor = published_history(instance, name, limit, cursor)
+    return [p.manifest for p in page], cursor
+
+
+def published_history(
+    instance: dg.DagsterInstance, name: str, limit: int = HISTORY_PAGE, cursor: str | None = None
+) -> tuple[list[Published], str | None]:
+    """`manifest_history`, with each version's place in the event log and its run."""
     try:
         page = instance.fetch_materializations(
             dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]),
@@ -231,8 +243,24 @@ def manifest_history(
             f"invalid cursor {cursor[:40]!r}: send the `next_cursor` of the page before, "
             "or no cursor for the newest versions"
         ) from exc
-    manifests = [p.manifest for p in _trusted(page.records)]
-    return manifests, page.cursor if page.has_more else None
+    return _trusted(page.records), page.cursor if page.has_more else None
+
+
+def current_since(instance: dg.DagsterInstance, name: str, since: datetime) -> list[Published]:
+    """The versions of `name` that were current at some point since `since`, newest first:
+    the latest, and each older one whose successor came after `since` (the last of them was
+    the one current at `since`, if the history reaches back that far)."""
+    page, cursor = published_history(instance, name)
+    found: list[Published] = []
+    while page:
+        for version in page:
+            if found and found[-1].manifest.updated_at < since:
+                return found
+            found.append(version)
+        if cursor is None:
+            break
+        page, cursor = published_history(instance, name, cursor=cursor)
+    return found
 
 
 def manifest_at(instance: dg.DagsterInstance, name: str, version: int) -> Manifest | None:

@@ -11,8 +11,8 @@
   manifest lists) that no retained snapshot needs go after the grace period too.
 - Landing files older than the retention whose ingest the current version does not
   contain and that are not pending: uploads that never committed, ingests that failed or
-  were duplicates, and ones a replace took out. The current version's sources stay:
-  rebuild_job needs them.
+  were duplicates, and ones a replace took out. The current version's sources stay until
+  retention prunes their ingests (`lakehouse.publish.pruning`): rebuild_job needs them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import dagster as dg
 from lakehouse.errors import NotFound
 from lakehouse.ingest.log import read_receipt_of
 from lakehouse.manifest import Manifest
-from lakehouse.publish.catalog import manifest_history
+from lakehouse.publish.catalog import current_since
 from lakehouse.publish.iceberg import IcebergTables
 from lakehouse.runs import DATASETS_PARTITIONS
 from lakehouse.store import ObjectStore
@@ -74,26 +74,12 @@ def _recently_listed(
     instance: dg.DagsterInstance, name: str, since: datetime
 ) -> tuple[Manifest | None, set[str], int]:
     """The current version, the objects of every version current at some point since
-    `since` (history is newest first: a version stopped being current when the next began),
-    and the oldest of those versions."""
-    page, cursor = manifest_history(instance, name)
-    if not page:
+    `since`, and the oldest of those versions."""
+    versions = [v.manifest for v in current_since(instance, name, since)]
+    if not versions:
         return None, set(), 0
-    current = page[0]
-    keys = {o.key for o in [*current.objects, *current.rejects]}
-    newer = current
-    while page:
-        for older in page:
-            if older is current:
-                continue
-            if newer.updated_at < since:
-                return current, keys, newer.version
-            keys |= {o.key for o in [*older.objects, *older.rejects]}
-            newer = older
-        if cursor is None:
-            break
-        page, cursor = manifest_history(instance, name, cursor=cursor)
-    return current, keys, newer.version
+    keys = {o.key for m in versions for o in [*m.objects, *m.rejects]}
+    return versions[0], keys, versions[-1].version
 
 
 def _still_needed(store: ObjectStore, current: Manifest, landing: str) -> bool:

@@ -32,10 +32,16 @@ tests/unit/lakehouse/runtime/test_compat.py unless a path is given):
    `fetch_materializations(after_storage_id=...)` costs ~2.5 ms). Used by
    `api.query.views.CatalogViews` to skip the catalog check of a query while nothing was
    logged. Test: `test_the_event_logs_high_water_mark_grows_with_every_materialization`.
+8. SQLite event log storage keeps each run's events in its own file,
+   `SqliteEventLogStorage.path_for_shard(run_id)`, which the public `delete_run` empties
+   but leaves. Used by `lakehouse.publish.pruning` to remove it, so that pruned runs
+   free their bytes. Test: `test_a_deleted_runs_event_file_is_removed`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,6 +58,15 @@ CODE_SERVER_HEALTH_SERVICE = "DagsterApi"
 def event_log_high_water(instance: dg.DagsterInstance) -> int | None:
     """The event log's highest record id (None: empty): unchanged means nothing was logged."""
     return instance.event_log_storage.get_maximum_record_id()
+
+
+def remove_run_event_file(instance: dg.DagsterInstance, run_id: str) -> None:
+    """After `delete_run`: remove the run's own event file, where the storage keeps one
+    (SQLite's; Postgres keeps none)."""
+    path_for_shard = getattr(instance.event_log_storage, "path_for_shard", None)
+    if path_for_shard is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path_for_shard(run_id))
 
 
 def daemon_heartbeats(instance: dg.DagsterInstance) -> Mapping[str, Any]:

@@ -14,6 +14,7 @@ and when):
     datasets/<dataset>/<version>-<run>.parquet the dataset's objects
     datasets/<dataset>/rejects/...             rows that did not parse
     iceberg/<dataset>/metadata/...             each dataset's Iceberg table metadata
+    retention/tally.json                       what retention passes have deleted, in all
 
 The SQL engine's key may read `datasets/` and nothing else (`QUERY_KEY_ACTIONS`).
 """
@@ -34,6 +35,7 @@ APPLIED = "applied/"
 QUEUED = "queued/"
 COMMITS = "commits/"
 DATASETS = "datasets/"
+RETENTION_TALLY = "retention/tally.json"
 SEQ_DIGITS = 12  # zero-padded, so keys sort in number order
 INGEST_ID = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{8}")
 SHA256 = re.compile(r"[0-9a-f]{64}")

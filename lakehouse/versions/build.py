@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lakehouse.ingest.log import has_pending, pending_entries
+from lakehouse.ingest.prune import log_floor
 from lakehouse.manifest import Manifest
 from lakehouse.store import ObjectStore
 from lakehouse.versions.objects import WriteError
@@ -50,7 +51,15 @@ def next_version(writer: Writer, store: ObjectStore, base: Manifest, ask: Reques
 def _rebuild(writer: Writer, store: ObjectStore, base: Manifest) -> Built:
     """A rebuild that would change the columns under pending appends (checked against the
     current ones when they were acknowledged) would make them fail: it waits for a quiet
-    moment instead."""
+    moment instead. One whose sources retention has pruned cannot be done."""
+    first = max(base.base_seq, 1)
+    pruned_through = max(base.pruned_through, log_floor(store, base.name))
+    if pruned_through >= first:
+        raise WriteError(
+            f"cannot rebuild {base.name!r}: its rows come from the ingests since seq {first}, "
+            f"and retention has pruned their source files through seq {pruned_through} "
+            "(LAKEHOUSE_RETENTION_DAYS); nothing changed"
+        )
     built = writer.rebuild(base)
     changed = built.manifest.schema_fingerprint != base.schema_fingerprint
     if changed and has_pending(store, base.name, base.applied_through):

@@ -59,13 +59,39 @@ def claim(store: ObjectStore, record: CommitRecord) -> bool:
     """Create the version's record; False if another run already committed that version.
 
     A write whose answer was lost and whose retry found the key taken finds its own
-    record there (same run), and so counts as committed.
+    record there (same run), and so counts as committed. A version whose record retention
+    has pruned (`prune_records`) is long taken: records are pruned from the first one, so
+    a first record past it says so.
     """
-    key = commit_key(record.manifest.name, record.version)
+    name = record.manifest.name
+    first = store.first_key(commits_prefix(name))
+    if first is not None and version_of_key(first) > record.version:
+        return False
+    key = commit_key(name, record.version)
     if store.put_json_if_absent(key, record.model_dump(mode="json")):
         return True
     holder = store.get_json_or_none(key)
     return holder is not None and holder["run_id"] == record.run_id
+
+
+def version_of_key(key: str) -> int:
+    return int(key.rsplit("/", 1)[-1].removesuffix(".json"))
+
+
+def prune_records(store: ObjectStore, dataset: str, pruned_through: int, current: int) -> int:
+    """Delete the records of the versions before the one that decided ingest
+    `pruned_through + 1`: each decided only ingests retention has pruned, whose receipts
+    are gone, so nothing reads them. Never the current version's (a run claims the next
+    version after it). Returns how many went."""
+    needed = deciding_commit(store, dataset, pruned_through + 1, current)
+    keep_from = min(needed.version if needed else current, current)
+    old = []
+    for key in store.list_keys(commits_prefix(dataset)):
+        if version_of_key(key) >= keep_from:
+            break
+        old.append(key)
+    store.delete(old)
+    return len(old)
 
 
 def read_commit(store: ObjectStore, dataset: str, version: int) -> CommitRecord | None:

@@ -35,6 +35,7 @@ from lakehouse.formats.csv.widen import widen
 from lakehouse.ingest.landing import SAMPLE_BYTES
 from lakehouse.ingest.log import read_entry
 from lakehouse.ingest.marks import applied_with
+from lakehouse.ingest.prune import log_floor
 from lakehouse.ingest.records import IngestRecord
 from lakehouse.manifest import Manifest
 from lakehouse.store import ObjectStore
@@ -230,6 +231,7 @@ class Writer:
                 rejects.append(self.objects.write(reject_files, rejects_at, built.written))
         if len(objects) > self.limits.compaction_max_objects:
             objects = self.objects.merge_small(objects, version, built.written)
+        pruned_through = max(base.pruned_through, log_floor(self.store, self.name))
         manifest = base.next_version(
             location=self.store.url(dataset_prefix(self.name)),
             objects=objects,
@@ -241,8 +243,11 @@ class Writer:
             base_seq=state.base_seq,
             applied_through=through,
             excluded_seqs=[
-                s for s in [*state.kept_excluded, *state.excluded] if s >= state.base_seq
+                s
+                for s in [*state.kept_excluded, *state.excluded]
+                if s >= state.base_seq and s > pruned_through
             ],
+            pruned_through=pruned_through,
             added_ingest_ids=[o.ingest_id for o in state.outcomes if o.status == "applied"],
             operation="apply",
         )

@@ -35,6 +35,7 @@ FIGURES = [
     "audit trail: cost per request",
     "a reader's 403 for a dataset outside its grants",
     "/v1/sql count(*) median latency with per-token limits and metrics",
+    "retention: protocol objects and Dagster storage after small ingests and a pass",
 ]
 
 

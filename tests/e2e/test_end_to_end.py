@@ -136,6 +136,8 @@ def assert_metrics_show_the_upload(stack: Stack, size: int) -> None:
         "lakehouse_http_request_duration_seconds_bucket",
         "lakehouse_ingest_oldest_pending_age_seconds",
         "lakehouse_query_processes_killed_total",
+        "lakehouse_retention_deleted_total",
+        "lakehouse_retention_last_pass_timestamp_seconds",
     ):
         assert any(key[0] == name for key in samples), name
 

@@ -189,3 +189,17 @@ def test_the_cleanup_job_runs_with_its_default_config(stack: Stack) -> None:
     assert answer["__typename"] == "LaunchRunSuccess", answer
     [run] = finished(stack, [answer["run"]["runId"]])
     assert run.status == dg.DagsterRunStatus.SUCCESS, run
+    # Its pass is in /metrics (each API process reads the totals at most every 10 s).
+    for _ in range(30):
+        metrics = http.get(f"{stack.api_url}/metrics").text
+        last = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith("lakehouse_retention_last_pass_timestamp_seconds ")
+        )
+        if float(last.split()[1]) > 0:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"no retention pass in /metrics: {last}")
+    assert 'lakehouse_retention_deleted_total{kind="runs"}' in metrics

@@ -23,7 +23,14 @@ from lakehouse.manifest import Manifest
 from lakehouse.publish.catalog import CurrentManifests
 from lakehouse.store import ObjectStore, StoreUnavailable
 from lakehouse.store.layout import log_key, pending_key
-from lakehouse.versions.commits import CommitRecord, claim, deciding_commit, unpublished
+from lakehouse.versions.commits import (
+    CommitRecord,
+    claim,
+    deciding_commit,
+    prune_records,
+    read_commit,
+    unpublished,
+)
 from tests.fakes import MemoryStore
 
 
@@ -194,6 +201,11 @@ def test_a_version_contains_its_range_less_what_it_excluded(seq: int, contained:
     assert version.contains(seq) is contained
 
 
+def test_a_pruned_seq_is_contained_in_no_version() -> None:
+    version = manifest(3, base_seq=1, applied_through=4, excluded_seqs=[3], pruned_through=2)
+    assert [version.contains(seq) for seq in (1, 2, 3, 4)] == [False, False, False, True]
+
+
 def test_version_zero_contains_nothing() -> None:
     assert not manifest(0, base_seq=0, applied_through=4).contains(1)
 
@@ -229,6 +241,21 @@ def test_the_deciding_version_is_found_by_binary_search() -> None:
         assert claim(s, record(version, through))
     found = [deciding_commit(s, "events", seq, latest=4) for seq in (1, 2, 3, 7, 8, 9)]
     assert [r.version if r else None for r in found] == [1, 1, 3, 3, 4, None]
+
+
+def test_records_that_decided_only_pruned_ingests_go_and_are_never_claimed_again() -> None:
+    s = store()
+    for version, through in [(1, 2), (2, 2), (3, 7), (4, 8)]:
+        assert claim(s, record(version, through))
+    # Ingests through seq 5 were pruned: v3 decided 6 and 7, so v3 and v4 stay.
+    assert prune_records(s, "events", pruned_through=5, current=4) == 2
+    assert deciding_commit(s, "events", 6, latest=4).version == 3  # type: ignore[union-attr]
+    # A run that built on a version long gone (its base, v1, was pruned) loses its claim.
+    assert not claim(s, record(2, 3).model_copy(update={"run_id": "a run days behind"}))
+    assert read_commit(s, "events", 2) is None
+    # Never the current version's record, whatever was pruned.
+    assert prune_records(s, "events", pruned_through=100, current=4) == 1
+    assert read_commit(s, "events", 4) is not None
 
 
 def test_statistics_merge_what_new_rows_add() -> None:

@@ -5,6 +5,7 @@ that is not public API: each fails loudly, naming what changed, when an upgrade 
 from __future__ import annotations
 
 import inspect
+import os
 
 import dagster as dg
 from billiard.exceptions import WorkerLostError
@@ -75,3 +76,24 @@ def test_the_event_logs_high_water_mark_grows_with_every_materialization(tmp_pat
             marks.append(mark)
         assert marks[1] > marks[0]
         assert compat.event_log_high_water(instance) == marks[1]  # unchanged while idle
+
+
+def test_a_deleted_runs_event_file_is_removed(tmp_path) -> None:
+    """SQLite storage keeps a run's events in a file of its own that `delete_run` empties
+    but leaves: pruning removes it, and the instance still works without it."""
+    from lakehouse.publish.catalog import latest_manifest
+    from tests.unit.lakehouse.publish.test_catalog_trust import materialized_by_a_run, sales
+
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        materialized_by_a_run(instance, [sales(version=1)])
+        materialized_by_a_run(instance, [sales(version=2)])
+        first = instance.get_run_records(ascending=True)[0].dagster_run.run_id
+        storage = instance.event_log_storage
+        path = storage.path_for_shard(first)  # type: ignore[attr-defined]
+        assert os.path.exists(path)
+        instance.delete_run(first)
+        compat.remove_run_event_file(instance, first)
+        assert not os.path.exists(path)
+        compat.remove_run_event_file(instance, first)  # already gone: no error
+        manifest = latest_manifest(instance, "sales")
+        assert manifest is not None and manifest.version == 2
