@@ -31,6 +31,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.refuse_example_secrets()
     logs.configure()
     quotas(settings)  # made now, so a per-process count (memory://) is said at start-up
+    memory = settings.query_memory
+    log.info(
+        "each query process may grow by %d MiB (DuckDB memory_limit %s): %s",
+        memory.process_mb,
+        memory.duckdb_limit,
+        memory.why,
+    )
     app.state.audit = AuditLog(
         get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
     )

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lakehouse.settings_limits import Limits, Maintenance
+from lakehouse.settings_limits import Limits, Maintenance, QueryMemory, megabytes, query_memory
 from lakehouse.state_secrets import (
     EXAMPLE_SECRETS,
     GENERATED_SECRETS,
@@ -225,9 +225,10 @@ class _Sql(BaseModel):
     sql_process_memory_mb: int = Field(
         1536,
         ge=256,
-        description="Address space a query process may grow by beyond its start: a query "
-        "past it fails with 'out of memory' (400) and nothing else is touched. Keep it above "
-        "duckdb_memory_limit.",
+        description="Most address space a query process may grow by beyond its start (its "
+        "share of sql_memory_budget_mb may be less): a query past it fails with 'out of "
+        "memory' (400) and nothing else is touched. Its DuckDB memory_limit is kept at 3/4 "
+        "of it or below.",
     )
     sql_max_spill_mb: int = Field(
         4096,
@@ -246,8 +247,18 @@ class _Sql(BaseModel):
         description="Most bytes of a streamed (csv, ndjson, arrow, parquet) answer; past it "
         "the stream ends cleanly with an in-band truncation notice.",
     )
-    duckdb_memory_limit: str = Field("1GB", description="DuckDB memory_limit per process.")
+    duckdb_memory_limit: str = Field(
+        "1GB",
+        description="DuckDB memory_limit per process (query processes: at most 3/4 of "
+        "their share of sql_memory_budget_mb).",
+    )
     duckdb_threads: int = Field(2, ge=1, description="DuckDB threads per process.")
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _a_size(cls, size: str) -> str:
+        megabytes(size)  # refused now, not at the first query
+        return size
 
 
 class _Access(BaseModel):
@@ -346,6 +357,10 @@ class Settings(Maintenance, Limits, _Access, _Sql, _Ingest, _Processes, _Storage
     @property
     def resolved_backend_url(self) -> str:
         return self.broker_backend_url or self.resolved_broker_url
+
+    @property
+    def query_memory(self) -> QueryMemory:
+        return query_memory(self)
 
     @property
     def run_slots(self) -> int:

@@ -4,11 +4,33 @@ and retention."""
 
 from __future__ import annotations
 
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from lakehouse.settings import Settings
+
+MIB = 1024 * 1024
+# The floor under a query process's headroom: below it DuckDB cannot read a Parquet footer.
+MIN_QUERY_MB = 256
 
 
 class Limits(BaseModel):
     """What one client may hold or send: read timeouts, request caps, per-token limits."""
+
+    sql_memory_budget_mb: int = Field(
+        0,
+        ge=0,
+        description="Memory the queries of all API processes may take together, above idle "
+        "(docs/API.md, The bound); 0: an eighth of the machine's memory, at most 2048. Each "
+        "query process gets its share, less what its answer may hold in the API process, "
+        "and no more than sql_process_memory_mb.",
+    )
 
     upload_read_timeout_seconds: float = Field(
         30,
@@ -90,3 +112,47 @@ class Maintenance(BaseModel):
         description="How long replaced dataset objects stay readable after a new "
         "version stops listing them.",
     )
+
+
+@dataclass(frozen=True)
+class QueryMemory:
+    """What each query process may grow by, from the budget (`query_memory`)."""
+
+    budget_mb: int
+    process_mb: int  # its address space beyond its size after start-up
+    duckdb_limit: str  # its DuckDB memory_limit: below process_mb, so DuckDB spills first
+    why: str
+
+
+def query_memory(settings: Settings) -> QueryMemory:
+    """Split the budget B over the W x C query processes, each also answerable for two
+    copies of its largest JSON answer R in the API process: M = B / (W x C) - 2R, at most
+    sql_process_memory_mb, at least MIN_QUERY_MB."""
+    machine_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
+    budget = settings.sql_memory_budget_mb or min(2048, machine_mb // 8)
+    processes = settings.api_workers * settings.sql_max_concurrent
+    answers_mb = 2 * math.ceil(settings.sql_max_result_bytes / MIB)
+    share = budget // processes - answers_mb
+    process_mb = max(MIN_QUERY_MB, min(settings.sql_process_memory_mb, share))
+    duckdb_mb = min(megabytes(settings.duckdb_memory_limit), process_mb * 3 // 4)
+    source = (
+        "LAKEHOUSE_SQL_MEMORY_BUDGET_MB"
+        if settings.sql_memory_budget_mb
+        else f"an eighth of the machine's {machine_mb} MiB, at most 2048"
+    )
+    why = (
+        f"a budget of {budget} MiB ({source}) over {processes} query processes "
+        f"(api_workers x sql_max_concurrent), less {answers_mb} MiB of answers each"
+    )
+    return QueryMemory(budget, process_mb, f"{duckdb_mb}MB", why)
+
+
+def megabytes(size: str) -> int:
+    """DuckDB's spelling of a size ("1GB", "512MiB") in MiB (decimal units read as binary:
+    the smaller of the two is what matters here, and the difference is 7%)."""
+    found = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B)?\s*", size, re.IGNORECASE)
+    if not found:
+        raise ValueError(f"duckdb_memory_limit {size!r}: write it like 1GB or 512MB")
+    scale = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+    unit = (found.group(2) or "MB")[0].upper()
+    return int(float(found.group(1)) * scale[unit])

@@ -291,7 +291,7 @@ class QueryEngine:
         if kind == "memory":
             raise QueryTooLarge(
                 f"the query needed more memory than one query may use "
-                f"({self.settings.sql_process_memory_mb} MiB, LAKEHOUSE_SQL_PROCESS_MEMORY_MB)"
+                f"({self.settings.query_memory.process_mb} MiB: {self.settings.query_memory.why})"
                 f": build smaller values, filter or aggregate more ({text.splitlines()[0]})"
             )
         raise QueryError(text)
@@ -301,7 +301,7 @@ class QueryEngine:
             return self._timeout()
         return QueryTooLarge(
             "the query's process stopped while running it (most likely it ran out of "
-            f"memory, {self.settings.sql_process_memory_mb} MiB per query): build smaller "
+            f"memory, {self.settings.query_memory.process_mb} MiB per query): build smaller "
             "values, filter or aggregate more"
         )
 

@@ -40,11 +40,11 @@ class SandboxConfig(BaseModel, frozen=True):
         return cls(
             s3=settings.query_s3(),
             readable=datasets_url(settings.s3_bucket),
-            memory_limit=settings.duckdb_memory_limit,
+            memory_limit=settings.query_memory.duckdb_limit,
             threads=settings.duckdb_threads,
             spill_dir=(settings.state_dir / "query-spill").absolute(),
             spill_mb=settings.sql_max_spill_mb,
-            headroom_mb=settings.sql_process_memory_mb,
+            headroom_mb=settings.query_memory.process_mb,
         )
 
 

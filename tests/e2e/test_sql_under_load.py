@@ -61,8 +61,8 @@ def processes(stack: Stack) -> tuple[list[psutil.Process], list[psutil.Process]]
 
 
 def documented_bound(stack: Stack) -> int:
-    """The bound in docs/API.md, W × (A + C × (Q + M) + 2 × C × R) plus uvicorn's supervisor, with
-    A and Q measured on this machine at idle."""
+    """The bound in docs/API.md, idle + W × C × (M + 2 × R), with idle = W × (A + C × Q) plus
+    uvicorn's supervisor, A and Q measured on this machine at idle."""
     settings = stack.settings
     workers, queries = processes(stack)
     api_worker = max(p.memory_info().rss for p in workers)
@@ -70,7 +70,7 @@ def documented_bound(stack: Stack) -> int:
     supervisor = psutil.Process(stack.api_pid).memory_info().rss
     per_worker = (
         api_worker
-        + settings.sql_max_concurrent * (query_process + settings.sql_process_memory_mb * MIB)
+        + settings.sql_max_concurrent * (query_process + settings.query_memory.process_mb * MIB)
         + 2 * settings.sql_max_concurrent * settings.sql_max_result_bytes
     )
     return supervisor + settings.api_workers * per_worker

@@ -159,7 +159,7 @@ def test_six_concurrent_wide_results_stay_bounded(unchanged: Settings) -> None:
     # The API process holds at most the answers being built; a query process at most
     # its start-up size plus its cap.
     assert peak["api"] - before < 2 * 2 * unchanged.sql_max_result_bytes + 200 * MIB
-    assert peak["query"] < (200 + unchanged.sql_process_memory_mb) * MIB
+    assert peak["query"] < (200 + unchanged.query_memory.process_mb) * MIB
 
 
 @pytest.mark.parametrize(
