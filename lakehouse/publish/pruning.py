@@ -34,6 +34,7 @@ from lakehouse.store import ObjectStore
 from lakehouse.store.layout import RETENTION_TALLY
 from lakehouse.versions import commits
 
+RUNS_PAGE = 500
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
@@ -74,9 +75,14 @@ def prune_history(
 
 
 def prune_runs(instance: dg.DagsterInstance, before: datetime, retained: set[str]) -> int:
-    """Delete the finished runs last updated before `before`, but not the `retained`."""
-    records = instance.get_run_records(dg.RunsFilter(statuses=FINISHED, updated_before=before))
-    old = [r.dagster_run.run_id for r in records if r.dagster_run.run_id not in retained]
+    """Delete the finished runs last updated before `before`, but not the `retained`:
+    found a page at a time (an instance may hold many), then deleted."""
+    old_runs = dg.RunsFilter(statuses=FINISHED, updated_before=before)
+    old: list[str] = []
+    cursor: str | None = None
+    while page := instance.get_run_records(old_runs, limit=RUNS_PAGE, cursor=cursor):
+        old += [r.dagster_run.run_id for r in page if r.dagster_run.run_id not in retained]
+        cursor = page[-1].dagster_run.run_id
     for run_id in old:
         delete_run(instance, run_id)
     return len(old)

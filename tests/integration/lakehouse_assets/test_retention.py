@@ -106,9 +106,13 @@ def assert_nothing_lost(
 
 
 def test_a_retention_pass_keeps_only_what_retained_versions_need(
-    instance: dg.DagsterInstance, settings: Settings, store: ObjectStore
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    store: ObjectStore,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ingests = make_history(instance, settings, store)
+    monkeypatch.setattr(pruning, "RUNS_PAGE", 1)  # old runs are found a page at a time
     assert a_pass_later(instance, store) == pruning.Pruned(
         ingests=5, marks=8, commit_records=2, runs=2
     )
