@@ -144,6 +144,12 @@ def query_memory(settings: Settings) -> QueryMemory:
         f"a budget of {budget} MiB ({source}) over {processes} query processes "
         f"(api_workers x sql_max_concurrent), less {answers_mb} MiB of answers each"
     )
+    if share < MIN_QUERY_MB:  # said, not hidden: the total may then pass the budget
+        why += (
+            f"; that share, {share} MiB, is raised to the {MIN_QUERY_MB} MiB floor, so "
+            f"together they may take {processes * (MIN_QUERY_MB + answers_mb)} MiB: raise "
+            "LAKEHOUSE_SQL_MEMORY_BUDGET_MB or lower the workers or queries at once"
+        )
     return QueryMemory(budget, process_mb, f"{duckdb_mb}MB", why)
 
 

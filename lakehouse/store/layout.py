@@ -70,7 +70,7 @@ def log_key(dataset: str, seq: int) -> str:
 
 
 def seq_of_log_key(key: str) -> int:
-    return int(key.rsplit("/", 1)[-1].removesuffix(".json"))
+    return _number_of(key)
 
 
 def pending_key(dataset: str) -> str:
@@ -97,6 +97,15 @@ def commit_key(dataset: str, version: int) -> str:
 
 def commits_prefix(dataset: str) -> str:
     return f"{COMMITS}{validate_name(dataset)}/"
+
+
+def version_of_commit_key(key: str) -> int:
+    return _number_of(key)
+
+
+def _number_of(key: str) -> int:
+    """The number a log or commit key ends with (`<prefix>/<number>.json`)."""
+    return int(key.rsplit("/", 1)[-1].removesuffix(".json"))
 
 
 # The audit trail: below datasets/ so that the SQL engine's read-only key reads it (as the

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from lakehouse.manifest import Manifest
 from lakehouse.store import ObjectStore
-from lakehouse.store.layout import commit_key, commits_prefix
+from lakehouse.store.layout import commit_key, commits_prefix, version_of_commit_key
 
 
 class IngestError(BaseModel):
@@ -65,17 +65,13 @@ def claim(store: ObjectStore, record: CommitRecord) -> bool:
     """
     name = record.manifest.name
     first = store.first_key(commits_prefix(name))
-    if first is not None and version_of_key(first) > record.version:
+    if first is not None and version_of_commit_key(first) > record.version:
         return False
     key = commit_key(name, record.version)
     if store.put_json_if_absent(key, record.model_dump(mode="json")):
         return True
     holder = store.get_json_or_none(key)
     return holder is not None and holder["run_id"] == record.run_id
-
-
-def version_of_key(key: str) -> int:
-    return int(key.rsplit("/", 1)[-1].removesuffix(".json"))
 
 
 def prune_records(store: ObjectStore, dataset: str, pruned_through: int, current: int) -> int:
@@ -87,7 +83,7 @@ def prune_records(store: ObjectStore, dataset: str, pruned_through: int, current
     keep_from = min(needed.version if needed else current, current)
     old = []
     for key in store.list_keys(commits_prefix(dataset)):
-        if version_of_key(key) >= keep_from:
+        if version_of_commit_key(key) >= keep_from:
             break
         old.append(key)
     store.delete(old)

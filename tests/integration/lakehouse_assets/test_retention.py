@@ -5,7 +5,6 @@ applied once, and only what retention allows is gone."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,11 +30,12 @@ from lakehouse.store.layout import (
     log_key,
     log_prefix,
     receipt_key,
+    version_of_commit_key,
 )
 from lakehouse.versions import commits
 from tests.helpers import land_csv, run_dataset
 from tests.integration.api.conftest import admin_headers
-from tests.integration.lakehouse_assets.test_faults import dataset_rows
+from tests.integration.lakehouse_assets.test_faults import dataset_rows, dies
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def assert_pruned_to_what_is_retained(
         assert store.exists(record.landing_key) is kept, name
     assert list(store.list_keys(f"{APPLIED}events/")) == []
     assert list(store.list_keys(f"{QUEUED}events/")) == []
-    assert [commits.version_of_key(k) for k in store.list_keys(commits_prefix("events"))] == [3]
+    assert [version_of_commit_key(k) for k in store.list_keys(commits_prefix("events"))] == [3]
     history, _ = manifest_history(instance, "events")
     assert [m.version for m in history] == [3]  # the runs of versions 1 and 2 are gone
     finished = instance.get_run_records(dg.RunsFilter(statuses=pruning.FINISHED))
@@ -130,19 +130,6 @@ def test_a_pass_within_the_retention_prunes_nothing(
     assert set(store.list_keys("")) == keys
 
 
-class Died(Exception):
-    """The pass stopped here."""
-
-
-def dies(original: Callable[..., Any], *, after: bool) -> Callable[..., Any]:
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        if after:
-            original(*args, **kwargs)
-        raise Died("injected: the cleanup process died here")
-
-    return dying
-
-
 @pytest.mark.parametrize(
     ("module", "step", "after"),
     [
@@ -178,7 +165,7 @@ def test_a_pass_dying_at_each_step_then_running_again_loses_nothing(
     ingests = make_history(instance, settings, store)
     with monkeypatch.context() as patch:
         patch.setattr(module, step, dies(getattr(module, step), after=after))
-        with pytest.raises(Died):
+        with pytest.raises(dg.Failure, match="the process died here"):
             a_pass_later(instance, store)
     assert dataset_rows(instance, settings, "events") == [1, 2, 3]  # readers see no change
     a_pass_later(instance, store)

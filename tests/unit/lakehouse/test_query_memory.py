@@ -31,7 +31,9 @@ def test_a_budget_given_is_split_over_every_query_process_less_their_answers() -
 
 def test_the_share_is_capped_by_the_per_process_setting_and_floored() -> None:
     assert memory(sql_memory_budget_mb=100_000, sql_process_memory_mb=512).process_mb == 512
-    assert memory(sql_memory_budget_mb=300).process_mb == 256
+    floored = memory(sql_memory_budget_mb=300)
+    assert floored.process_mb == 256
+    assert "raised to the 256 MiB floor" in floored.why  # said, never silent
 
 
 def test_duckdbs_own_limit_wins_when_it_is_lower() -> None:
