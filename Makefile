@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CADDY := $(VENV)/tools/caddy
+PSQL := $(VENV)/tools/psql
+JDBC := $(VENV)/tools/postgresql-jdbc.jar
 
 .PHONY: up test test-fast install check bench docs clean
 
@@ -22,7 +24,7 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-install: $(STAMP) $(CADDY)
+install: $(STAMP) $(CADDY) $(PSQL) $(JDBC)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,26 @@ $(CADDY):
 # writes docs/BENCHMARKS.md. `python -m bench.run --only <figures>` measures single figures.
 bench: install
 	$(BIN)/python -m bench.run
+
+# The Postgres endpoint's real clients, which the tests drive: psql (Debian's
+# postgresql-client, with the libpq it needs) behind a wrapper, and the JDBC driver (Debian's
+# libpostgresql-jdbc-java; the JDK is the machine's own). Unpacked into the venv, nothing
+# installed system-wide.
+$(PSQL):
+	rm -rf $(VENV)/tools/pg && mkdir -p $(VENV)/tools/pg
+	cd $(VENV)/tools/pg && (apt-get download postgresql-client-15 libpq5 >/dev/null || { echo \
+	  "could not download Debian's postgresql-client-15: run 'apt-get update' as root and retry"; \
+	  exit 1; }) && for deb in *.deb; do dpkg -x $$deb unpacked; done && rm -f *.deb
+	printf '#!/bin/sh\nhere=$$(dirname "$$(readlink -f "$$0")")/pg/unpacked\nLD_LIBRARY_PATH="$$here/usr/lib/x86_64-linux-gnu$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" exec "$$here/usr/lib/postgresql/15/bin/psql" "$$@"\n' > $(PSQL)
+	chmod +x $(PSQL)
+
+$(JDBC):
+	mkdir -p $(VENV)/tools/deb
+	cd $(VENV)/tools/deb && (apt-get download libpostgresql-jdbc-java >/dev/null || { echo \
+	  "could not download Debian's libpostgresql-jdbc-java: run 'apt-get update' as root and retry"; \
+	  exit 1; }) && dpkg -x libpostgresql-jdbc-java_*.deb unpacked
+	cp $(VENV)/tools/deb/unpacked/usr/share/java/postgresql.jar $(JDBC)
+	rm -rf $(VENV)/tools/deb
 
 # docs/CONFIGURATION.md, generated from the settings object (a unit test fails while it is
 # stale): after changing lakehouse/settings.py.

@@ -3,6 +3,7 @@ or False, and never raises for a process that is merely not up yet."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import httpx
@@ -68,6 +69,23 @@ def http_ok(url: str) -> Callable[[], bool]:
         try:
             return httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
+            return False
+
+    return ready
+
+
+def pg_ready(settings: Settings) -> Callable[[], bool]:
+    """The Postgres endpoint accepts connections (on loopback when it listens on all)."""
+    host = "127.0.0.1" if settings.pg_host in ("0.0.0.0", "::", "") else settings.pg_host
+    return tcp_open(host, settings.pg_port)
+
+
+def tcp_open(host: str, port: int) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
             return False
 
     return ready

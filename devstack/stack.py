@@ -112,8 +112,10 @@ class Stack:
                 if self.with_webserver:
                     progress("Dagster webserver")
                     self.start_webserver()
-                progress("API")
+                progress("API" + (" and Postgres endpoint" if self.settings.pg_port else ""))
                 self.start_api()
+                if self.settings.pg_port:
+                    self.start_pg()
         except BaseException:
             self.stop()
             raise
@@ -162,8 +164,8 @@ class Stack:
             "code-server",
             [
                 executable("dagster"), "api", "grpc", "-h", "127.0.0.1", "-p", str(port),
-                "-m", "lakehouse_assets.definitions", "-a", "defs",
-                "--location-name", CODE_LOCATION,
+                "-m", "lakehouse_assets.definitions", "-a", "defs", "--location-name",
+                CODE_LOCATION,
             ],
         )  # fmt: skip
         self._wait("code-server", readiness.code_server_serving(port), timeout=120)
@@ -200,6 +202,10 @@ class Stack:
             env={"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
         )  # fmt: skip
         self._wait("api", readiness.http_ok(f"{self.api_url}/health"), timeout=120)
+
+    def start_pg(self) -> None:  # the Postgres endpoint, beside the API
+        self._spawn("postgres-endpoint", [sys.executable, "-m", "api.pgwire"])
+        self._wait("postgres-endpoint", readiness.pg_ready(self.settings), timeout=120)
 
     # -- stopping -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lakehouse.settings_limits import Limits, Maintenance, QueryMemory, megabytes, query_memory
+from lakehouse.settings_pg import PgEndpoint
 from lakehouse.state_secrets import (
     EXAMPLE_SECRETS,
     GENERATED_SECRETS,
@@ -283,7 +284,9 @@ class _Access(BaseModel):
 
 
 # The groups in reverse: pydantic lists the fields of the last base first.
-class Settings(Maintenance, Limits, _Access, _Sql, _Ingest, _Processes, _Storage, BaseSettings):
+class Settings(
+    PgEndpoint, Maintenance, Limits, _Access, _Sql, _Ingest, _Processes, _Storage, BaseSettings
+):
     """Every setting, each read from its `LAKEHOUSE_*` variable (docs/CONFIGURATION.md)."""
 
     model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")

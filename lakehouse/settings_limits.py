@@ -130,7 +130,8 @@ def query_memory(settings: Settings) -> QueryMemory:
     sql_process_memory_mb, at least MIN_QUERY_MB."""
     machine_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
     budget = settings.sql_memory_budget_mb or min(2048, machine_mb // 8)
-    processes = settings.api_workers * settings.sql_max_concurrent
+    holders = settings.api_workers + (1 if settings.pg_port else 0)  # the Postgres endpoint
+    processes = holders * settings.sql_max_concurrent
     answers_mb = 2 * math.ceil(settings.sql_max_result_bytes / MIB)
     share = budget // processes - answers_mb
     process_mb = max(MIN_QUERY_MB, min(settings.sql_process_memory_mb, share))
@@ -142,7 +143,8 @@ def query_memory(settings: Settings) -> QueryMemory:
     )
     why = (
         f"a budget of {budget} MiB ({source}) over {processes} query processes "
-        f"(api_workers x sql_max_concurrent), less {answers_mb} MiB of answers each"
+        f"(({'api_workers + the Postgres endpoint' if settings.pg_port else 'api_workers'})"
+        f" x sql_max_concurrent), less {answers_mb} MiB of answers each"
     )
     if share < MIN_QUERY_MB:  # said, not hidden: the total may then pass the budget
         why += (

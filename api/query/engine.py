@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,7 @@ class Running:
     _next: Callable[[], tuple[Any, ...]]
     _release: Callable[[bool], None]
     _done: bool = field(default=False)
+    _cancel: Cancel | None = None
 
     def chunks(self, outcome: dict[str, Any] | None = None) -> Iterator[bytes]:
         """The answer's chunks; at the end, `outcome["rows"]` is how many rows it held."""
@@ -128,7 +129,35 @@ class Running:
     def _finish(self, healthy: bool) -> None:
         if not self._done:
             self._done = True
+            if self._cancel is not None:
+                self._cancel.running_on(None)
             self._release(healthy)
+
+
+class Cancel:
+    """A caller's handle on its query from another thread (a Postgres client's cancel
+    request): `fire()` kills the query process running it, which frees its slot (the pool
+    starts a fresh process in its place), and the query ends as a failed one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: QueryProcess | None = None
+        self.fired = False
+
+    def running_on(self, process: QueryProcess | None) -> None:
+        """The process now running the query; None once it is given back (from then on a
+        late `fire()` must not touch it: it may be running someone else's query)."""
+        with self._lock:
+            self._process = process
+            if self.fired and process is not None:
+                process.kill(close=False)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._process is not None:
+                # The thread reading it sees the end of the stream, and closes it.
+                self._process.kill(close=False)
 
 
 class QueryEngine:
@@ -162,11 +191,13 @@ class QueryEngine:
         max_bytes: int | None = None,
         *,
         reader: Principal,  # no default: a caller that names nobody must not read as admin
+        params: Sequence[Any] = (),
     ) -> QueryResult:
         """Run `sql` and collect up to `max_rows` rows (and `sql_max_result_bytes`) as JSON,
         over the datasets `reader` is granted."""
         started = time.perf_counter()
         job, datasets = self._job(sql, as_of, "json", max_rows, max_bytes, reader)
+        job["params"] = list(params)
         process = self._acquire()
         try:
             columns = self._begin(process, job)
@@ -198,20 +229,24 @@ class QueryEngine:
         max_rows: int,
         *,
         reader: Principal,
+        params: Sequence[Any] = (),
+        cancel: Cancel | None = None,
     ) -> Running:
         """Check `sql`, run it in a query process and wait for the first chunk of its
         answer in `fmt`: whatever fails before that is an exception here."""
         max_bytes = self.settings.sql_max_export_bytes
         job, datasets = self._job(sql, as_of, fmt, max_rows, max_bytes, reader)
+        job["params"] = list(params)
         process = self._acquire()
+        if cancel is not None:
+            cancel.running_on(process)
         try:
             columns = self._begin(process, job)
             message = self._receive(process, job)
-        except QueryError:
-            self.pool.release(process)
-            raise
-        except BaseException:
-            self.pool.release(process, healthy=False)
+        except BaseException as exc:
+            if cancel is not None:
+                cancel.running_on(None)
+            self.pool.release(process, healthy=isinstance(exc, QueryError))
             raise
         running = Running(
             columns=columns,
@@ -219,10 +254,36 @@ class QueryEngine:
             first=message[1] if message[0] == "chunk" else b"",
             _next=lambda: self._receive(process, job, streaming=True),
             _release=lambda healthy: self.pool.release(process, healthy),
+            _cancel=cancel,
         )
         if message[0] == "end":  # an empty answer with nothing to write (NDJSON)
             running._finish(healthy=True)
         return running
+
+    def describe(
+        self,
+        sql: str,
+        as_of: Mapping[str, int],
+        parameters: int,
+        *,
+        reader: Principal,
+    ) -> tuple[list[dict[str, str]], dict[str, int]]:
+        """The columns `sql` would answer (its `parameters` bound to NULL), and the version
+        of each dataset it reads: checked as a query is, bound in a query process, not run."""
+        job, datasets = self._job(sql, as_of, "arrow", 0, None, reader)
+        job["params"], job["describe"] = [None] * parameters, True
+        process = self._acquire()
+        try:
+            columns = self._begin(process, job)
+            self._receive(process, job)  # its end
+        except QueryError:
+            self.pool.release(process)
+            raise
+        except BaseException:
+            self.pool.release(process, healthy=False)
+            raise
+        self.pool.release(process)
+        return columns, datasets
 
     def _job(
         self,
@@ -255,6 +316,8 @@ class QueryEngine:
         job = Job(
             sql=sql,
             views={name: definitions[name] for name in sorted(views)},
+            params=[],
+            describe=False,
             format=fmt,
             max_rows=max_rows,
             max_bytes=max_bytes or self.settings.sql_max_result_bytes,

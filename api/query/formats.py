@@ -52,6 +52,11 @@ NDJSON_NOTICE_KEY = "@lakehouse"
 PIECE_BYTES = 4 * 1024 * 1024
 
 _NESTED = frozenset({"list", "array", "struct", "map", "union"})
+# The DuckDB types the Postgres endpoint sends as they are (api/pgwire/types.py names the
+# Postgres type of each); it gets every other scalar as text, every nested value as JSON.
+PG_NATIVE = frozenset(
+    ["boolean", "tinyint", "smallint", "utinyint", "integer", "usmallint", "bigint", "uinteger", "ubigint", "hugeint", "decimal", "float", "double", "varchar", "enum", "blob", "date", "time", "timestamp", "timestamp_ms", "timestamp_s", "uuid"]
+) | {"timestamp with time zone"}
 # DuckDB types each format cannot hold as they are, found by writing every type DuckDB
 # has (`test_all_types()`) with pyarrow: they are written as text instead.
 _AS_TEXT = {
@@ -101,7 +106,7 @@ def encodable(names: Sequence[str], types: Sequence[DuckDBPyType], fmt: str) -> 
     can be written as it is: nested values holding a type the format cannot write become
     JSON text, such scalars plain text."""
     bad = _AS_TEXT.get(fmt, frozenset())
-    if not bad:
+    if not bad and fmt != "pg":
         return []
     expressions = []
     changed = False
@@ -109,10 +114,10 @@ def encodable(names: Sequence[str], types: Sequence[DuckDBPyType], fmt: str) -> 
         column = '"' + name.replace('"', '""') + '"'
         text = str(kind).lower()
         nested = kind.id in _NESTED
-        if nested and (fmt == "csv" or any(word in text for word in bad)):
+        if nested and (fmt in ("csv", "pg") or any(word in text for word in bad)):
             expressions.append(f"CAST(to_json({column}) AS VARCHAR) AS {column}")
             changed = True
-        elif kind.id in bad:
+        elif kind.id in bad or (fmt == "pg" and kind.id not in PG_NATIVE):
             expressions.append(f"CAST({column} AS VARCHAR) AS {column}")
             changed = True
         else:
@@ -241,7 +246,13 @@ def _parquet(
 
 
 BatchWriter = Callable[[pa.Schema, Iterator[pa.RecordBatch], Budget], Iterator[bytes]]
-BATCH_WRITERS: dict[str, BatchWriter] = {"csv": _csv, "arrow": _arrow, "parquet": _parquet}
+# "pg": Arrow for the Postgres endpoint, its columns as `encodable` makes them for Postgres.
+BATCH_WRITERS: dict[str, BatchWriter] = {
+    "csv": _csv,
+    "arrow": _arrow,
+    "parquet": _parquet,
+    "pg": _arrow,
+}
 
 
 def json_rows(names: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:

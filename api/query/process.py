@@ -15,6 +15,7 @@ Started as `python -m api.query.process <fd>`, it talks over the socket `fd` wit
     API -> here:  {"sandbox": `SandboxConfig` JSON}, then one `Job` per query
     here -> API:  ("ready", info)
                   per job: ("columns", [{"name", "type"}]), ("chunk", bytes)...,
+                  (a `describe` job: its columns and its end, the query bound, not run)
                   ("end", info), or ("error", kind, message, info) at any point before
                   the first chunk of a streamed answer (kind: query, timeout, memory);
                   sent in ("batch", [message, ...]) envelopes
@@ -66,6 +67,8 @@ Source = duckdb.DuckDBPyConnection | duckdb.DuckDBPyRelation
 class Job(TypedDict):
     sql: str
     views: dict[str, str]  # view name -> its CREATE VIEW statement
+    params: list[Any]  # values of the statement's $1, $2... (the Postgres endpoint's)
+    describe: bool  # only bind the statement and answer its columns (NULL parameters)
     format: str
     max_rows: int
     max_bytes: int
@@ -119,8 +122,11 @@ class QueryServer:
 
     def _run(self, job: Job, watchdog: Watchdog) -> None:
         self._sync_views(job["views"])
+        if job["describe"]:
+            self._describe(job)
+            return
         # Executed on the connection, which binds it once (a relation binds again to run).
-        self.con.execute(job["sql"])
+        self.con.execute(job["sql"], job["params"] or None)
         description = self.con.description
         if not description:  # the guard lets only SELECT through; this is a backstop
             self.post(("error", "query", "not a query", self._info()), flush=True)
@@ -133,7 +139,8 @@ class QueryServer:
         relation: Source = self.con
         expressions = encodable(names, types, fmt)
         if expressions:  # rare: run it again, converted (a relation keeps the SQL intact)
-            relation = self.con.sql(job["sql"]).project(", ".join(expressions))
+            relation = self.con.sql(job["sql"], params=job["params"] or None)
+            relation = relation.project(", ".join(expressions))
         budget = Budget(job["max_rows"], job["max_bytes"])
         if fmt == "json":
             self._json(relation, names, budget, watchdog)
@@ -147,6 +154,13 @@ class QueryServer:
             batches = self._batches(reader, budget, watchdog)
             chunks = BATCH_WRITERS[fmt](reader.schema, batches, budget)
         self._stream(chunks, budget, watchdog)
+
+    def _describe(self, job: Job) -> None:
+        """Only the columns: a relation binds its statement without running it."""
+        bound = self.con.sql(job["sql"], params=job["params"] or None)
+        named = zip(bound.columns, bound.types, strict=True)
+        self.post(("columns", [{"name": n, "type": str(t)} for n, t in named]))
+        self.post(("end", self._info(Budget(0, 0))), flush=True)
 
     def _stream(self, chunks: Iterator[bytes], budget: Budget, watchdog: Watchdog) -> None:
         first = True

@@ -65,6 +65,7 @@ def e2e_settings(state_dir: Path, **settings: Any) -> Settings:
         api_port=free_port(),
         webserver_port=free_port(),
         broker_port=free_port(),
+        pg_port=free_port(),
         **settings,
     )
 

@@ -114,7 +114,16 @@ def test_the_query_processes_duckdb_is_locked_down_behind_the_guard(
             "COPY (SELECT 1) TO '/tmp/stolen.csv'",
         ):
             process.send(
-                Job(sql=sql, views={}, format="json", max_rows=10, max_bytes=1024, timeout=30)
+                Job(
+                    sql=sql,
+                    views={},
+                    params=[],
+                    describe=False,
+                    format="json",
+                    max_rows=10,
+                    max_bytes=1024,
+                    timeout=30,
+                )
             )
             kind, _, message, _ = process.receive(60)
             assert kind == "error" and re.search("Permission|configuration", message), message

@@ -16,7 +16,7 @@ def memory(**settings: object):
 def test_the_default_budget_keeps_every_query_within_2_gib_above_idle() -> None:
     found = memory()
     assert found.budget_mb <= 2048
-    workers, at_once = Settings().api_workers, Settings().sql_max_concurrent
+    workers, at_once = Settings().api_workers + 1, Settings().sql_max_concurrent  # + Postgres
     answers = 2 * Settings().sql_max_result_bytes / MIB
     assert workers * at_once * (found.process_mb + answers) <= found.budget_mb
     assert "an eighth of the machine" in found.why
@@ -24,7 +24,10 @@ def test_the_default_budget_keeps_every_query_within_2_gib_above_idle() -> None:
 
 def test_a_budget_given_is_split_over_every_query_process_less_their_answers() -> None:
     found = memory(sql_memory_budget_mb=4096, api_workers=2, sql_max_concurrent=2)
-    assert found.process_mb == 4096 // 4 - 64
+    assert found.process_mb == 4096 // 6 - 64  # two API workers and the Postgres endpoint
+    assert "api_workers + the Postgres endpoint" in found.why
+    without_postgres = memory(sql_memory_budget_mb=4096, api_workers=2, pg_port=0)
+    assert without_postgres.process_mb == 4096 // 4 - 64
     assert found.duckdb_limit == f"{found.process_mb * 3 // 4}MB"
     assert "LAKEHOUSE_SQL_MEMORY_BUDGET_MB" in found.why
 

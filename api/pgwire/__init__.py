@@ -1,0 +1,12 @@
+"""The Postgres endpoint: psql, JDBC, psycopg, asyncpg, ADBC and BI tools query the
+datasets over the PostgreSQL wire protocol, with a token as password, under the same
+guard, grants, limits and query processes as `/v1/sql` (docs/API.md, "Postgres").
+
+    server    the process (`python -m api.pgwire`): listen, TLS, token auth
+    session   one connection: its token, settings, catalog, statements
+    commands  what a session answers itself: SET lakehouse.as_of, cursors
+    results   a running query's answer as rows, and its audit record
+    types     DuckDB types as Postgres types, parameters
+    errors    the product's errors as SQLSTATEs
+    compat    what is used of pg_mimic beyond its documented API
+"""

@@ -1,0 +1,3 @@
+from api.pgwire.server import main
+
+main()

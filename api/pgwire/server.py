@@ -1,0 +1,119 @@
+"""The Postgres endpoint's process: `python -m api.pgwire` (started by `lakehouse up` beside
+the API), listening on `pg_host:pg_port`.
+
+The wire protocol is pg_mimic's (from PyPI: startup, auth, the simple and extended query
+protocols, cancel requests); the password is an API token, checked against the same token
+store as `/v1/*` (any user name). Sessions are `api.pgwire.session`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import time
+
+import pg_mimic
+from pg_mimic import messages
+from pg_mimic.auth import IdentityProvider
+from pg_mimic.stream import PgStream
+
+from api import logs
+from api.audit import AuditLog
+from api.auth import token_cache
+from api.deps import close_engines, get_engine, get_store
+from api.pgwire import compat
+from api.pgwire.context import Context
+from api.pgwire.session import LakehouseSession
+from api.quotas import quotas
+from lakehouse.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SERVER_VERSION = "16.0 (lakehouse)"
+
+
+class TokenAuth(pg_mimic.AuthPlugin):
+    """The password is an API token: a live one names the session's principal; anything
+    else is refused as Postgres refuses a bad password (28P01)."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    async def authenticate(
+        self, stream: PgStream, username: str, identity_provider: IdentityProvider
+    ) -> bool:
+        stream.write(messages.make_authentication_cleartext_password())
+        await stream.drain()
+        tag, payload = await stream.read_message()
+        if tag != messages.PASSWORD:
+            return False
+        secret = payload.rstrip(b"\x00").decode("utf-8", "replace")
+        cache = token_cache(self.context.settings)
+        lookup = cache.cached(secret)
+        if lookup is None:
+            lookup = await asyncio.to_thread(cache.lookup, secret)
+        token = lookup.token
+        if token is None or token.expired(time.time()):
+            log.info("refused a Postgres connection as %r: %s", username, lookup.refusal)
+            return False
+        self.context.principals[stream] = token.principal()
+        return True
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.pg_tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.pg_tls_cert_file, settings.pg_tls_key_file)
+    return context
+
+
+def build(settings: Settings) -> tuple[compat.TlsServer, Context]:
+    compat.install()
+    context = Context(
+        settings=settings,
+        engine=get_engine(settings),
+        audit=AuditLog(
+            get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
+        ),
+        quotas=quotas(settings),
+    )
+    server = compat.TlsServer(
+        session_factory=lambda: LakehouseSession(context),
+        auth_plugin_factory=lambda username: TokenAuth(context),
+        server_version=SERVER_VERSION,
+        tls=tls_context(settings),
+    )
+    return server, context
+
+
+async def serve(settings: Settings) -> None:
+    server, context = build(settings)
+    await server.start_server(host=settings.pg_host, port=settings.pg_port)
+    log.info(
+        "the Postgres endpoint listens on %s:%d (%s)",
+        settings.pg_host,
+        settings.pg_port,
+        "TLS only" if settings.pg_tls_cert_file else "no TLS: loopback only",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    serving = asyncio.create_task(server.serve_forever())
+    await stop.wait()
+    server.close()
+    serving.cancel()
+    await asyncio.to_thread(close_engines)
+    await asyncio.to_thread(context.audit.close)
+
+
+def main() -> None:
+    logs.configure()
+    settings = get_settings()
+    settings.refuse_example_secrets()
+    if not settings.pg_port:
+        raise SystemExit("LAKEHOUSE_PG_PORT is 0: the Postgres endpoint is not to run")
+    asyncio.run(serve(settings))

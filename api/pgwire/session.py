@@ -1,0 +1,282 @@
+"""One Postgres connection: it acts as the token it authenticated with, and every query it
+sends goes where a `/v1/sql` query goes (`QueryEngine`: the guard, the grants, the limits,
+a query process), answered as Postgres rows.
+
+What a client sends besides queries is answered here or by pg_mimic's middleware, never by
+DuckDB: transactions, `SET`/`SHOW` of session settings, `current_setting()`, the
+`pg_catalog` and `information_schema` queries of psql, JDBC and SQLAlchemy (from the
+granted datasets only, `schema()`), `DECLARE`/`FETCH`/`CLOSE` cursors (`commands`), and
+`SET lakehouse.as_of`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pg_mimic
+from pg_mimic import PgError
+from pg_mimic import middleware as pg_middleware
+
+from api.pgwire import commands, compat, copy_out
+from api.pgwire.catalog import CatalogDatabase
+from api.pgwire.context import Context
+from api.pgwire.errors import pg_error
+from api.pgwire.results import Answer, Audited
+from api.pgwire.types import Column, columns_of, parameter, parameter_types
+from api.query.views import REJECT_COLUMNS, rejects_view
+from lakehouse.auth.grants import Principal
+from lakehouse.errors import LakehouseError
+
+# Session settings a client reads at connect, as a Postgres 16 server answers them.
+DEFAULT_SETTINGS = {
+    "search_path": '"$user", public',
+    "datestyle": "ISO, MDY",
+    "intervalstyle": "postgres",
+    "client_encoding": "UTF8",
+    "server_encoding": "UTF8",
+    "extra_float_digits": "1",
+    "application_name": "",
+    "timezone": "UTC",
+    "transaction_isolation": "read committed",
+    "default_transaction_read_only": "on",
+    "transaction_read_only": "on",
+    "max_identifier_length": "63",
+}
+
+
+class LakehouseSession(pg_mimic.Session):
+    # pg_mimic's own catalog middleware (information_schema, pg_catalog) is replaced by
+    # the emulated catalog (`api.pgwire.catalog`), which answers what it cannot.
+    middleware = (
+        commands.session_statements,
+        commands.cursors,
+        copy_out.copy_out,
+        pg_middleware.transaction_control,
+        pg_middleware.set_show,
+        pg_middleware.session_functions,
+        pg_middleware.asyncpg_typeinfo,
+        commands.catalog_queries,
+    )
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.principal: Principal | None = None
+        self.as_of: dict[str, int] = {}
+        self.cursors: dict[str, Answer] = {}
+        self.unclaimed: Answer | None = None  # started at Describe, not executed yet
+        self.client = ""
+        self._catalog: CatalogDatabase | None = None
+
+    async def init(self, connection: Any) -> None:
+        await super().init(connection)
+        self.principal = self.context.principals.pop(connection.stream, None)
+        if self.principal is None:  # the auth plugin always names one; a backstop
+            raise PgError("28000", "no token authenticated this connection")
+        peer = connection.stream.writer.get_extra_info("peername")
+        self.client = f"{peer[0]}:{peer[1]}" if peer else ""
+        connection.session_vars.update(DEFAULT_SETTINGS)
+        for name in ("application_name", "client_encoding", "datestyle", "search_path"):
+            value = connection.startup_params.get(name)
+            if value:
+                connection.session_vars[name] = value
+
+    async def close(self) -> None:
+        for answer in [*self.cursors.values(), self.unclaimed]:
+            if answer is not None:
+                await asyncio.to_thread(answer.close)
+        self.cursors.clear()
+        self.unclaimed = None
+        if self._catalog is not None:
+            self._catalog.close()
+
+    @property
+    def reader(self) -> Principal:
+        assert self.principal is not None  # set in init, before any statement
+        return self.principal
+
+    def tables(self) -> dict[str, list[Column]]:
+        """The granted datasets and their rejects views, with their columns as Postgres
+        sees them: all the catalog holds (nothing else exists for this token)."""
+        manifests, definitions = self.context.engine.views.for_query(self.reader, {})
+        tables: dict[str, list[Column]] = {}
+        for name in sorted(definitions):
+            manifest = manifests.get(name)
+            if manifest is not None:
+                tables[name] = [Column.of(c.name, c.type) for c in manifest.columns]
+                tables[rejects_view(name)] = [Column.of(n, t) for n, t in REJECT_COLUMNS]
+        return tables
+
+    def catalog(self) -> CatalogDatabase:
+        """The session's emulated catalog, rebuilt when the granted datasets changed."""
+        tables = self.tables()
+        if self._catalog is None or self._catalog.tables != tables:
+            if self._catalog is not None:
+                self._catalog.close()
+            connection = self._connection
+            user = connection.username if connection is not None else ""
+            database = connection.database if connection is not None else "lakehouse"
+            self._catalog = CatalogDatabase(tables, user, database or "lakehouse")
+        return self._catalog
+
+    async def prepare(self, sql: str, param_oids: list[int | None]) -> pg_mimic.Statement:
+        statement = await super().prepare(sql, param_oids)
+        if isinstance(statement, pg_mimic.session.CallbackStatement):
+            return QueryStatement(self, sql, await self.parameter_types(sql, param_oids))
+        return statement
+
+    def catalog_query(self, sql: str, params: list[Any]) -> tuple[list[Any], list[Any]]:
+        """A catalog query, answered by the emulated catalog, and audited as any query."""
+        audited = Audited(self.context, self.reader, sql, self.client)
+        try:
+            columns, rows = self.catalog().query(sql, params)
+        except PgError:
+            audited.finish(400)
+            raise
+        audited.finish(200, len(rows))
+        return columns, rows
+
+    async def parameter_types(self, sql: str, declared: list[int | None]) -> list[int]:
+        """Each parameter's type: as the client declared it, else as the statement says."""
+        count = commands.parameter_count(sql)
+        types = (list(declared) + [None] * count)[:count]
+        if all(types):
+            return [t for t in types if t]
+        columns = await asyncio.to_thread(self.column_types)
+        inferred = parameter_types(sql, count, columns)
+        return [given or guess for given, guess in zip(types, inferred, strict=True)]
+
+    def column_types(self) -> dict[str, int]:
+        """Column name -> its Postgres type, over the granted tables (where one type holds
+        for the name)."""
+        seen: dict[str, set[int]] = {}
+        for columns in self.tables().values():
+            for column in columns:
+                seen.setdefault(column.name.lower(), set()).add(column.oid)
+        return {name: oids.pop() for name, oids in seen.items() if len(oids) == 1}
+
+    def connection(self) -> Any:
+        assert self._connection is not None  # set before any statement
+        return self._connection
+
+    def stream(self) -> Any:
+        return self.connection().stream
+
+    def vars(self) -> Mapping[str, str]:
+        connection = self._connection
+        return connection.session_vars if connection is not None else {}
+
+    async def start(self, sql: str, params: list[Any]) -> Answer:
+        """Start `sql` as this session's token: admitted under its limits, audited."""
+        audited = Audited(self.context, self.reader, sql, self.client)
+        try:
+            answer = await Answer.start(self.context, audited, sql, self.as_of, params)
+        except (LakehouseError, ValueError) as exc:
+            audited.failed(exc)
+            raise pg_error(exc) from exc
+        self._announce(answer)
+        return answer
+
+    async def describe(self, sql: str, parameters: int) -> list[Any] | None:
+        audited = Audited(self.context, self.reader, sql, self.client)
+        try:
+            described, _ = await asyncio.to_thread(
+                self.context.engine.describe, sql, self.as_of, parameters, reader=self.reader
+            )
+        except LakehouseError as exc:
+            audited.failed(exc)
+            raise pg_error(exc) from exc
+        return columns_of(described)
+
+    def _announce(self, answer: Answer) -> None:
+        """The versions read: `SHOW lakehouse.datasets`, a parameter status the driver
+        keeps, and a notice when `lakehouse.as_of` pinned one."""
+        versions = json.dumps(answer.running.datasets, separators=(",", ":"))
+        if self._connection is None:
+            return
+        self._connection.session_vars["lakehouse.datasets"] = versions
+        stream = self._connection.stream
+        compat.parameter_status(stream, "lakehouse.datasets", versions)
+        pinned = {n: v for n, v in answer.running.datasets.items() if n in self.as_of}
+        if pinned:
+            said = ", ".join(f"{n} at version {v}" for n, v in pinned.items())
+            compat.notice(stream, f"read {said} (lakehouse.as_of)")
+
+    async def close_cursor(self, name: str | None) -> None:
+        """CLOSE name (34000 if there is none such), or every cursor (None: CLOSE ALL)."""
+        if name is not None and name not in self.cursors:
+            raise PgError("34000", f'cursor "{name}" does not exist')
+        names = list(self.cursors) if name is None else [name]
+        for each in names:
+            compat.close_portal(self.connection(), each)
+            await asyncio.to_thread(self.cursors.pop(each).close)
+
+    def tell(self, answer: Answer) -> None:
+        """Notices the answer has for the client (it was cut short, and why)."""
+        if self._connection is not None:
+            for message in answer.notices:
+                compat.notice(self._connection.stream, message)
+        answer.notices.clear()
+
+    def keep_unclaimed(self, answer: Answer) -> None:
+        """Hold a query started at Describe for the Execute that follows; one at most (a
+        client that describes and never executes must not hold every query slot)."""
+        previous, self.unclaimed = self.unclaimed, answer
+        if previous is not None:
+            previous.close()
+
+    def claim(self, answer: Answer) -> bool:
+        if self.unclaimed is answer:
+            self.unclaimed = None
+            return True
+        return False
+
+
+class QueryStatement(pg_mimic.Statement):
+    """A query: described (its columns) before it runs, run at Execute. A query without
+    parameters starts at Describe, since its Execute follows at once (the simple protocol,
+    and the extended protocol's Bind both describe first): one trip to a query process."""
+
+    def __init__(self, session: LakehouseSession, sql: str, param_oids: list[int]) -> None:
+        self.session = session
+        self.sql = sql
+        self.param_oids = param_oids  # as the client declared them, or as inferred
+        self._columns: list[Column] | None = None
+        self._started: Answer | None = None
+
+    async def describe(self) -> list[Any] | None:
+        if self._columns is None:
+            if self.param_oids:
+                self._columns = await self.session.describe(self.sql, len(self.param_oids))
+            else:
+                self._started = await self.session.start(self.sql, [])
+                self.session.keep_unclaimed(self._started)
+                self._columns = self._started.columns
+        return list(self._columns or [])
+
+    def bind(self, params: list[str | None]) -> pg_mimic.Portal:
+        try:
+            values = [parameter(o, v) for o, v in zip(self.param_oids, params, strict=False)]
+        except ValueError as exc:
+            raise PgError("22P02", str(exc)) from exc
+        started, self._started = self._started, None
+        if started is not None and not self.session.claim(started):
+            started = None  # another statement's Describe closed it
+        return QueryPortal(self, values, started)
+
+
+class QueryPortal(pg_mimic.Portal):
+    def __init__(self, statement: QueryStatement, params: list[Any], started: Answer | None):
+        self.statement = statement
+        self.params = params
+        self.answer = started
+
+    async def execute(self, max_rows: int) -> tuple[list[Any], bool]:
+        session = self.statement.session
+        if self.answer is None:
+            self.answer = await session.start(self.statement.sql, self.params)
+        rows, suspended = await self.answer.take(max_rows)
+        session.tell(self.answer)
+        return rows, suspended

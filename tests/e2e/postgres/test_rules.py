@@ -1,0 +1,245 @@
+"""The Postgres endpoint keeps `/v1/sql`'s rules: a token as password (28P01 otherwise),
+grants (an ungranted dataset leaves no trace in the catalog or in errors), read-only with
+`/v1/sql`'s own messages, no DuckDB settings, time travel, the audit trail, a client's
+cancel freeing its query process, and TLS when it has a certificate."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from devstack.instance import PROJECT_ROOT, settings_env
+from devstack.ports import free_port
+from devstack.readiness import tcp_open
+from devstack.stack import Stack
+from tests.e2e.conftest import http, sql_rows
+from tests.e2e.postgres.conftest import PSQL, TYPED_CSV, dsn, ingest, psql_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def connect(stack: Stack, token: str, **options: str) -> psycopg.Connection:
+    return psycopg.connect(dsn(stack, token, **options), autocommit=True)
+
+
+def test_a_bad_password_is_refused_as_postgres_refuses_it(stack: Stack) -> None:
+    for password in ("lh_not-a-token", "x" * 10_000):
+        with pytest.raises(psycopg.OperationalError) as refused:
+            connect(stack, password)
+        assert "password authentication failed" in str(refused.value)
+    probe = subprocess.run(
+        [str(PSQL), "-X", "-c", "SELECT 1"],
+        env=psql_env(stack, "lh_wrong"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert probe.returncode != 0 and "password authentication failed" in probe.stderr
+
+
+def test_sqlstate_of_a_bad_password_is_28P01(stack: Stack) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def attempt() -> None:
+        await asyncpg.connect(
+            host="127.0.0.1", port=stack.settings.pg_port, user="x", password="lh_bad"
+        )
+
+    with pytest.raises(asyncpg.InvalidPasswordError) as refused:
+        asyncio.run(attempt())
+    assert refused.value.sqlstate == "28P01"
+
+
+def test_an_ungranted_dataset_leaves_no_trace(stack: Stack, reader_token: str) -> None:
+    with connect(stack, reader_token) as conn:
+        tables = conn.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        classes = conn.execute("SELECT relname FROM pg_catalog.pg_class").fetchall()
+        columns = conn.execute(
+            "SELECT DISTINCT table_name FROM information_schema.columns"
+        ).fetchall()
+        errors = []
+        for name in ("secret_sales", "no_such_dataset"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+                conn.execute(f"SELECT * FROM {name}")
+            errors.append(str(refused.value).replace(name, "<name>"))
+    assert sorted(tables) == sorted(classes) == [("typed",), ("typed__rejects",)]
+    assert sorted(columns) == [("typed",), ("typed__rejects",)]
+    assert errors[0] == errors[1]  # the same words whether it exists or not
+
+
+def test_writes_and_settings_are_refused_with_v1_sqls_messages(
+    stack: Stack, reader_token: str
+) -> None:
+    statements = {
+        "DELETE FROM typed": psycopg.errors.ReadOnlySqlTransaction,
+        "CREATE TABLE t (a int)": psycopg.errors.ReadOnlySqlTransaction,
+        "SELECT * FROM read_csv('/etc/passwd')": psycopg.errors.InsufficientPrivilege,
+        "SELECT * FROM duckdb_settings()": psycopg.errors.InsufficientPrivilege,
+        "COPY typed FROM STDIN": psycopg.errors.ReadOnlySqlTransaction,
+    }
+    with connect(stack, stack.admin_token) as conn:
+        for sql, kind in statements.items():
+            with pytest.raises(kind) as refused:
+                conn.execute(sql)
+            if not sql.startswith("COPY"):
+                answer = http.post(f"{stack.api_url}/v1/sql", json={"sql": sql}, timeout=30)
+                assert answer.status_code in (400, 403), answer.text
+                assert str(refused.value) == answer.json()["detail"]
+        # DuckDB's own settings are never shown: the session's are.
+        assert conn.execute("SELECT current_setting('memory_limit')").fetchone() == ("",)
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        conn.execute("SET application_name = 'notebook'")
+        assert conn.execute("SHOW application_name").fetchone() == ("notebook",)
+        assert conn.execute("SHOW TRANSACTION ISOLATION LEVEL").fetchone() == ("read committed",)
+
+
+def test_as_of_reads_an_earlier_version_and_says_which(stack: Stack) -> None:
+    ingest(stack, "history", b"id\n1\n")
+    ingest(stack, "history", b"id\n2\n")
+    notices: list[str] = []
+    with connect(stack, stack.admin_token) as conn:
+        conn.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
+        assert conn.execute("SELECT count(*) FROM history").fetchone() == (2,)
+        assert conn.execute("SHOW lakehouse.datasets").fetchone() == ('{"history":2}',)
+        conn.execute("""SET lakehouse.as_of = '{"history": 1}'""")
+        assert conn.execute("SELECT id FROM history").fetchall() == [(1,)]
+        assert conn.info.parameter_status("lakehouse.datasets") == '{"history":1}'
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SET lakehouse.as_of = 'yesterday'")
+        conn.execute("RESET lakehouse.as_of")
+        assert conn.execute("SELECT count(*) FROM history").fetchone() == (2,)
+    assert notices == ["read history at version 1 (lakehouse.as_of)"]
+
+
+def test_every_query_is_in_the_audit_trail(stack: Stack, reader_token: str) -> None:
+    marker = f"audit-{time.time_ns()}"
+    with connect(stack, reader_token) as conn:
+        conn.execute(f"SELECT '{marker}' AS marker, count(*) FROM typed").fetchall()
+        with pytest.raises(psycopg.Error):
+            conn.execute(f"SELECT '{marker}' FROM secret_sales")
+    deadline = time.monotonic() + 60  # records are flushed in batches (audit_flush_seconds)
+    while True:
+        rows = sql_rows(
+            stack.api_url,
+            "SELECT token, method, status, datasets, rows FROM _audit "
+            f"WHERE method = 'PG' AND sql LIKE '%{marker}%' ORDER BY status",
+        )
+        if len(rows) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert rows == [
+        {"token": "analyst", "method": "PG", "status": 200, "datasets": ["typed"], "rows": 1},
+        {"token": "analyst", "method": "PG", "status": 403, "datasets": [], "rows": None},
+    ]
+
+
+def endpoint_process(stack: Stack) -> psutil.Process:
+    return psutil.Process(
+        next(p.popen.pid for p in stack.processes if p.name == "postgres-endpoint")
+    )
+
+
+def busy_query_process(endpoint: psutil.Process, deadline: float) -> psutil.Process:
+    """The query process running a query: the one whose CPU time grows."""
+    while time.monotonic() < deadline:
+        children = endpoint.children()
+        before = {c.pid: c.cpu_times().user for c in children}
+        time.sleep(0.5)
+        for child in children:
+            if child.cpu_times().user - before[child.pid] > 0.2:
+                return child
+    raise AssertionError("no query process started the query")
+
+
+def test_psql_cancel_stops_the_query_and_frees_its_process(stack: Stack, reader_token: str) -> None:
+    heavy = "SELECT sum(a.range * b.range) FROM range(200000) a, range(200000) b"
+    client = subprocess.Popen(
+        [str(PSQL), "-X", "-c", heavy],
+        env=psql_env(stack, reader_token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        running = busy_query_process(endpoint_process(stack), time.monotonic() + 60)
+        client.send_signal(signal.SIGINT)  # what Ctrl-C does: psql sends a cancel request
+        _, stderr = client.communicate(timeout=60)
+    finally:
+        client.kill()
+    assert "canceling statement due to user request" in stderr
+    running.wait(timeout=30)  # the process that ran it is gone; a fresh one takes its slot
+    with connect(stack, reader_token) as conn:
+        assert conn.execute("SELECT count(*) FROM typed").fetchone() == (3,)
+
+
+@pytest.fixture
+def tls_endpoint(stack: Stack, tmp_path: Path) -> Iterator[int]:
+    """A second endpoint of the same stack, with a self-signed certificate."""
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    env = {
+        **settings_env(stack.settings),
+        "LAKEHOUSE_PG_PORT": str(port),
+        "LAKEHOUSE_PG_TLS_CERT_FILE": str(cert),
+        "LAKEHOUSE_PG_TLS_KEY_FILE": str(key),
+    }
+    process = subprocess.Popen([sys.executable, "-m", "api.pgwire"], cwd=PROJECT_ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not tcp_open("127.0.0.1", port)():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_tls_when_configured_and_never_in_the_clear(
+    stack: Stack, reader_token: str, tls_endpoint: int
+) -> None:
+    options = f"host=127.0.0.1 port={tls_endpoint} user=analyst password={reader_token}"
+    with psycopg.connect(f"{options} sslmode=require") as conn:
+        assert conn.info.pgconn.ssl_in_use
+        assert conn.execute("SELECT count(*) FROM typed").fetchone() == (3,)
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(f"{options} sslmode=disable")
+    assert "encrypted connections only" in str(refused.value)
+
+
+def test_concurrent_clients_all_get_answers(stack: Stack, reader_token: str) -> None:
+    """More clients than query slots: each gets its answer or a clear refusal, never a
+    wrong one."""
+    answers: list[object] = []
+
+    def client() -> None:
+        try:
+            with connect(stack, reader_token) as conn:
+                answers.append(conn.execute("SELECT count(*) FROM typed").fetchone())
+        except psycopg.errors.TooManyConnections as busy:
+            answers.append(str(busy))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(answers) == 8
+    assert all(a == (3,) or "query slots" in str(a) for a in answers)
+    assert TYPED_CSV  # the dataset the answers count
