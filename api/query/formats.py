@@ -54,9 +54,11 @@ PIECE_BYTES = 4 * 1024 * 1024
 _NESTED = frozenset({"list", "array", "struct", "map", "union"})
 # The DuckDB types the Postgres endpoint sends as they are (api/pgwire/types.py names the
 # Postgres type of each); it gets every other scalar as text, every nested value as JSON.
-PG_NATIVE = frozenset(
-    ["boolean", "tinyint", "smallint", "utinyint", "integer", "usmallint", "bigint", "uinteger", "ubigint", "hugeint", "decimal", "float", "double", "varchar", "enum", "blob", "date", "time", "timestamp", "timestamp_ms", "timestamp_s", "uuid"]
-) | {"timestamp with time zone"}
+PG_NATIVE = frozenset((
+    "boolean", "tinyint", "smallint", "utinyint", "integer", "usmallint", "bigint", "uinteger",
+    "ubigint", "hugeint", "decimal", "float", "double", "varchar", "enum", "blob", "date", "time",
+    "timestamp", "timestamp_ms", "timestamp_s", "timestamp with time zone", "uuid",
+))  # fmt: skip
 # DuckDB types each format cannot hold as they are, found by writing every type DuckDB
 # has (`test_all_types()`) with pyarrow: they are written as text instead.
 _AS_TEXT = {
