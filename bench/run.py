@@ -126,6 +126,9 @@ class Bench:
                 api_port=free_port(),
                 webserver_port=free_port(),
                 broker_port=free_port(),
+                pg_port=free_port(),
+                # The Postgres endpoint's figure streams 10M rows to one cursor.
+                sql_max_rows=10_000_000,
                 max_upload_bytes=4 * 1024 * MIB,
                 ingest_wait_seconds=900,
                 # Every request is counted against its token's limits, but one client that
@@ -946,8 +949,8 @@ def main() -> None:
         "--only",
         default="",
         help="comma-separated figures to measure and print, without writing --out "
-        "(e.g. sql_latency,sql_hostile_load,identity,limits,retention: identity and limits "
-        "after sql_latency)",
+        "(e.g. sql_latency,sql_hostile_load,identity,limits,pgwire,retention: identity, "
+        "limits and pgwire after sql_latency)",
     )
     args = parser.parse_args()
     size = SMALL if args.small else FULL
@@ -961,7 +964,7 @@ def main() -> None:
         try:
             if args.only:
                 for name in args.only.split(","):
-                    if name in ("identity", "limits"):  # modules that build on this report
+                    if name in ("identity", "limits", "pgwire"):  # they build on this report
                         importlib.import_module(f"bench.{name}").measure(bench)
                     elif name == "retention":
                         retention.measure(bench, RETENTION_INGESTS[size is SMALL])
@@ -985,6 +988,9 @@ def main() -> None:
 
             identity.measure(bench)
             limits.measure(bench)
+            from bench import pgwire  # it builds on this module's report
+
+            pgwire.measure(bench)
             from bench import iceberg  # it builds on this module's report
 
             iceberg.measure(

@@ -26,10 +26,11 @@ class Limits(BaseModel):
     sql_memory_budget_mb: int = Field(
         0,
         ge=0,
-        description="Memory the queries of all API processes may take together, above idle "
-        "(docs/API.md, The bound); 0: an eighth of the machine's memory, at most 2048. Each "
-        "query process gets its share, less what its answer may hold in the API process, "
-        "and no more than sql_process_memory_mb.",
+        description="Memory the queries of all API processes and the Postgres endpoint may "
+        "take together, above idle (docs/API.md, The bound); 0: an eighth of the machine's "
+        "memory, at most 1024 per API worker and for the endpoint. Each query process gets "
+        "its share, less what its answer may hold in the process that lent it, and no more "
+        "than sql_process_memory_mb.",
     )
 
     upload_read_timeout_seconds: float = Field(
@@ -129,8 +130,8 @@ def query_memory(settings: Settings) -> QueryMemory:
     copies of its largest JSON answer R in the API process: M = B / (W x C) - 2R, at most
     sql_process_memory_mb, at least MIN_QUERY_MB."""
     machine_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
-    budget = settings.sql_memory_budget_mb or min(2048, machine_mb // 8)
     holders = settings.api_workers + (1 if settings.pg_port else 0)  # the Postgres endpoint
+    budget = settings.sql_memory_budget_mb or min(1024 * holders, machine_mb // 8)
     processes = holders * settings.sql_max_concurrent
     answers_mb = 2 * math.ceil(settings.sql_max_result_bytes / MIB)
     share = budget // processes - answers_mb
@@ -139,7 +140,8 @@ def query_memory(settings: Settings) -> QueryMemory:
     source = (
         "LAKEHOUSE_SQL_MEMORY_BUDGET_MB"
         if settings.sql_memory_budget_mb
-        else f"an eighth of the machine's {machine_mb} MiB, at most 2048"
+        else f"an eighth of the machine's {machine_mb} MiB, at most 1024 per API worker "
+        "and Postgres endpoint"
     )
     why = (
         f"a budget of {budget} MiB ({source}) over {processes} query processes "

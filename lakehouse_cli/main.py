@@ -78,6 +78,11 @@ def _print_addresses(stack: Stack) -> None:
     console.print(f"  API        {stack.api_url}  (docs: {stack.api_url}/docs)")
     if stack.with_webserver:
         console.print(f"  Dagster UI {stack.webserver_url}")
+    if settings.pg_port:
+        console.print(
+            f'  Postgres   psql "host={settings.pg_host} port={settings.pg_port} user=me '
+            'dbname=lakehouse"  (password: a token, e.g. the admin token below)'
+        )
     console.print(f"  S3         {settings.s3_endpoint}  bucket {settings.s3_bucket}")
     console.print(f"  logs       {stack.state_dir / 'logs'}")
     console.print(f"  admin token in {stack.admin_token_file} (the `lakehouse` commands use it)")

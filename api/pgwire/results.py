@@ -14,11 +14,12 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+from pg_mimic import PgError
 
 from api.audit import SQL_CHARS
 from api.pgwire.context import Context
@@ -100,8 +101,10 @@ class Answer:
         running: Running,
         cancel: Cancel,
         lease: Lease,
+        slot: Callable[[], None],
     ) -> None:
         self.context = context
+        self.slot = slot  # gives the endpoint's query slot back
         self.audited = audited
         self.running = running
         self.cancel = cancel
@@ -110,6 +113,8 @@ class Answer:
         self.limit = context.settings.sql_max_rows
         self.count = 0
         self.held = False  # a cursor DECLAREd WITH HOLD outlives its transaction
+        self.expired = False  # left unread too long, and closed
+        self._idle: asyncio.TimerHandle | None = None
         self.notices: list[str] = []
         self._outcome: dict[str, Any] = {}  # the query process's last word: {"rows": n}
         self._chunks = _Chunks(running.chunks(self._outcome))
@@ -132,6 +137,11 @@ class Answer:
         token = audited.record["token"]
         _, lease_seconds = leased("POST", "/v1/sql", settings)
         lease = await asyncio.to_thread(context.quotas.admit, token, "queries", lease_seconds)
+        try:
+            slot = await context.slots.take()
+        except BaseException:
+            lease.release()
+            raise
         cancel = Cancel()
         try:
             running = await asyncio.to_thread(
@@ -147,11 +157,43 @@ class Answer:
         except BaseException:
             cancel.fire()  # a cancelled wait: stop the query it was waiting for
             lease.release()
+            slot()
             raise
-        return cls(context, audited, running, cancel, lease)
+        answer = cls(context, audited, running, cancel, lease, slot)
+        answer._arm()
+        return answer
+
+    def _arm(self) -> None:
+        """An answer nobody reads for `sql_send_timeout_seconds` (a client that stopped
+        reading, a cursor or portal left open) is closed: its query process and slot go."""
+        if self._idle is not None:
+            self._idle.cancel()
+        if not self._ended:
+            seconds = self.context.settings.sql_send_timeout_seconds
+            self._idle = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        if not self._ended:
+            self.expired = True
+            asyncio.get_running_loop().run_in_executor(None, self.close, 408)
 
     async def take(self, most: int) -> tuple[list[tuple[Any, ...]], bool]:
         """Up to `most` rows (all, if 0); True if it stopped at `most` (more may follow)."""
+        if self._idle is not None:
+            self._idle.cancel()
+        if self.expired:
+            raise PgError(
+                "57014",
+                "the answer was left unread for longer than LAKEHOUSE_SQL_SEND_TIMEOUT_SECONDS "
+                f"({self.context.settings.sql_send_timeout_seconds:g} s) and was closed: read "
+                "a cursor's rows as they come, or run the query again",
+            )
+        try:
+            return await self._take(most)
+        finally:
+            self._arm()
+
+    async def _take(self, most: int) -> tuple[list[tuple[Any, ...]], bool]:
         rows: list[tuple[Any, ...]] = []
         try:
             while most <= 0 or len(rows) < most:
@@ -221,5 +263,6 @@ class Answer:
         `status`, as `/v1/sql` would have answered)."""
         self._ended = True
         self.running.close()
+        self.slot()
         self.lease.release()
         self.audited.finish(status, self.count)

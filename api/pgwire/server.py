@@ -13,6 +13,7 @@ import logging
 import signal
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pg_mimic
 from pg_mimic import messages
@@ -24,7 +25,7 @@ from api.audit import AuditLog
 from api.auth import token_cache
 from api.deps import close_engines, get_engine, get_store
 from api.pgwire import compat
-from api.pgwire.context import Context
+from api.pgwire.context import Context, QuerySlots
 from api.pgwire.session import LakehouseSession
 from api.quotas import quotas
 from lakehouse.settings import Settings, get_settings
@@ -79,6 +80,7 @@ def build(settings: Settings) -> tuple[compat.TlsServer, Context]:
             get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
         ),
         quotas=quotas(settings),
+        slots=QuerySlots(settings),
     )
     server = compat.TlsServer(
         session_factory=lambda: LakehouseSession(context),
@@ -90,6 +92,10 @@ def build(settings: Settings) -> tuple[compat.TlsServer, Context]:
 
 
 async def serve(settings: Settings) -> None:
+    # Threads wait on query processes (at most sql_max_concurrent at once, see QuerySlots),
+    # token lookups and catalog queries: never so many that a query cannot finish.
+    threads = ThreadPoolExecutor(4 * settings.sql_max_concurrent + 16, "pgwire")
+    asyncio.get_running_loop().set_default_executor(threads)
     server, context = build(settings)
     await server.start_server(host=settings.pg_host, port=settings.pg_port)
     log.info(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,6 +67,9 @@ class LakehouseSession(pg_mimic.Session):
         self.principal: Principal | None = None
         self.as_of: dict[str, int] = {}
         self.cursors: dict[str, Answer] = {}
+        # Every answer started, until it ends: a portal or cursor left open when the
+        # client goes away gives its query process back then.
+        self.answers: weakref.WeakSet[Answer] = weakref.WeakSet()
         self.unclaimed: Answer | None = None  # started at Describe, not executed yet
         self.client = ""
         self._catalog: CatalogDatabase | None = None
@@ -84,9 +88,8 @@ class LakehouseSession(pg_mimic.Session):
                 connection.session_vars[name] = value
 
     async def close(self) -> None:
-        for answer in [*self.cursors.values(), self.unclaimed]:
-            if answer is not None:
-                await asyncio.to_thread(answer.close)
+        for answer in list(self.answers):  # those still open: the client went away
+            await asyncio.to_thread(answer.close, 499)
         self.cursors.clear()
         self.unclaimed = None
         if self._catalog is not None:
@@ -176,15 +179,20 @@ class LakehouseSession(pg_mimic.Session):
         except (LakehouseError, ValueError) as exc:
             audited.failed(exc)
             raise pg_error(exc) from exc
+        self.answers.add(answer)
         self._announce(answer)
         return answer
 
     async def describe(self, sql: str, parameters: int) -> list[Any] | None:
         audited = Audited(self.context, self.reader, sql, self.client)
         try:
-            described, _ = await asyncio.to_thread(
-                self.context.engine.describe, sql, self.as_of, parameters, reader=self.reader
-            )
+            slot = await self.context.slots.take()
+            try:
+                described, _ = await asyncio.to_thread(
+                    self.context.engine.describe, sql, self.as_of, parameters, reader=self.reader
+                )
+            finally:
+                slot()
         except LakehouseError as exc:
             audited.failed(exc)
             raise pg_error(exc) from exc
@@ -236,8 +244,9 @@ class LakehouseSession(pg_mimic.Session):
 
 class QueryStatement(pg_mimic.Statement):
     """A query: described (its columns) before it runs, run at Execute. A query without
-    parameters starts at Describe, since its Execute follows at once (the simple protocol,
-    and the extended protocol's Bind both describe first): one trip to a query process."""
+    parameters starts at Describe, since its Execute follows at once (the simple protocol
+    and the extended protocol's Bind both describe it): one trip to a query process, and
+    its Execute takes that answer (`started`)."""
 
     def __init__(self, session: LakehouseSession, sql: str, param_oids: list[int]) -> None:
         self.session = session
@@ -261,20 +270,25 @@ class QueryStatement(pg_mimic.Statement):
             values = [parameter(o, v) for o, v in zip(self.param_oids, params, strict=False)]
         except ValueError as exc:
             raise PgError("22P02", str(exc)) from exc
+        return QueryPortal(self, values)
+
+    def started(self) -> Answer | None:
+        """The answer started at Describe, once, unless another statement's Describe
+        closed it meanwhile."""
         started, self._started = self._started, None
-        if started is not None and not self.session.claim(started):
-            started = None  # another statement's Describe closed it
-        return QueryPortal(self, values, started)
+        return started if started is not None and self.session.claim(started) else None
 
 
 class QueryPortal(pg_mimic.Portal):
-    def __init__(self, statement: QueryStatement, params: list[Any], started: Answer | None):
+    def __init__(self, statement: QueryStatement, params: list[Any]):
         self.statement = statement
         self.params = params
-        self.answer = started
+        self.answer: Answer | None = None
 
     async def execute(self, max_rows: int) -> tuple[list[Any], bool]:
         session = self.statement.session
+        if self.answer is None:
+            self.answer = self.statement.started()
         if self.answer is None:
             self.answer = await session.start(self.statement.sql, self.params)
         rows, suspended = await self.answer.take(max_rows)

@@ -5,6 +5,7 @@ cancel freeing its query process, and TLS when it has a certificate."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -183,32 +184,36 @@ def test_psql_cancel_stops_the_query_and_frees_its_process(stack: Stack, reader_
         assert conn.execute("SELECT count(*) FROM typed").fetchone() == (3,)
 
 
+@contextlib.contextmanager
+def another_endpoint(stack: Stack, **env: str) -> Iterator[tuple[int, int]]:
+    """A second endpoint of the same stack (its port and pid), with `env` on top of its
+    settings."""
+    port = free_port()
+    settings = {**settings_env(stack.settings), "LAKEHOUSE_PG_PORT": str(port), **env}
+    process = subprocess.Popen([sys.executable, "-m", "api.pgwire"], cwd=PROJECT_ROOT, env=settings)
+    try:
+        deadline = time.monotonic() + 60
+        while not tcp_open("127.0.0.1", port)():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @pytest.fixture
 def tls_endpoint(stack: Stack, tmp_path: Path) -> Iterator[int]:
-    """A second endpoint of the same stack, with a self-signed certificate."""
+    """An endpoint with a self-signed certificate."""
     cert, key = tmp_path / "server.crt", tmp_path / "server.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
          "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    port = free_port()
-    env = {
-        **settings_env(stack.settings),
-        "LAKEHOUSE_PG_PORT": str(port),
-        "LAKEHOUSE_PG_TLS_CERT_FILE": str(cert),
-        "LAKEHOUSE_PG_TLS_KEY_FILE": str(key),
-    }
-    process = subprocess.Popen([sys.executable, "-m", "api.pgwire"], cwd=PROJECT_ROOT, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while not tcp_open("127.0.0.1", port)():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+    tls = {"LAKEHOUSE_PG_TLS_CERT_FILE": str(cert), "LAKEHOUSE_PG_TLS_KEY_FILE": str(key)}
+    with another_endpoint(stack, **tls) as (port, _):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_tls_when_configured_and_never_in_the_clear(
@@ -243,3 +248,26 @@ def test_concurrent_clients_all_get_answers(stack: Stack, reader_token: str) -> 
     assert len(answers) == 8
     assert all(a == (3,) or "query slots" in str(a) for a in answers)
     assert TYPED_CSV  # the dataset the answers count
+
+
+def test_a_cursor_left_unread_gives_its_query_process_back(stack: Stack, reader_token: str) -> None:
+    """Slow-client attack: a client that opens a cursor and stops reading holds its query
+    slot no longer than LAKEHOUSE_SQL_SEND_TIMEOUT_SECONDS."""
+    with another_endpoint(stack, LAKEHOUSE_SQL_SEND_TIMEOUT_SECONDS="1") as (port, pid):
+        endpoint = psutil.Process(pid)
+        options = f"host=127.0.0.1 port={port} user=analyst password={reader_token}"
+        with psycopg.connect(options, autocommit=True) as conn:
+            processes = endpoint.children()
+            conn.execute("DECLARE idle CURSOR WITH HOLD FOR SELECT range FROM range(5000000)")
+            one_exits(processes, time.monotonic() + 60)  # stopped by the endpoint, not by us
+            with pytest.raises(psycopg.errors.QueryCanceled) as closed:
+                conn.execute("FETCH 10 FROM idle")
+            assert "LAKEHOUSE_SQL_SEND_TIMEOUT_SECONDS" in str(closed.value)
+            # Its slot is free again.
+            assert conn.execute("SELECT count(*) FROM typed").fetchone() == (3,)
+
+
+def one_exits(processes: list[psutil.Process], deadline: float) -> None:
+    while all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes):
+        assert time.monotonic() < deadline, "no query process was stopped"
+        time.sleep(0.2)
