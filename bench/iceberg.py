@@ -193,6 +193,7 @@ def main() -> None:
                 api_port=free_port(),
                 webserver_port=free_port(),
                 broker_port=free_port(),
+                pg_port=free_port(),
             ),
             with_webserver=True,  # as `make up`: the API pushes each ingest's run
         )

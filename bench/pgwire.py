@@ -30,11 +30,12 @@ STREAMED_ROWS = {False: 10_000_000, True: 200_000}  # {small variant?: rows}
 TPCH_SCALE = {False: 0.1, True: 0.01}
 
 
-def measure(bench: Bench) -> None:
+def measure(bench: Bench, small: bool) -> None:
+    """`small`: the CI variant (fewer rows streamed, TPC-H at SF 0.01)."""
     latency(bench)
     throughput(bench)
-    streaming(bench)
-    tpch(bench)
+    streaming(bench, STREAMED_ROWS[small])
+    tpch(bench, TPCH_SCALE[small])
 
 
 def _connect(bench: Bench) -> psycopg.Connection[Any]:
@@ -126,17 +127,16 @@ def throughput(bench: Bench) -> None:
             f"/v1/sql with 8 clients: {anchor:.0f} queries/s",
             ">= /v1/sql's",
             ours >= anchor,
-            f"2 alternating rounds of {bench.size.throughput_seconds:g} s; the endpoint has "
-            f"{bench.settings.sql_max_concurrent} query processes, the API "
-            f"{bench.settings.api_workers} x {bench.settings.sql_max_concurrent}",
+            f"2 alternating rounds of {bench.size.throughput_seconds:g} s; query processes: "
+            f"the endpoint {bench.settings.pg_workers} x {bench.settings.pg_max_concurrent}, "
+            f"the API {bench.settings.api_workers} x {bench.settings.sql_max_concurrent}",
         )
     )
 
 
-def streaming(bench: Bench) -> None:
+def streaming(bench: Bench, rows: int) -> None:
     from bench.run import Figure
 
-    rows = STREAMED_ROWS[_small(bench)]
     endpoint = next(p.popen.pid for p in bench.stack.processes if p.name == "postgres-endpoint")
     time.sleep(1)
     with PeakMemory(endpoint) as memory, _connect(bench) as conn:
@@ -164,12 +164,11 @@ def streaming(bench: Bench) -> None:
     )
 
 
-def tpch(bench: Bench) -> None:
+def tpch(bench: Bench, scale: float) -> None:
     """TPC-H's tables (DuckDB's dbgen) uploaded as CSV; each query through psycopg, and
     through DuckDB over the same Parquet objects: equal answers, and the time ratio."""
     from bench.run import Figure
 
-    scale = TPCH_SCALE[_small(bench)]
     dbgen = duckdb.connect()
     dbgen.execute(f"LOAD {sql_string(str(extension_path('tpch', duckdb_extension_tpch.__file__)))}")
     dbgen.execute(f"CALL dbgen(sf = {scale})")
@@ -202,12 +201,6 @@ def tpch(bench: Bench) -> None:
             + (f"; different: Q{', Q'.join(map(str, different))}" if different else ""),
         )
     )
-
-
-def _small(bench: Bench) -> bool:
-    from bench.run import SMALL
-
-    return bench.size is SMALL
 
 
 def _duck_over_datasets(bench: Bench, tables: list[str]) -> duckdb.DuckDBPyConnection:

@@ -954,7 +954,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     size = SMALL if args.small else FULL
-    from bench import retention  # it builds on this module's report
+    from bench import pgwire, retention  # they build on this module's report
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
@@ -964,8 +964,10 @@ def main() -> None:
         try:
             if args.only:
                 for name in args.only.split(","):
-                    if name in ("identity", "limits", "pgwire"):  # they build on this report
+                    if name in ("identity", "limits"):  # modules that build on this report
                         importlib.import_module(f"bench.{name}").measure(bench)
+                    elif name == "pgwire":
+                        pgwire.measure(bench, size is SMALL)
                     elif name == "retention":
                         retention.measure(bench, RETENTION_INGESTS[size is SMALL])
                     else:
@@ -988,9 +990,7 @@ def main() -> None:
 
             identity.measure(bench)
             limits.measure(bench)
-            from bench import pgwire  # it builds on this module's report
-
-            pgwire.measure(bench)
+            pgwire.measure(bench, size is SMALL)
             from bench import iceberg  # it builds on this module's report
 
             iceberg.measure(

@@ -126,13 +126,16 @@ class QueryMemory:
 
 
 def query_memory(settings: Settings) -> QueryMemory:
-    """Split the budget B over the W x C query processes, each also answerable for two
-    copies of its largest JSON answer R in the API process: M = B / (W x C) - 2R, at most
-    sql_process_memory_mb, at least MIN_QUERY_MB."""
+    """Split the budget B over the query processes (W x C of the API's, and the Postgres
+    endpoint's), each also answerable for two copies of its largest JSON answer R in the
+    process that lent it: M = B / processes - 2R, at most sql_process_memory_mb, at least
+    MIN_QUERY_MB."""
     machine_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
-    holders = settings.api_workers + (1 if settings.pg_port else 0)  # the Postgres endpoint
-    budget = settings.sql_memory_budget_mb or min(1024 * holders, machine_mb // 8)
-    processes = holders * settings.sql_max_concurrent
+    endpoint = settings.pg_workers * settings.pg_max_concurrent if settings.pg_port else 0
+    budget = settings.sql_memory_budget_mb or min(
+        1024 * (settings.api_workers + (1 if endpoint else 0)), machine_mb // 8
+    )
+    processes = settings.api_workers * settings.sql_max_concurrent + endpoint
     answers_mb = 2 * math.ceil(settings.sql_max_result_bytes / MIB)
     share = budget // processes - answers_mb
     process_mb = max(MIN_QUERY_MB, min(settings.sql_process_memory_mb, share))
@@ -145,8 +148,9 @@ def query_memory(settings: Settings) -> QueryMemory:
     )
     why = (
         f"a budget of {budget} MiB ({source}) over {processes} query processes "
-        f"(({'api_workers + the Postgres endpoint' if settings.pg_port else 'api_workers'})"
-        f" x sql_max_concurrent), less {answers_mb} MiB of answers each"
+        "(api_workers x sql_max_concurrent"
+        f"{' + pg_workers x pg_max_concurrent' if endpoint else ''}), less {answers_mb} MiB "
+        "of answers each"
     )
     if share < MIN_QUERY_MB:  # said, not hidden: the total may then pass the budget
         why += (

@@ -23,6 +23,18 @@ class PgEndpoint(BaseModel):
         description="Port of the Postgres endpoint `lakehouse up` starts beside the API "
         "(psql, JDBC, BI tools connect with a token as password); 0: it is not started.",
     )
+    pg_workers: int = Field(
+        2,
+        ge=1,
+        description="Worker processes of the Postgres endpoint, accepting on its one port "
+        "(as api_workers: the protocol runs in Python, one core per worker).",
+    )
+    pg_max_concurrent: int = Field(
+        1,
+        ge=1,
+        description="Queries running at once per endpoint worker, each in its own query "
+        "process; more wait up to sql_queue_seconds, then get SQLSTATE 53300.",
+    )
     pg_tls_cert_file: str = Field(
         "",
         description="PEM certificate chain of the Postgres endpoint; with pg_tls_key_file, "

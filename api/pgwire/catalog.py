@@ -77,7 +77,9 @@ def reads_catalog(sql: str) -> bool:
     if names & (set(shape.PG_CATALOG) | _FUNCTIONS):
         return True
     calls = {m.lower() for m in re.findall(r"\b(\w+)\s*\(", text)}
-    return bool(calls & {"current_schemas", "has_table_privilege", "obj_description"})
+    if calls & {"current_schemas", "has_table_privilege", "obj_description", "format_type"}:
+        return True
+    return bool(_REG_CAST.search(text))  # 'name'::regclass
 
 
 def _in_catalog(match: re.Match[str]) -> str:

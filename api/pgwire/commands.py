@@ -259,41 +259,45 @@ async def catalog_queries(ctx: MiddlewareContext) -> pg_mimic.Statement | None:
 
 
 class _CatalogQuery(pg_mimic.Statement):
+    """A catalog query. Its Describe runs it (with NULL parameters, if it has any: the
+    catalog is small); without parameters, the Execute that follows takes those rows."""
+
     def __init__(self, session: LakehouseSession, sql: str, param_oids: list[int | None]) -> None:
         self.session = session
         self.sql = sql
         count = parameter_count(sql)
         self.declared = (list(param_oids) + [None] * count)[:count]
         self.param_oids = [oid or pg_mimic.TEXT for oid in self.declared]
-        self._answer: tuple[list[pg_mimic.ResultColumn], list[tuple[Any, ...]]] | None = None
+        self._columns: list[pg_mimic.ResultColumn] | None = None
+        self._fresh: list[tuple[Any, ...]] | None = None  # rows for the next Execute
 
     async def run(self, params: list[Any]) -> tuple[list[Any], list[tuple[Any, ...]]]:
         return await asyncio.to_thread(self.session.catalog_query, self.sql, params)
 
     async def describe(self) -> list[pg_mimic.ResultColumn] | None:
-        if self._answer is None:
-            self._answer = await self.run([None] * len(self.declared))
-        return list(self._answer[0])
+        if self._columns is None:
+            self._columns, rows = await self.run([None] * len(self.declared))
+            self._fresh = None if self.declared else rows
+        return list(self._columns)
 
     def bind(self, params: list[Any]) -> pg_mimic.Portal:
         values = [parameter(oid, value) for oid, value in zip(self.declared, params, strict=False)]
-        answer = self._answer if not values else None
-        return _CatalogPortal(self, values, answer)
+        return _CatalogPortal(self, values)
+
+    async def rows(self, params: list[Any]) -> list[tuple[Any, ...]]:
+        fresh, self._fresh = self._fresh, None
+        return fresh if fresh is not None else (await self.run(params))[1]
 
 
 class _CatalogPortal(pg_mimic.Portal):
-    def __init__(
-        self,
-        query: _CatalogQuery,
-        params: list[Any],
-        answer: tuple[list[Any], list[tuple[Any, ...]]] | None,
-    ) -> None:
-        self.query, self.params, self.answer, self.at = query, params, answer, 0
+    def __init__(self, query: _CatalogQuery, params: list[Any]) -> None:
+        self.query, self.params, self.at = query, params, 0
+        self.answer: list[tuple[Any, ...]] | None = None
 
     async def execute(self, max_rows: int) -> tuple[list[Any], bool]:
         if self.answer is None:
-            self.answer = await self.query.run(self.params)
-        rows = self.answer[1]
+            self.answer = await self.query.rows(self.params)
+        rows = self.answer
         end = len(rows) if max_rows <= 0 else min(len(rows), self.at + max_rows)
         taken, self.at = rows[self.at : end], end
         return taken, self.at < len(rows)

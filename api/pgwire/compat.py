@@ -6,6 +6,8 @@ moves it fails there, not in front of a client:
 
 - TLS: pg_mimic answers every SSLRequest with 'N'. `TlsServer` overrides its startup
   negotiation (`PgServer._negotiate_startup`) to answer 'S' and upgrade the stream.
+- Workers: `TlsServer` starts its backend ids at a worker's own (`PgServer._next_pid`) and
+  routes a cancel request by them (`PgServer._connections`).
 - Type modifiers: RowDescription is built by `pg_mimic.connection._field_specs` from a
   column's name and OID only; `numeric(p,s)` needs the modifier too.
 - Streaming: pg_mimic's Connection writes a whole answer before it waits for the client;
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import ssl
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import pg_mimic
@@ -38,11 +41,28 @@ TLS_REQUIRED = (
 
 class TlsServer(pg_mimic.PgServer):
     """A PgServer that answers SSLRequest with TLS when it has a certificate, and then
-    refuses connections that did not ask for it (a token must not cross in the clear)."""
+    refuses connections that did not ask for it (a token must not cross in the clear); one
+    of several workers (`api.pgwire.workers`): its backend ids start at `first_pid`, and a
+    cancel request for a connection it does not hold goes `elsewhere`."""
 
-    def __init__(self, *args: Any, tls: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        tls: ssl.SSLContext | None = None,
+        first_pid: int = 10_000,
+        elsewhere: Callable[[int, int], None] = lambda pid, secret: None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.tls = tls
+        self.elsewhere = elsewhere
+        self._next_pid = first_pid
+
+    def cancel(self, pid: int, secret: int) -> None:
+        if pid in self._connections:
+            super().cancel(pid, secret)
+        else:
+            self.elsewhere(pid, secret)
 
     async def _negotiate_startup(self, stream: PgStream) -> dict[str, str] | None:
         code, payload = await stream.read_startup_packet()
@@ -170,8 +190,8 @@ async def _simple_statement(self: Any, sql: str) -> None:
         self.stream.write(messages.make_empty_query_response())
         return
     statement = await self.session.prepare(sql, [])
+    portal = statement.bind([])  # then describe, as pg_mimic's Bind does: one trip
     columns = await statement.describe()
-    portal = statement.bind([])
     if columns is not None:
         self.stream.write(messages.make_row_description(_field_specs(columns)))
     total = 0

@@ -26,9 +26,10 @@ class QuerySlots:
     queries that hold the slots). Not asyncio.Semaphore: Python 3.11's loses wake-ups
     when waiters time out, and queries then wait out sql_queue_seconds with slots free."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, size: int) -> None:
         self.settings = settings
-        self._free = settings.sql_max_concurrent
+        self.size = size
+        self._free = size
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._loop = asyncio.get_running_loop()
 
@@ -61,8 +62,8 @@ class QuerySlots:
                 self._waiting.remove(turn)
             if isinstance(exc, TimeoutError):
                 raise QueryBusy(
-                    f"all {self.settings.sql_max_concurrent} query slots of this Postgres "
-                    "endpoint are busy: retry in a moment"
+                    f"all {self.size} query slots of this Postgres endpoint worker are busy: "
+                    "retry in a moment"
                 ) from None
             raise
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import dagster as dg
 import pg_mimic
 from pg_mimic import messages
 from pg_mimic.auth import IdentityProvider
@@ -23,10 +25,12 @@ from pg_mimic.stream import PgStream
 from api import logs
 from api.audit import AuditLog
 from api.auth import token_cache
-from api.deps import close_engines, get_engine, get_store
+from api.deps import get_store
 from api.pgwire import compat
 from api.pgwire.context import Context, QuerySlots
 from api.pgwire.session import LakehouseSession
+from api.pgwire.workers import Worker, run_workers
+from api.query.engine import QueryEngine
 from api.quotas import quotas
 from lakehouse.settings import Settings, get_settings
 
@@ -71,48 +75,45 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def build(settings: Settings) -> tuple[compat.TlsServer, Context]:
+def build(settings: Settings, worker: Worker) -> tuple[compat.TlsServer, Context]:
     compat.install()
+    instance = dg.DagsterInstance.from_config(str(settings.resolved_dagster_home))
     context = Context(
         settings=settings,
-        engine=get_engine(settings),
+        engine=QueryEngine(settings, instance, settings.pg_max_concurrent),
         audit=AuditLog(
             get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
         ),
         quotas=quotas(settings),
-        slots=QuerySlots(settings),
+        slots=QuerySlots(settings, settings.pg_max_concurrent),
     )
     server = compat.TlsServer(
         session_factory=lambda: LakehouseSession(context),
         auth_plugin_factory=lambda username: TokenAuth(context),
         server_version=SERVER_VERSION,
         tls=tls_context(settings),
+        first_pid=worker.first_pid,
+        elsewhere=worker.forward,
     )
     return server, context
 
 
-async def serve(settings: Settings) -> None:
-    # Threads wait on query processes (at most sql_max_concurrent at once, see QuerySlots),
+async def serve(settings: Settings, listener: socket.socket, worker: Worker) -> None:
+    # Threads wait on query processes (at most pg_max_concurrent at once, see QuerySlots),
     # token lookups and catalog queries: never so many that a query cannot finish.
-    threads = ThreadPoolExecutor(4 * settings.sql_max_concurrent + 16, "pgwire")
-    asyncio.get_running_loop().set_default_executor(threads)
-    server, context = build(settings)
-    await server.start_server(host=settings.pg_host, port=settings.pg_port)
-    log.info(
-        "the Postgres endpoint listens on %s:%d (%s)",
-        settings.pg_host,
-        settings.pg_port,
-        "TLS only" if settings.pg_tls_cert_file else "no TLS: loopback only",
-    )
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(4 * settings.pg_max_concurrent + 16, "pgwire"))
+    server, context = build(settings, worker)
+    await server.start_server(sock=listener)
+    loop.add_reader(worker.inbox.fileno(), lambda: server.cancel(*worker.received()))
+    stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     serving = asyncio.create_task(server.serve_forever())
     await stop.wait()
     server.close()
     serving.cancel()
-    await asyncio.to_thread(close_engines)
+    await asyncio.to_thread(context.engine.close)
     await asyncio.to_thread(context.audit.close)
 
 
@@ -122,4 +123,16 @@ def main() -> None:
     settings.refuse_example_secrets()
     if not settings.pg_port:
         raise SystemExit("LAKEHOUSE_PG_PORT is 0: the Postgres endpoint is not to run")
-    asyncio.run(serve(settings))
+    listener = socket.create_server((settings.pg_host, settings.pg_port), backlog=256)
+    listener.setblocking(False)
+    log.info(
+        "the Postgres endpoint listens on %s:%d with %d workers (%s)",
+        settings.pg_host,
+        settings.pg_port,
+        settings.pg_workers,
+        "TLS only" if settings.pg_tls_cert_file else "no TLS: loopback only",
+    )
+    status = run_workers(
+        settings.pg_workers, lambda worker: asyncio.run(serve(settings, listener, worker))
+    )
+    raise SystemExit(status)

@@ -5,8 +5,8 @@ a query process), answered as Postgres rows.
 What a client sends besides queries is answered here or by pg_mimic's middleware, never by
 DuckDB: transactions, `SET`/`SHOW` of session settings, `current_setting()`, the
 `pg_catalog` and `information_schema` queries of psql, JDBC and SQLAlchemy (from the
-granted datasets only, `schema()`), `DECLARE`/`FETCH`/`CLOSE` cursors (`commands`), and
-`SET lakehouse.as_of`.
+granted datasets only, `tables()`), `DECLARE`/`FETCH`/`CLOSE` cursors and `SET
+lakehouse.as_of` (`commands`), `COPY ... TO STDOUT` (`copy_out`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import Mapping
 from typing import Any
 
 import pg_mimic
@@ -70,7 +69,6 @@ class LakehouseSession(pg_mimic.Session):
         # Every answer started, until it ends: a portal or cursor left open when the
         # client goes away gives its query process back then.
         self.answers: weakref.WeakSet[Answer] = weakref.WeakSet()
-        self.unclaimed: Answer | None = None  # started at Describe, not executed yet
         self.client = ""
         self._catalog: CatalogDatabase | None = None
 
@@ -91,7 +89,6 @@ class LakehouseSession(pg_mimic.Session):
         for answer in list(self.answers):  # those still open: the client went away
             await asyncio.to_thread(answer.close, 499)
         self.cursors.clear()
-        self.unclaimed = None
         if self._catalog is not None:
             self._catalog.close()
 
@@ -167,10 +164,6 @@ class LakehouseSession(pg_mimic.Session):
     def stream(self) -> Any:
         return self.connection().stream
 
-    def vars(self) -> Mapping[str, str]:
-        connection = self._connection
-        return connection.session_vars if connection is not None else {}
-
     async def start(self, sql: str, params: list[Any]) -> Answer:
         """Start `sql` as this session's token: admitted under its limits, audited."""
         audited = Audited(self.context, self.reader, sql, self.client)
@@ -183,7 +176,9 @@ class LakehouseSession(pg_mimic.Session):
         self._announce(answer)
         return answer
 
-    async def describe(self, sql: str, parameters: int) -> list[Any] | None:
+    async def describe_query(self, sql: str, parameters: int) -> list[Column]:
+        """The columns `sql` answers (bound in a query process, not run), as checked and
+        audited as a query."""
         audited = Audited(self.context, self.reader, sql, self.client)
         try:
             slot = await self.context.slots.take()
@@ -228,55 +223,38 @@ class LakehouseSession(pg_mimic.Session):
                 compat.notice(self._connection.stream, message)
         answer.notices.clear()
 
-    def keep_unclaimed(self, answer: Answer) -> None:
-        """Hold a query started at Describe for the Execute that follows; one at most (a
-        client that describes and never executes must not hold every query slot)."""
-        previous, self.unclaimed = self.unclaimed, answer
-        if previous is not None:
-            previous.close()
-
-    def claim(self, answer: Answer) -> bool:
-        if self.unclaimed is answer:
-            self.unclaimed = None
-            return True
-        return False
-
 
 class QueryStatement(pg_mimic.Statement):
-    """A query: described (its columns) before it runs, run at Execute. A query without
-    parameters starts at Describe, since its Execute follows at once (the simple protocol
-    and the extended protocol's Bind both describe it): one trip to a query process, and
-    its Execute takes that answer (`started`)."""
+    """A query: described (its columns) before it runs, run at Execute. Described while a
+    portal of it waits to run (pg_mimic binds, then describes; so does the simple
+    protocol here), a query without parameters starts there and then, and that portal's
+    Execute reads it: one trip to a query process. Described with no portal waiting
+    (Describe of a statement), it is only bound in a query process, never left running."""
 
     def __init__(self, session: LakehouseSession, sql: str, param_oids: list[int]) -> None:
         self.session = session
         self.sql = sql
         self.param_oids = param_oids  # as the client declared them, or as inferred
         self._columns: list[Column] | None = None
-        self._started: Answer | None = None
+        self._waiting: QueryPortal | None = None  # bound, not run yet
 
     async def describe(self) -> list[Any] | None:
         if self._columns is None:
-            if self.param_oids:
-                self._columns = await self.session.describe(self.sql, len(self.param_oids))
+            portal, self._waiting = self._waiting, None
+            if portal is not None and not self.param_oids and portal.answer is None:
+                portal.answer = await self.session.start(self.sql, [])
+                self._columns = portal.answer.columns
             else:
-                self._started = await self.session.start(self.sql, [])
-                self.session.keep_unclaimed(self._started)
-                self._columns = self._started.columns
-        return list(self._columns or [])
+                self._columns = await self.session.describe_query(self.sql, len(self.param_oids))
+        return list(self._columns)
 
     def bind(self, params: list[str | None]) -> pg_mimic.Portal:
         try:
             values = [parameter(o, v) for o, v in zip(self.param_oids, params, strict=False)]
         except ValueError as exc:
             raise PgError("22P02", str(exc)) from exc
-        return QueryPortal(self, values)
-
-    def started(self) -> Answer | None:
-        """The answer started at Describe, once, unless another statement's Describe
-        closed it meanwhile."""
-        started, self._started = self._started, None
-        return started if started is not None and self.session.claim(started) else None
+        self._waiting = QueryPortal(self, values)
+        return self._waiting
 
 
 class QueryPortal(pg_mimic.Portal):
@@ -287,8 +265,6 @@ class QueryPortal(pg_mimic.Portal):
 
     async def execute(self, max_rows: int) -> tuple[list[Any], bool]:
         session = self.statement.session
-        if self.answer is None:
-            self.answer = self.statement.started()
         if self.answer is None:
             self.answer = await session.start(self.statement.sql, self.params)
         rows, suspended = await self.answer.take(max_rows)

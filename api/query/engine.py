@@ -161,7 +161,10 @@ class Cancel:
 
 
 class QueryEngine:
-    def __init__(self, settings: Settings, instance: dg.DagsterInstance) -> None:
+    def __init__(
+        self, settings: Settings, instance: dg.DagsterInstance, processes: int | None = None
+    ) -> None:
+        """`processes`: how many query processes it keeps (default sql_max_concurrent)."""
         self.instance = instance
         self.settings = settings
         # Parses statements for the guard and nothing else: no S3, no files.
@@ -176,7 +179,7 @@ class QueryEngine:
             ).fetchall()
         )
         self._parser_lock = threading.Lock()
-        self.pool = QueryPool(settings)
+        self.pool = QueryPool(settings, processes)
         self.views = CatalogViews(instance, settings.s3_bucket)
 
     def close(self) -> None:

@@ -133,10 +133,12 @@ class QueryProcess:
 
 
 class QueryPool:
-    """At most `sql_max_concurrent` query processes, lent one query at a time."""
+    """At most `size` query processes (an API process: `sql_max_concurrent`), lent one
+    query at a time."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, size: int | None = None) -> None:
         self.settings = settings
+        self.size = size or settings.sql_max_concurrent
         # A slot holds a warm process, or None until one is needed. LIFO: the warmest first.
         self._slots: queue.LifoQueue[QueryProcess | None] = queue.LifoQueue()
         self._all: set[QueryProcess] = set()
@@ -144,7 +146,7 @@ class QueryPool:
         self._closed = False
         # Started together (about a second on a busy machine), so that no query waits for
         # a process to start unless one had to be replaced.
-        starting = [QueryProcess(settings) for _ in range(settings.sql_max_concurrent)]
+        starting = [QueryProcess(settings) for _ in range(self.size)]
         for process in starting:
             try:
                 self._all.add(process.ready())
@@ -160,8 +162,7 @@ class QueryPool:
         except queue.Empty as exc:
             metrics.REFUSED.labels("query_slots").inc()
             raise QueryBusy(
-                f"all {self.settings.sql_max_concurrent} query slots of this API process are "
-                "busy: retry in a moment"
+                f"all {self.size} query slots of this process are busy: retry in a moment"
             ) from exc
         if process is not None and process.alive():
             return process

@@ -36,6 +36,10 @@ FIGURES = [
     "audit trail: cost per request",
     "a reader's 403 for a dataset outside its grants",
     "/v1/sql count(*) median latency with per-token limits and metrics",
+    "Postgres endpoint median latency, count(*) through psycopg",
+    "Postgres endpoint throughput, 8 concurrent psycopg clients",
+    "Postgres endpoint memory above idle, 200,000 rows",
+    "TPC-H SF 0.01, 22 queries through psycopg",
     "retention: protocol objects and Dagster storage after small ingests and a pass",
 ]
 

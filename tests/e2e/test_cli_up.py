@@ -46,6 +46,7 @@ def start_up(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
         "LAKEHOUSE_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "LAKEHOUSE_API_PORT": str(free_port()),
         "LAKEHOUSE_BROKER_PORT": str(free_port()),
+        "LAKEHOUSE_PG_PORT": str(free_port()),
         "LAKEHOUSE_WORKERS": "1",
     }
     env = {**os.environ, **up_env(state_dir)}

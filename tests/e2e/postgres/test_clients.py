@@ -45,6 +45,7 @@ def test_psql_lists_describes_and_queries(stack: Stack, reader_token: str) -> No
     assert listed.returncode == 0, listed.stderr
     out = listed.stdout
     assert "public | typed" in out and "typed__rejects" in out
+    assert "secret_sales" not in out  # granted `typed` only: no trace of the other
     for column, pg_type in (
         ("id", "bigint"),
         ("amount", "numeric(18,2)"),

@@ -103,6 +103,12 @@ def test_writes_and_settings_are_refused_with_v1_sqls_messages(
         conn.execute("SET application_name = 'notebook'")
         assert conn.execute("SHOW application_name").fetchone() == ("notebook",)
         assert conn.execute("SHOW TRANSACTION ISOLATION LEVEL").fetchone() == ("read committed",)
+        # Postgres's own dialect, as BI tools send it on connect.
+        assert conn.execute("SELECT version()").fetchone()[0].startswith("PostgreSQL 16.0")
+        typed = conn.execute("SELECT oid FROM pg_class WHERE relname = 'typed'").fetchone()
+        assert conn.execute("SELECT 'typed'::regclass").fetchone() == typed
+        keywords = conn.execute("SELECT string_agg(word, ',') FROM pg_catalog.pg_get_keywords()")
+        assert "select" in keywords.fetchone()[0].split(",")
 
 
 def test_as_of_reads_an_earlier_version_and_says_which(stack: Stack) -> None:
@@ -151,10 +157,15 @@ def endpoint_process(stack: Stack) -> psutil.Process:
     )
 
 
+def query_processes(endpoint: psutil.Process) -> list[psutil.Process]:
+    """The endpoint's query processes (children of its workers)."""
+    return [p for p in endpoint.children(recursive=True) if "api.query.process" in p.cmdline()]
+
+
 def busy_query_process(endpoint: psutil.Process, deadline: float) -> psutil.Process:
     """The query process running a query: the one whose CPU time grows."""
     while time.monotonic() < deadline:
-        children = endpoint.children()
+        children = query_processes(endpoint)
         before = {c.pid: c.cpu_times().user for c in children}
         time.sleep(0.5)
         for child in children:
@@ -257,7 +268,7 @@ def test_a_cursor_left_unread_gives_its_query_process_back(stack: Stack, reader_
         endpoint = psutil.Process(pid)
         options = f"host=127.0.0.1 port={port} user=analyst password={reader_token}"
         with psycopg.connect(options, autocommit=True) as conn:
-            processes = endpoint.children()
+            processes = query_processes(endpoint)
             conn.execute("DECLARE idle CURSOR WITH HOLD FOR SELECT range FROM range(5000000)")
             one_exits(processes, time.monotonic() + 60)  # stopped by the endpoint, not by us
             with pytest.raises(psycopg.errors.QueryCanceled) as closed:

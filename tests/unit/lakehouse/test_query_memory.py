@@ -19,14 +19,15 @@ def test_the_default_budget_keeps_the_apis_queries_within_2_gib_above_idle() -> 
     assert found.budget_mb <= 1024 * (workers + 1)  # + the Postgres endpoint
     answers = 2 * Settings().sql_max_result_bytes / MIB
     assert workers * at_once * (found.process_mb + answers) <= 2048
-    assert (workers + 1) * at_once * (found.process_mb + answers) <= found.budget_mb
+    endpoint = Settings().pg_workers * Settings().pg_max_concurrent
+    assert (workers * at_once + endpoint) * (found.process_mb + answers) <= found.budget_mb
     assert "an eighth of the machine" in found.why
 
 
 def test_a_budget_given_is_split_over_every_query_process_less_their_answers() -> None:
     found = memory(sql_memory_budget_mb=4096, api_workers=2, sql_max_concurrent=2)
-    assert found.process_mb == 4096 // 6 - 64  # two API workers and the Postgres endpoint
-    assert "api_workers + the Postgres endpoint" in found.why
+    assert found.process_mb == 4096 // 6 - 64  # 2 x 2 of the API's, 2 x 1 of the endpoint's
+    assert "pg_workers x pg_max_concurrent" in found.why
     without_postgres = memory(sql_memory_budget_mb=4096, api_workers=2, pg_port=0)
     assert without_postgres.process_mb == 4096 // 4 - 64
     assert found.duckdb_limit == f"{found.process_mb * 3 // 4}MB"

@@ -31,6 +31,8 @@ def test_catalog_queries_are_told_apart_from_dataset_queries() -> None:
     assert reads_catalog("SELECT * FROM pg_catalog.pg_class")
     assert reads_catalog("select table_name from information_schema.tables")
     assert reads_catalog("SELECT c.relname FROM pg_class c")
+    assert reads_catalog("SELECT 'sales'::regclass")
+    assert reads_catalog("SELECT word FROM pg_get_keywords()")
     assert not reads_catalog("SELECT * FROM sales WHERE note = 'pg_catalog.pg_class'")
     assert not reads_catalog("SELECT count(*) FROM sales")
 
@@ -67,6 +69,13 @@ def test_types_are_postgres_types_with_their_modifiers(catalog: CatalogDatabase)
         "sales",
     )
     assert info == [("id", "bigint", 64, 0), ("amount", "numeric", 18, 2)]
+
+
+def test_postgres_dialect_is_answered(catalog: CatalogDatabase) -> None:
+    assert rows(catalog, "SELECT 'sales'::regclass, 'int8'::pg_catalog.regtype") == [(16384, 20)]
+    keywords = rows(catalog, "SELECT count(*) FROM pg_catalog.pg_get_keywords()")
+    assert keywords[0][0] > 100
+    assert rows(catalog, "SELECT pg_catalog.version()")[0][0].startswith("PostgreSQL 16")
 
 
 def test_duckdbs_own_catalog_and_settings_stay_hidden(catalog: CatalogDatabase) -> None:

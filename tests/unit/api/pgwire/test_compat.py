@@ -62,3 +62,15 @@ def test_the_row_writing_steps_compat_replaces_keep_their_signatures() -> None:
     assert connection.Connection._handle_execute is compat._execute
     for name in ("def _get_portal(", "self.tx_status", "self.stream", "self.session"):
         assert name in source
+
+
+def test_backend_ids_and_connections_are_where_workers_route_cancels() -> None:
+    source = inspect.getsource(pg_mimic.PgServer)
+    assert "self._next_pid" in source and "def _allocate_pid" in source
+    assert "self._connections[pid] = connection" in source
+    server = compat.TlsServer(session_factory=lambda: None, first_pid=1_010_000)
+    assert server._allocate_pid() == 1_010_000
+    routed: list[tuple[int, int]] = []
+    server.elsewhere = lambda pid, secret: routed.append((pid, secret))
+    server.cancel(10_001, 42)  # not one of its connections: to the worker that has it
+    assert routed == [(10_001, 42)]
