@@ -117,14 +117,29 @@ async def serve(settings: Settings, listener: socket.socket, worker: Worker) -> 
     await asyncio.to_thread(context.audit.close)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The endpoint's socket, made before its workers fork (each accepts on it). Its
+    protocol is named (IPPROTO_TCP), not left 0: asyncio disables Nagle's algorithm only
+    on sockets that say they are TCP, and without that each answer waits ~40 ms for the
+    client's delayed ACK."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(address)
+    listener.listen(256)
+    listener.setblocking(False)
+    return listener
+
+
 def main() -> None:
     logs.configure()
     settings = get_settings()
     settings.refuse_example_secrets()
     if not settings.pg_port:
         raise SystemExit("LAKEHOUSE_PG_PORT is 0: the Postgres endpoint is not to run")
-    listener = socket.create_server((settings.pg_host, settings.pg_port), backlog=256)
-    listener.setblocking(False)
+    listener = listen(settings.pg_host, settings.pg_port)
     log.info(
         "the Postgres endpoint listens on %s:%d with %d workers (%s)",
         settings.pg_host,

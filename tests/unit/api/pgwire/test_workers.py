@@ -19,3 +19,17 @@ def test_a_cancel_for_another_workers_connection_reaches_it() -> None:
             raise AssertionError("a cancel went where it does not belong")
         except BlockingIOError:
             pass
+
+
+def test_the_listening_socket_says_it_is_tcp() -> None:
+    """asyncio turns Nagle's algorithm off only on sockets whose protocol is TCP: a socket
+    made with proto 0 had every answer wait ~40 ms for the client's delayed ACK."""
+    import socket
+
+    from api.pgwire.server import listen
+
+    listener = listen("127.0.0.1", 0)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+    finally:
+        listener.close()
