@@ -1,5 +1,5 @@
 """The Postgres endpoint's process: `python -m api.pgwire` (started by `lakehouse up` beside
-the API), listening on `pg_host:pg_port`.
+the API), listening on `pg_host:pg_port` with `pg_workers` worker processes (`workers`).
 
 The wire protocol is pg_mimic's (from PyPI: startup, auth, the simple and extended query
 protocols, cancel requests); the password is an API token, checked against the same token
