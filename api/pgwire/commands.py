@@ -20,13 +20,12 @@ from pg_mimic.middleware import MiddlewareContext
 
 from api.pgwire import compat
 from api.pgwire.catalog import reads_catalog
-from api.pgwire.types import parameter
+from api.pgwire.types import parameters
 
 if TYPE_CHECKING:
     from api.pgwire.session import LakehouseSession
 
 AS_OF = "lakehouse.as_of"
-DATASETS = "lakehouse.datasets"
 _SET = re.compile(
     r"^\s*(?:SET\s+(?:SESSION\s+)?(lakehouse\.\w+)\s*(?:TO|=)\s*(.*?)|RESET\s+(lakehouse\.\w+))"
     r"\s*;?\s*$",
@@ -36,6 +35,7 @@ _VERSION = re.compile(r"^\s*SELECT\s+(?:pg_catalog\.)?version\(\)\s*;?\s*$", re.
 VERSION = "PostgreSQL 16.0 (lakehouse: DuckDB over the datasets, read-only)"
 # SHOW of the settings Postgres spells in several words (`SHOW TRANSACTION ISOLATION LEVEL`).
 _SHOW_WORDS = re.compile(r"^\s*SHOW\s+(TRANSACTION\s+ISOLATION\s+LEVEL|TIME\s+ZONE)\s*;?\s*$", re.I)
+_SHOW = re.compile(r'^\s*SHOW\s+"?([\w.]+)"?\s*;?\s*$', re.IGNORECASE)
 _NAME = r'(?:"((?:[^"]|"")+)"|(\w+))'
 _DECLARE = re.compile(
     rf"^\s*DECLARE\s+{_NAME}\s+(?:BINARY\s+)?(?:INSENSITIVE\s+|ASENSITIVE\s+)?(?:NO\s+)?"
@@ -89,6 +89,11 @@ async def session_statements(ctx: MiddlewareContext) -> pg_mimic.Statement | Non
         return pg_mimic.StaticStatement(
             ctx.sql, [pg_mimic.ResultColumn(name, pg_mimic.TEXT)], [(value,)]
         )
+    show = _SHOW.match(ctx.sql)
+    if show and show[1].lower() not in ctx.connection.session_vars:
+        # Never an empty value for a name the server does not have (as pg_mimic would):
+        # Postgres's own answer.
+        raise PgError("42704", f'unrecognized configuration parameter "{show[1]}"')
     match = _SET.match(ctx.sql)
     if match is None:
         return None
@@ -146,7 +151,8 @@ async def cursors(ctx: MiddlewareContext) -> pg_mimic.Statement | None:
         return None  # the transaction itself: pg_mimic's middleware
     if match := _DECLARE.match(ctx.sql):
         name, held, query = _name(match[1], match[2]), (match[3] or "").upper() == "WITH", match[4]
-        return _declaration(session, name, held, query, ctx.param_oids)
+        oids = await session.parameter_types(query, ctx.param_oids)
+        return _declaration(session, name, held, query, oids)
     if match := _FETCH.match(ctx.sql):
         count = 0 if (match[1] or "1").upper() == "ALL" else int(match[1] or 1)
         return _Fetch(session, _name(match[2], match[3]), count)
@@ -188,21 +194,17 @@ class _ActionPortal(pg_mimic.Portal):
 
 
 def _declaration(
-    session: LakehouseSession, name: str, held: bool, query: str, param_oids: list[int | None]
+    session: LakehouseSession, name: str, held: bool, query: str, oids: list[int]
 ) -> _Action:
-    count = parameter_count(query)
-    declared = (list(param_oids) + [None] * count)[:count]
-
     async def declare(params: list[Any]) -> None:
         if name in session.cursors:
             raise PgError("42P03", f'cursor "{name}" already exists')
-        values = [parameter(oid, value) for oid, value in zip(declared, params, strict=False)]
-        answer = await session.start(query, values)
+        answer = await session.start(query, parameters(oids, params))
         answer.held = held
         session.cursors[name] = answer
         compat.open_portal(session.connection(), name, _CursorPortal(answer), answer.columns, query)
 
-    return _Action(f"DECLARE {name}", declare, [oid or pg_mimic.TEXT for oid in declared])
+    return _Action(f"DECLARE {name}", declare, oids)
 
 
 class _CursorPortal(pg_mimic.Portal):
@@ -266,8 +268,8 @@ class _CatalogQuery(pg_mimic.Statement):
         self.session = session
         self.sql = sql
         count = parameter_count(sql)
-        self.declared = (list(param_oids) + [None] * count)[:count]
-        self.param_oids = [oid or pg_mimic.TEXT for oid in self.declared]
+        # Catalog columns are not the datasets': an undeclared parameter is text.
+        self.param_oids = [oid or pg_mimic.TEXT for oid in (param_oids + [None] * count)[:count]]
         self._columns: list[pg_mimic.ResultColumn] | None = None
         self._fresh: list[tuple[Any, ...]] | None = None  # rows for the next Execute
 
@@ -276,13 +278,12 @@ class _CatalogQuery(pg_mimic.Statement):
 
     async def describe(self) -> list[pg_mimic.ResultColumn] | None:
         if self._columns is None:
-            self._columns, rows = await self.run([None] * len(self.declared))
-            self._fresh = None if self.declared else rows
+            self._columns, rows = await self.run([None] * len(self.param_oids))
+            self._fresh = None if self.param_oids else rows
         return list(self._columns)
 
     def bind(self, params: list[Any]) -> pg_mimic.Portal:
-        values = [parameter(oid, value) for oid, value in zip(self.declared, params, strict=False)]
-        return _CatalogPortal(self, values)
+        return _CatalogPortal(self, parameters(self.param_oids, params))
 
     async def rows(self, params: list[Any]) -> list[tuple[Any, ...]]:
         fresh, self._fresh = self._fresh, None

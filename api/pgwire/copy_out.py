@@ -17,8 +17,7 @@ from pg_mimic.middleware import MiddlewareContext
 from pg_mimic.types import encode_value, encode_value_binary
 
 from api.pgwire import compat
-from api.pgwire.commands import parameter_count
-from api.pgwire.types import Column, parameter
+from api.pgwire.types import Column, parameters
 
 if TYPE_CHECKING:
     from api.pgwire.session import LakehouseSession
@@ -46,7 +45,8 @@ async def copy_out(ctx: MiddlewareContext) -> pg_mimic.Statement | None:
     query = match["query"] or f"SELECT * FROM {match['table']}"
     binary, header = _options(match["options"] or "")
     session: LakehouseSession = ctx.connection.session
-    return _CopyOut(session, ctx.sql, query, binary, header, ctx.param_oids)
+    oids = await session.parameter_types(query, ctx.param_oids)
+    return _CopyOut(session, ctx.sql, query, binary, header, oids)
 
 
 def _options(text: str) -> tuple[str, bool]:
@@ -72,7 +72,7 @@ class _CopyOut(pg_mimic.Statement):
         query: str,
         fmt: str,
         header: bool,
-        param_oids: list[int | None],
+        param_oids: list[int],
     ) -> None:
         self.session, self.sql, self.query, self.fmt, self.header = (
             session,
@@ -81,16 +81,13 @@ class _CopyOut(pg_mimic.Statement):
             fmt,
             header,
         )
-        count = parameter_count(query)
-        self.declared = (list(param_oids) + [None] * count)[:count]
-        self.param_oids = [oid or pg_mimic.TEXT for oid in self.declared]
+        self.param_oids = param_oids  # as declared, or as the statement says (the session)
 
     async def describe(self) -> list[pg_mimic.ResultColumn] | None:
         return None  # COPY answers CopyOutResponse, not rows
 
     def bind(self, params: list[Any]) -> pg_mimic.Portal:
-        values = [parameter(oid, value) for oid, value in zip(self.declared, params, strict=False)]
-        return _CopyPortal(self, values)
+        return _CopyPortal(self, parameters(self.param_oids, params))
 
 
 class _CopyPortal(pg_mimic.Portal):

@@ -25,7 +25,7 @@ from api.pgwire.catalog import CatalogDatabase
 from api.pgwire.context import Context
 from api.pgwire.errors import pg_error
 from api.pgwire.results import Answer, Audited
-from api.pgwire.types import Column, columns_of, parameter, parameter_types
+from api.pgwire.types import Column, columns_of, parameter_types, parameters
 from api.query.views import REJECT_COLUMNS, rejects_view
 from lakehouse.auth.grants import Principal
 from lakehouse.errors import LakehouseError
@@ -44,6 +44,12 @@ DEFAULT_SETTINGS = {
     "default_transaction_read_only": "on",
     "transaction_read_only": "on",
     "max_identifier_length": "63",
+    "server_version": "16.0",
+    "standard_conforming_strings": "on",
+    "integer_datetimes": "on",
+    "is_superuser": "off",
+    commands.AS_OF: "",
+    "lakehouse.datasets": "",
 }
 
 
@@ -249,11 +255,7 @@ class QueryStatement(pg_mimic.Statement):
         return list(self._columns)
 
     def bind(self, params: list[str | None]) -> pg_mimic.Portal:
-        try:
-            values = [parameter(o, v) for o, v in zip(self.param_oids, params, strict=False)]
-        except ValueError as exc:
-            raise PgError("22P02", str(exc)) from exc
-        self._waiting = QueryPortal(self, values)
+        self._waiting = QueryPortal(self, parameters(self.param_oids, params))
         return self._waiting
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import sqlglot
-from pg_mimic import ResultColumn
+from pg_mimic import PgError, ResultColumn
 from pg_mimic import types as pg
 from sqlglot import exp
 
@@ -129,6 +129,15 @@ def parameter(oid: int | None, value: Any) -> Any:
         return convert(value)
     except ValueError as exc:
         raise ValueError(f"parameter {value!r} is not a valid {_type_name(oid)}") from exc
+
+
+def parameters(oids: Sequence[int], values: Sequence[Any]) -> list[Any]:
+    """A statement's bound values as DuckDB binds them (`parameter`), or 22P02 naming the
+    one that is not of its type."""
+    try:
+        return [parameter(oid, value) for oid, value in zip(oids, values, strict=False)]
+    except ValueError as exc:
+        raise PgError("22P02", str(exc)) from exc
 
 
 def _type_name(oid: int | None) -> str:

@@ -194,13 +194,11 @@ class QueryEngine:
         max_bytes: int | None = None,
         *,
         reader: Principal,  # no default: a caller that names nobody must not read as admin
-        params: Sequence[Any] = (),
     ) -> QueryResult:
         """Run `sql` and collect up to `max_rows` rows (and `sql_max_result_bytes`) as JSON,
         over the datasets `reader` is granted."""
         started = time.perf_counter()
         job, datasets = self._job(sql, as_of, "json", max_rows, max_bytes, reader)
-        job["params"] = list(params)
         process = self._acquire()
         try:
             columns = self._begin(process, job)
