@@ -33,6 +33,11 @@ class DataObject(BaseModel):
     key: str
     bytes: int
     rows: int
+    # A keyed dataset's objects: the least and greatest value of the first key column (as
+    # text, cast back to the column's type to compare), so a merge reads only the objects
+    # that can hold its keys. None: not known yet (written before the dataset had a key).
+    key_min: str | None = None
+    key_max: str | None = None
 
 
 class ColumnStats(BaseModel):
@@ -87,6 +92,9 @@ class Manifest(BaseModel):
     applied_through: int = 0
     excluded_seqs: list[int] = []
     pruned_through: int = 0  # log entries up to here were pruned by retention
+    # The columns merges and deletes match rows by, set by the first of them (none: the
+    # dataset only grows or is replaced).
+    key: list[str] = []
     added_ingest_ids: list[str] = []  # the ingests this version added
     operation: str = "apply"
     stats: list[ColumnStats] = []

@@ -148,7 +148,16 @@ def config_docs() -> None:
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Dataset name, e.g. workers_500k.")
-@click.option("--mode", type=click.Choice(["append", "replace"]), default="append")
+@click.option(
+    "--mode", type=click.Choice(["append", "replace", "merge", "delete"]), default="append"
+)
+@click.option(
+    "--merge-key",
+    help="merge, delete: the key column(s), e.g. id or id,day (implies --mode "
+    "merge when --mode is not given).",
+)
+@click.option("--dedup", type=click.Choice(["none", "first", "last"]), default="none",
+              help="merge, delete: keep the first or last row of a key given twice.")  # fmt: skip
 @click.option("--wait", is_flag=True, help="Wait until the ingest is materialized or failed.")
 @click.option("--delimiter", help="One character, or 'tab' (default: found in the file).")
 @click.option("--quote", help="\", ' or none (default: found in the file).")
@@ -159,7 +168,16 @@ def config_docs() -> None:
 @click.option("--null", "nulls", multiple=True, help="A value that means NULL (repeatable).")
 @click.option("--encoding", help="utf-8 (default), latin-1 or utf-16.")
 @api_option
-def ingest(file: Path, name: str, mode: str, wait: bool, api: str, **dialect: Any) -> None:
+def ingest(
+    file: Path,
+    name: str,
+    mode: str,
+    merge_key: str | None,
+    dedup: str,
+    wait: bool,
+    api: str,
+    **dialect: Any,
+) -> None:
     """Upload FILE (CSV, or .gz) to dataset NAME, with a progress bar.
 
     The file's dialect is found in it (and said in the receipt); the options give what no
@@ -181,6 +199,10 @@ def ingest(file: Path, name: str, mode: str, wait: bool, api: str, **dialect: An
             progress.update(task, description="waiting for the run" if wait else "recording")
 
         params = {"name": name, "mode": mode, **({"wait": "true"} if wait else {})}
+        if merge_key:
+            params |= {"key": merge_key, "mode": "merge" if mode == "append" else mode}
+        if dedup != "none":
+            params["dedup"] = dedup
         params |= _dialect_params(**dialect)
         response = request("POST", f"{api}/v1/ingest", params=params, content=chunks(),
                             headers=headers)  # fmt: skip
@@ -266,6 +288,9 @@ def _print_ingest(body: dict[str, Any]) -> None:
     console.print(f"  read with delimiter {schema['delimiter']!r}, quote {schema['quote']!r}, "
                   f"escape {schema['escape']!r}, {schema['skipped_lines']} lines skipped, "
                   f"encoding {schema['encoding']}")  # fmt: skip
+    if changes := body.get("changes"):
+        counts = ", ".join(f"{changes[k]:,} {k}" for k in ("inserted", "updated", "deleted"))
+        console.print(f"  by key {','.join(body['key'])}: {counts}")
     if manifest := body.get("manifest"):
         console.print(f"  dataset v{manifest['version']}: {manifest['row_count']:,} rows, "
                       f"{manifest['rejected_rows']:,} rejected in total")  # fmt: skip

@@ -27,7 +27,11 @@ def token() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice(["reader", "writer", "admin"]), required=True)
 @click.option("--datasets", default="*", show_default=True, help="Patterns: 'sales_*,hr_people'.")
-@click.option("--allow", default="", help="Privileges on top of the role: replace.")
+@click.option(
+    "--allow",
+    default="",
+    help="Privileges on top of the role: replace, merge, delete (comma-separated).",
+)
 @click.option("--expires", help="Lifetime: 90d, 12h or 30m (default: never).")
 @api_option
 def create(name: str, role: str, datasets: str, allow: str, expires: str | None, api: str) -> None:

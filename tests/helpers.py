@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from lakehouse.formats.csv.options import CsvOptions
 from lakehouse.ingest.landing import Landing
-from lakehouse.ingest.records import IngestRecord, Mode
+from lakehouse.ingest.records import Dedup, IngestRecord, Mode
+from lakehouse.manifest import Manifest
 from lakehouse.publish.catalog import latest_manifest
 from lakehouse.runs import DATASETS_PARTITIONS, DatasetConfig
 from lakehouse.settings import Settings
@@ -23,11 +26,23 @@ def land_csv(
     mode: Mode = "append",
     instance: dg.DagsterInstance | None = None,
     options: CsvOptions | None = None,
+    current: Manifest | None = None,
+    key: Sequence[str] = (),
+    dedup: Dedup = "none",
 ) -> IngestRecord:
-    """Land and commit `data` as the API does (one part); with `instance`, checked against
-    the dataset's current version as the API checks it."""
-    current = latest_manifest(instance, dataset) if instance else None
-    landing = Landing(store, dataset, mode=mode, current=current, sample_rows=1000, options=options)
+    """Land and commit `data` as the API does (one part); with `instance` (or `current`),
+    checked against the dataset's current version as the API checks it."""
+    current = latest_manifest(instance, dataset) if instance else current
+    landing = Landing(
+        store,
+        dataset,
+        mode=mode,
+        current=current,
+        sample_rows=1000,
+        options=options,
+        key=key,
+        dedup=dedup,
+    )
     return landing.finish(data).record
 
 

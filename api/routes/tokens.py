@@ -24,7 +24,9 @@ class TokenRequest(BaseModel):
     datasets: list[str] = Field(
         ["*"], description="Patterns of the datasets it may use, e.g. ['sales_*', 'hr_people']."
     )
-    allow: list[str] = Field([], description="Privileges on top of the role: replace.")
+    allow: list[str] = Field(
+        [], description="Privileges on top of the role: replace, merge, delete."
+    )
     expires_in_days: float | None = Field(None, gt=0, description="None: never expires.")
 
 

@@ -14,7 +14,7 @@ from api.deps import SettingsDep
 from lakehouse.auth.grants import Privilege
 from lakehouse.errors import Forbidden
 from lakehouse.formats.csv.options import CsvOptions, InvalidOption
-from lakehouse.ingest.records import Mode
+from lakehouse.ingest.records import KEYED_MODES, Dedup, Mode
 from lakehouse.names import validate_name
 
 
@@ -24,6 +24,8 @@ class UploadParams:
     mode: Mode
     wait_seconds: float
     options: CsvOptions
+    key: tuple[str, ...] = ()  # merge and delete: the columns rows are matched by
+    dedup: Dedup = "none"
 
 
 def csv_options(
@@ -74,19 +76,53 @@ def upload_params(
     settings: SettingsDep,
     options: CsvOptionsDep,
     name: Annotated[str, Query(description="Dataset name: ^[a-z][a-z0-9_]{0,62}$")],
-    mode: Annotated[Mode, Query(description="append (default) or replace")] = "append",
+    mode: Annotated[
+        Mode, Query(description="append (default), replace, merge (by key) or delete (by key)")
+    ] = "append",
     wait: Annotated[
         str | None, Query(description="true, or seconds: answer once materialized or failed")
     ] = None,
+    key: Annotated[
+        str | None,
+        Query(
+            description="merge, delete: the key column(s), e.g. `id` or `id,day`; "
+            "remembered after the first"
+        ),
+    ] = None,
+    dedup: Annotated[
+        Dedup,
+        Query(
+            description="merge, delete: a key given twice in the file is refused (none), "
+            "or its first or last row is kept"
+        ),
+    ] = "none",
 ) -> UploadParams:
     """The upload's parameters, checked: 422 for a bad name or wait, 400 for a dialect
-    parameter that cannot be used."""
+    parameter that cannot be used, or a key without a keyed mode."""
+    columns = tuple(dict.fromkeys(k.strip() for k in (key or "").split(",") if k.strip()))
+    if (columns or dedup != "none") and mode not in KEYED_MODES:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"key= and dedup= match rows in mode=merge or mode=delete, not mode={mode}",
+        )
     return UploadParams(
-        validate_name(name), mode, wait_seconds(wait, settings.ingest_wait_seconds), options
+        validate_name(name),
+        mode,
+        wait_seconds(wait, settings.ingest_wait_seconds),
+        options,
+        columns,
+        dedup,
     )
 
 
 UploadParamsDep = Annotated[UploadParams, Depends(upload_params)]
+
+MODE_PRIVILEGES: dict[Mode, Privilege] = {
+    "append": Privilege.APPEND,
+    "replace": Privilege.REPLACE,
+    "merge": Privilege.MERGE,
+    "delete": Privilege.DELETE,
+}
 
 # What a cross-site page may upload is limited to what no form or fetch without CORS sends:
 # with an Origin (a browser), only these content types.
@@ -108,8 +144,7 @@ def permitted_upload(
             f"an upload from a web page (Origin {origin}) must be sent as text/csv, "
             f"application/gzip or multipart/form-data, not {content_type or 'no content type'}"
         )
-    needed = Privilege.REPLACE if params.mode == "replace" else Privilege.APPEND
-    principal.require(needed, params.name)
+    principal.require(MODE_PRIVILEGES[params.mode], params.name)
     return params
 
 

@@ -9,10 +9,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from lakehouse.formats.csv.types import Column
-from lakehouse.ingest.records import IngestRecord, Mode
+from lakehouse.ingest.records import Dedup, IngestRecord, Mode
 from lakehouse.manifest import Manifest
 from lakehouse.publish.status import IngestStatus
-from lakehouse.versions.commits import IngestError
+from lakehouse.versions.commits import IngestError, RowChanges
 
 
 class InferredSchema(BaseModel):
@@ -65,6 +65,13 @@ class IngestAnswer(BaseModel):
         None, description="Materialized as a duplicate of this ingest: no rows were added."
     )
     error: IngestError | None = None
+    key: list[str] = Field([], description="merge, delete: the key columns rows were matched by.")
+    dedup: Dedup = Field("none", description="merge, delete: which row of a repeated key won.")
+    changes: RowChanges | None = Field(
+        None,
+        description="merge, delete, once materialized: stored rows whose key it sent again "
+        "(updated), new keys (inserted), and rows it deleted.",
+    )
     manifest: Manifest | None = Field(None, description="With wait, once materialized.")
 
 
@@ -79,6 +86,8 @@ def answer(record: IngestRecord, state: IngestStatus, **extra: Any) -> IngestAns
         sha256=record.sha256,
         received_at=record.received_at,
         request_id=record.request_id,
+        key=record.key,
+        dedup=record.dedup,
         inferred_schema=InferredSchema.model_validate(
             {
                 **schema.described(),

@@ -43,6 +43,8 @@ async def upload(
         tails=log_tails(store),
         options=params.options,
         request_id=request.state.audit["request_id"],
+        key=params.key,
+        dedup=params.dedup,
     )
     try:
         landed = await land(request, landing, settings, slot.count_bytes)

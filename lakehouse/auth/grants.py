@@ -5,10 +5,10 @@ its patterns match.
     writer  and append to them
     admin   everything, on every dataset: replace, tokens, the audit trail
 
-Replacing a dataset is a privilege of its own (`--allow replace` on a writer), as later
-merge, delete and schema evolution will be: a writer that feeds a dataset cannot throw it
-away by accident. Patterns are dataset names with `*` for any run of characters
-(`sales_*`), so a team is granted its prefix once.
+Replacing a dataset, merging into it by key and deleting from it by key are privileges of
+their own (`--allow replace,merge,delete` on a writer): a writer that feeds a dataset cannot
+throw it away or rewrite its rows by accident. Patterns are dataset names with `*` for any
+run of characters (`sales_*`), so a team is granted its prefix once.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class Privilege(StrEnum):
     READ = "read"
     APPEND = "append"
     REPLACE = "replace"
+    MERGE = "merge"
+    DELETE = "delete"
     ADMIN = "admin"  # tokens, the audit trail, every dataset
 
 
@@ -42,7 +44,7 @@ ROLE_PRIVILEGES: dict[Role, frozenset[Privilege]] = {
     Role.ADMIN: frozenset(Privilege),
 }
 # Privileges that may be granted on top of a role (`--allow`).
-GRANTABLE = frozenset({Privilege.REPLACE})
+GRANTABLE = frozenset({Privilege.REPLACE, Privilege.MERGE, Privilege.DELETE})
 
 # A dataset name, with `*` for any run of name characters.
 PATTERN = re.compile(r"[a-z*][a-z0-9_*]{0,62}")
@@ -119,6 +121,8 @@ def _verb(privilege: Privilege, dataset: str | None) -> str:
         Privilege.READ: f"read {target}",
         Privilege.APPEND: f"append to {target}",
         Privilege.REPLACE: f"replace {target} (mode=replace)",
+        Privilege.MERGE: f"merge rows by key into {target} (mode=merge)",
+        Privilege.DELETE: f"delete rows by key from {target} (mode=delete)",
         Privilege.ADMIN: "manage tokens or read the audit trail",
     }[privilege]
 

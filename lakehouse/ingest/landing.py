@@ -14,9 +14,24 @@ from lakehouse.formats.csv.options import CsvOptions
 from lakehouse.formats.csv.schema import CsvSchema, infer_schema, schema_diff
 from lakehouse.formats.csv.text import NotCsv
 from lakehouse.formats.csv.types import Column
+from lakehouse.ingest.changes import (
+    check_deleted_flag,
+    check_key_columns,
+    check_keys,
+    keyed_contract,
+    resolve_key,
+)
 from lakehouse.ingest.log import LogTails, commit, has_pending, read_entry
 from lakehouse.ingest.marks import SameBytes, applied_with, queued_with
-from lakehouse.ingest.records import IngestRecord, Mode, landed_bytes, new_ingest_id
+from lakehouse.ingest.records import (
+    DELETED,
+    KEYED_MODES,
+    Dedup,
+    IngestRecord,
+    Mode,
+    landed_bytes,
+    new_ingest_id,
+)
 from lakehouse.manifest import Manifest
 from lakehouse.store import MultipartUpload, ObjectStore
 from lakehouse.store.layout import landing_key
@@ -26,16 +41,26 @@ from lakehouse.store.parallel import together
 SAMPLE_BYTES = 1024 * 1024
 
 
+HOW_TO_MATCH: dict[Mode, str] = {
+    "append": ", or send mode=replace to make it the dataset's new version",
+    "replace": "",
+    "merge": f" (a merge file has the dataset's columns, and may add a BOOLEAN {DELETED})",
+    "delete": " (a delete file has the key columns, or more of the dataset's, with its types)",
+}
+
+
 class SchemaConflict(Conflict):
     """The upload's schema is not the dataset's, and the caller did not ask to replace."""
 
-    def __init__(self, dataset: str, current: Sequence[Column], upload: CsvSchema) -> None:
+    def __init__(
+        self, dataset: str, current: Sequence[Column], upload: CsvSchema, mode: Mode = "append"
+    ) -> None:
         self.dataset = dataset
-        self.diff = schema_diff(current, upload.columns)
+        self.diff = schema_diff(current, [c for c in upload.columns if c.name != DELETED])
         self.upload_fingerprint = upload.fingerprint
         super().__init__(
-            f"the file's columns do not match dataset {dataset!r}: change the file to match, "
-            "or send mode=replace to make it the dataset's new version"
+            f"the file's columns do not match dataset {dataset!r}: change the file to match"
+            + HOW_TO_MATCH[mode]
         )
 
     def detail(self) -> object:
@@ -84,7 +109,7 @@ class DatasetFull(Conflict):
 
 def check_room(current: Manifest | None, mode: Mode, cap: int) -> None:
     """Refuse an append to a dataset at its size cap (0: none), before a byte is read."""
-    if cap and mode == "append" and current is not None and current.bytes >= cap:
+    if cap and mode in ("append", "merge") and current is not None and current.bytes >= cap:
         raise DatasetFull(current.name, current.bytes, cap)
 
 
@@ -135,6 +160,8 @@ class Landing:
         tails: LogTails | None = None,
         options: CsvOptions | None = None,
         request_id: str | None = None,
+        key: Sequence[str] = (),
+        dedup: Dedup = "none",
     ) -> None:
         self.store = store
         self.tails = tails
@@ -150,14 +177,16 @@ class Landing:
         self.schema: CsvSchema | None = None
         self.options = options or CsvOptions()
         self.request_id = request_id
+        self.match_key = resolve_key(dataset, mode, key, current) if mode in KEYED_MODES else []
+        self.dedup = dedup
         self._lines = LineCounter()
         self._hash = hashlib.sha256()
         self._upload: MultipartUpload | None = None
 
     @property
     def _contract(self) -> Manifest | None:
-        """The version an append must match (none for a replace or a new dataset)."""
-        if self.mode == "append" and self.current is not None and self.current.columns:
+        """The version an append or merge must match (none for a replace or a new dataset)."""
+        if self.mode != "replace" and self.current is not None and self.current.columns:
             return self.current
         return None
 
@@ -189,6 +218,13 @@ class Landing:
             return Landed(earlier, duplicate=True)
         self._complete(last_part)
         assert self.schema is not None
+        if self.match_key:
+            try:
+                key_url = self.store.url(self.key)
+                check_keys(self.store.config, key_url, self.schema, self.match_key, self.dedup)
+            except BaseException:
+                self.store.delete([self.key])  # refused: nothing of it stays
+                raise
         record = IngestRecord(
             ingest_id=self.ingest_id,
             dataset=self.dataset,
@@ -200,6 +236,8 @@ class Landing:
             received_at=self.received_at,
             lines=self._lines.total() if self.schema.encoding != "utf-16" else None,
             request_id=self.request_id,
+            key=self.match_key,
+            dedup=self.dedup,
         )
         after = self.current.applied_through if self.current else 0
         return Landed(commit(self.store, record, after, self.tails), duplicate=False)
@@ -216,7 +254,7 @@ class Landing:
         Two identical uploads racing may both pass this check and both commit; the run
         that applies them finds the second a duplicate, so rows still land once.
         """
-        if self.mode != "append":
+        if self.mode == "replace":
             return None
         applied_through = self.current.applied_through if self.current else 0
         holder: SameBytes | None = None
@@ -235,9 +273,10 @@ class Landing:
         ):
             return None
         try:
-            return read_entry(self.store, self.dataset, holder.seq)
+            entry = read_entry(self.store, self.dataset, holder.seq)
         except NotFound:  # pruned by retention since its mark was read: send it on
             return None
+        return entry if (entry.mode, entry.key) == (self.mode, self.match_key) else None
 
     def _complete(self, last_part: bytes) -> None:
         if self._upload is None:
@@ -268,6 +307,29 @@ class Landing:
         )
         if len(schema.columns) > self.max_columns:
             raise TooManyColumns(len(schema.columns), self.max_columns)
+        if self.mode in KEYED_MODES:
+            return self._keyed(sample, complete and len(sample) == len(data), schema)
         if contract is not None and schema.fingerprint != contract.schema_fingerprint:
             raise SchemaConflict(self.dataset, contract.columns, schema)
+        return schema
+
+    def _keyed(self, sample: bytes, complete: bool, schema: CsvSchema) -> CsvSchema:
+        """A merge file has the dataset's columns (and perhaps `_deleted`), a delete file
+        the key and perhaps more of them: read again with the dataset's types where the
+        values fit, then checked."""
+        check_key_columns(schema, self.match_key)
+        current = list(self.current.columns) if self.current else []
+        schema = infer_schema(
+            sample,
+            complete=complete,
+            max_rows=self.sample_rows,
+            contract=keyed_contract(schema, current),
+            options=self.options,
+        )
+        check_deleted_flag(self.mode, schema)
+        data = [(c.name, c.type) for c in schema.columns if c.name != DELETED]
+        dataset = [(c.name, c.type) for c in current]
+        fits = data == dataset if self.mode == "merge" else set(data) <= set(dataset)
+        if current and not fits:
+            raise SchemaConflict(self.dataset, current, schema, self.mode)
         return schema

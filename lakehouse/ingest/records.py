@@ -17,6 +17,9 @@ States of an ingest, and who moves it (docs/PROTOCOL.md tells the whole story):
     duplicate  a run found the same bytes already in the dataset or earlier in the batch.
     replaced   it was applied, and a later `mode=replace` ingest took its rows out.
 
+A `merge` or `delete` ingest changes rows by the dataset's key (`lakehouse.versions.merge`):
+it is applied, failed or decided the same way, in the same log order.
+
 Only the dataset asset moves an ingest past `pending`, and only by committing a version
 (`lakehouse.versions.commits`), so "decided" and "in the catalog" are one and the same step. The
 ingest log is ordered by `seq`, which the conditional write hands out: nobody's clock
@@ -35,7 +38,14 @@ from pydantic import BaseModel
 from lakehouse.formats.csv.schema import CsvSchema
 from lakehouse.formats.csv.text import UTF8_BOM
 
-Mode = Literal["append", "replace"]
+Mode = Literal["append", "replace", "merge", "delete"]
+# Modes that change rows by the dataset's key.
+KEYED_MODES = ("merge", "delete")
+# What a merge or delete does with a key that occurs more than once in its file: refuse the
+# upload (409), or keep the first or the last row with that key.
+Dedup = Literal["none", "first", "last"]
+# A merge file's column that marks a row as a delete of its key (dlt's `hard_delete`).
+DELETED = "_deleted"
 # Where an ingest stands, as `GET /v1/ingest/{id}` says it.
 IngestState = Literal["queued", "running", "materialized", "failed"]
 
@@ -71,6 +81,8 @@ class IngestRecord(BaseModel):
     # records written before it was counted, and for UTF-16 files.
     lines: int | None = None
     request_id: str | None = None  # the API request that uploaded it (its X-Request-ID)
+    key: list[str] = []  # merge and delete: the key columns rows are matched by
+    dedup: Dedup = "none"
 
 
 def landed_bytes(first_part: bytes) -> bytes:

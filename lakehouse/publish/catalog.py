@@ -45,7 +45,9 @@ def manifest_metadata(manifest: Manifest) -> dict[str, dg.MetadataValue]:
         "version": dg.MetadataValue.int(manifest.version),
         "operation": dg.MetadataValue.text(manifest.operation),
         "schema_fingerprint": dg.MetadataValue.text(manifest.schema_fingerprint),
-        "objects": dg.MetadataValue.json([o.model_dump() for o in manifest.objects]),
+        "objects": dg.MetadataValue.json(
+            [o.model_dump(exclude_none=True) for o in manifest.objects]
+        ),
         "object_count": dg.MetadataValue.int(len(manifest.objects)),
         "bytes": dg.MetadataValue.int(manifest.bytes),
         "rejects": dg.MetadataValue.json([r.model_dump() for r in manifest.rejects]),
@@ -54,6 +56,7 @@ def manifest_metadata(manifest: Manifest) -> dict[str, dg.MetadataValue]:
         "applied_through": dg.MetadataValue.int(manifest.applied_through),
         "excluded_seqs": dg.MetadataValue.json(manifest.excluded_seqs),
         "pruned_through": dg.MetadataValue.int(manifest.pruned_through),
+        "key": dg.MetadataValue.json(manifest.key),
         "added_ingest_ids": dg.MetadataValue.json(manifest.added_ingest_ids),
         "stats": dg.MetadataValue.json([s.model_dump() for s in manifest.stats]),
         "csv_dialect": dg.MetadataValue.json(manifest.dialect),
@@ -90,6 +93,7 @@ def manifest_from_event(event: dg.EventLogEntry) -> Manifest:
         applied_through=meta.get("applied_through", 0),
         excluded_seqs=meta.get("excluded_seqs", []),
         pruned_through=meta.get("pruned_through", 0),
+        key=meta.get("key", []),
         added_ingest_ids=meta.get("added_ingest_ids", []),
         stats=meta.get("stats", []),
         dialect=meta.get("csv_dialect", {}),

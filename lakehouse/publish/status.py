@@ -21,7 +21,13 @@ from lakehouse.publish.catalog import latest_manifest
 from lakehouse.runs import running_run, waiting_run
 from lakehouse.store import ObjectStore
 from lakehouse.store.layout import receipt_key
-from lakehouse.versions.commits import CommitRecord, IngestError, deciding_commit, read_commit
+from lakehouse.versions.commits import (
+    CommitRecord,
+    IngestError,
+    RowChanges,
+    deciding_commit,
+    read_commit,
+)
 
 Status = Literal["queued", "running", "materialized", "failed"]
 FINAL: set[Status] = {"materialized", "failed"}
@@ -34,6 +40,7 @@ class IngestStatus(BaseModel):
     in_current_version: bool | None = None
     duplicate_of: str | None = None
     error: IngestError | None = None
+    changes: RowChanges | None = None  # a merge's or delete's counts
 
 
 def ingest_status(
@@ -62,6 +69,7 @@ def ingest_status(
         version=commit.version,
         in_current_version=current.contains(record.seq) if outcome.status == "applied" else None,
         duplicate_of=outcome.duplicate_of,
+        changes=outcome.changes,
     )
 
 

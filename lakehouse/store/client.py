@@ -113,6 +113,11 @@ class ObjectStore:
             self.client.upload_file(str(path), self.bucket, key)
         return path.stat().st_size
 
+    def get_file(self, key: str, path: Path) -> None:
+        """Download `key` to the local file `path` (in parallel parts when large)."""
+        with unavailable_on_error(f"read {key}"):
+            self.client.download_file(self.bucket, key, str(path))
+
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value).encode(), "application/json")
 

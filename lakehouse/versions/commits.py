@@ -30,6 +30,15 @@ class IngestError(BaseModel):
     samples: list[dict[str, Any]] = []
 
 
+class RowChanges(BaseModel):
+    """What a merge or delete did to the rows that were there: stored rows whose key it
+    sent again (`updated`), new keys (`inserted`), rows its deletes removed (`deleted`)."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
 class Outcome(BaseModel):
     """What a version decided about one ingest."""
 
@@ -38,6 +47,7 @@ class Outcome(BaseModel):
     status: Literal["applied", "failed", "duplicate"]
     error: IngestError | None = None
     duplicate_of: str | None = None  # the ingest whose rows these bytes already are
+    changes: RowChanges | None = None  # a merge's or delete's counts
 
 
 class CommitRecord(BaseModel):

@@ -1,6 +1,7 @@
 """A version's Parquet objects: written once under keys no other run uses, rewritten into
 fewer files (compaction, the small ones merged), and their column statistics, which merge
-what each new object adds into the previous ones (never a rescan)."""
+what each new object adds into the previous ones (never a rescan). A keyed dataset's
+objects also carry the range of their first key column (`lakehouse.versions.merge`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from lakehouse.duck import sql_identifier, sql_string
+from lakehouse.duck import parquet_source, sql_identifier, sql_string
 from lakehouse.formats.csv.convert import PARQUET_FORMAT
 from lakehouse.formats.csv.types import Column
 from lakehouse.manifest import ColumnStats, DataObject
@@ -38,23 +39,45 @@ class ObjectWriter:
     ) -> None:
         self.store, self.con, self.name, self.run_id = store, con, dataset, run_id
         self.target_mb, self.log = target_mb, log_line
+        self.range_column: str | None = None  # a keyed dataset's first key column
 
     def write(self, files: Sequence[Path], key: str, written: list[str]) -> DataObject:
         """`files` (same columns) as one object at `key`, rows in order. One file is
         uploaded as it is (it was written with the same format settings)."""
         written.append(key)
         con = self.con.cursor()  # its own connection: the caller's may be busy meanwhile
+        source = ", ".join(sql_string(str(f)) for f in files)
+        lo, hi = self._range(con, f"read_parquet([{source}])")
         if len(files) == 1:
             count = con.execute(f"SELECT count(*) FROM read_parquet({sql_string(str(files[0]))})")
             rows = int(count.fetchone()[0])  # type: ignore[index]
-            return DataObject(key=key, bytes=self.store.put_file(key, files[0]), rows=rows)
-        source = ", ".join(sql_string(str(f)) for f in files)
+            size = self.store.put_file(key, files[0])
+            return DataObject(key=key, bytes=size, rows=rows, key_min=lo, key_max=hi)
         copied = con.execute(
             f"COPY (SELECT * FROM read_parquet([{source}])) TO {sql_string(self.store.url(key))}"
             f" ({PARQUET_FORMAT})"
         ).fetchone()
         rows = int(copied[0]) if copied else 0
-        return DataObject(key=key, bytes=self.store.size(key), rows=rows)
+        return DataObject(key=key, bytes=self.store.size(key), rows=rows, key_min=lo, key_max=hi)
+
+    def with_range(self, obj: DataObject, column: str) -> DataObject:
+        """`obj` with the range of `column` (read from the store if not known yet)."""
+        if obj.key_min is not None:
+            return obj
+        lo, hi = self._range(self.con, parquet_source([self.store.url(obj.key)]), column)
+        return obj.model_copy(update={"key_min": lo, "key_max": hi})
+
+    def _range(
+        self, con: duckdb.DuckDBPyConnection, source: str, column: str | None = None
+    ) -> tuple[str | None, str | None]:
+        """The least and greatest value of the key column in `source` (text), if keyed."""
+        column = column or self.range_column
+        if column is None:
+            return None, None
+        q = sql_identifier(column)
+        found = con.execute(f"SELECT min({q})::VARCHAR, max({q})::VARCHAR FROM {source}")
+        lo, hi = found.fetchone() or (None, None)
+        return lo, hi
 
     def rewrite(
         self,
@@ -88,7 +111,9 @@ class ObjectWriter:
             ).fetchall()
         )
         rewritten = [
-            DataObject(key=k, bytes=self.store.size(k), rows=int(counts[self.store.url(k)]))
+            self._ranged(
+                DataObject(key=k, bytes=self.store.size(k), rows=int(counts[self.store.url(k)]))
+            )
             for k in keys
         ]
         if sum(o.rows for o in rewritten) != sum(o.rows for o in objects):
@@ -99,6 +124,11 @@ class ObjectWriter:
                 "nothing changed"
             )
         return rewritten
+
+    def _ranged(self, obj: DataObject) -> DataObject:
+        if self.range_column is None:
+            return obj
+        return self.with_range(obj, self.range_column)
 
     def merge_small(
         self, objects: list[DataObject], version: int, written: list[str]
@@ -161,3 +191,12 @@ def _pick(a: str | None, b: str | None, choose: Callable) -> str | None:
         return a if choose(float(a), float(b)) == float(a) else b
     except ValueError:  # not numbers: dates and timestamps in ISO form compare as text
         return choose(a, b)
+
+
+def without_rows(stats: list[ColumnStats], removed: list[ColumnStats]) -> list[ColumnStats]:
+    """Statistics once rows whose statistics are `removed` are taken out (a merge): null
+    counts drop; min and max stay, still bounds of every value left, if no longer reached."""
+    nulls: dict[str, int] = {}
+    for gone in removed:
+        nulls[gone.column] = nulls.get(gone.column, 0) + gone.nulls
+    return [s.model_copy(update={"nulls": s.nulls - nulls.get(s.column, 0)}) for s in stats]

@@ -5,8 +5,9 @@ Each way of making a version starts from the latest manifest and returns the nex
 (`Built`), with the objects it lists already written under keys no other run uses:
 
 - `apply`: the pending ingests, in log order, within the batch budget. Each file is
-  converted on its own (local Parquet), so one that fails (too many bad rows, wrong
-  columns) fails alone; the rest become one new object. A replace starts the content over.
+  converted on its own (local Parquet, `lakehouse.versions.reading`), so one that fails (too many bad rows, wrong
+  columns) fails alone; the rest become one new object. A replace starts the content over;
+  a merge or delete changes the rows with its keys (`lakehouse.versions.merge`).
 - `compact`: the same rows in as few files as the target size allows.
 - `rebuild`: every ingest the version contains, converted again.
 - `recommit`: the same objects as a new version (the UI's Materialize with nothing pending).
@@ -29,37 +30,25 @@ from pathlib import Path
 import duckdb
 
 from lakehouse.formats.csv.accounting import LineAccount
-from lakehouse.formats.csv.convert import ConversionError, Converted, csv_to_parquet, write_rejects
-from lakehouse.formats.csv.schema import CsvSchema, infer_schema
-from lakehouse.formats.csv.widen import widen
-from lakehouse.ingest.landing import SAMPLE_BYTES
+from lakehouse.formats.csv.schema import CsvSchema
 from lakehouse.ingest.log import read_entry
-from lakehouse.ingest.marks import applied_with
 from lakehouse.ingest.prune import log_floor
-from lakehouse.ingest.records import IngestRecord
+from lakehouse.ingest.records import DELETED, KEYED_MODES, IngestRecord
 from lakehouse.manifest import Manifest
 from lakehouse.store import ObjectStore
 from lakehouse.store.layout import dataset_prefix, object_key, rejects_key
 from lakehouse.versions import outcomes
+from lakehouse.versions.batch import Batch, BatchLimits
 from lakehouse.versions.commits import Outcome
-from lakehouse.versions.objects import ObjectWriter, WriteError, merge_stats
+from lakehouse.versions.merge import ChangeRefused, Merger
+from lakehouse.versions.objects import ObjectWriter, WriteError, merge_stats, without_rows
+from lakehouse.versions.reading import FileReader
 
 log = logging.getLogger(__name__)
 
 # A batch logs its progress at most this often: every log line of a run is an event
 # Dagster stores, and a line per file made a batch of small files cost twice as much.
 PROGRESS_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class BatchLimits:
-    """What one version may take in: the share of bad rows a file may have, and when its
-    small objects are merged."""
-
-    max_reject_share: float
-    compaction_max_objects: int
-    compaction_target_mb: int
-    sample_rows: int
 
 
 @dataclass
@@ -70,18 +59,9 @@ class Built:
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # keys to delete if it is not committed
     applied: list[IngestRecord] = field(default_factory=list)  # entries whose rows it holds
-    allow_empty: bool = False  # every source was header-only: zero rows is right
+    allow_empty: bool = False  # every source was header-only, or deletes: zero rows is right
     # Where the lines of each file it applied went (ingest id -> account).
     accounts: dict[str, LineAccount] = field(default_factory=dict)
-
-
-@dataclass
-class _Converted:
-    record: IngestRecord
-    data: Path
-    rejects: Path | None
-    result: Converted
-    schema: CsvSchema  # as it was read (columns widened past the sample, if they were)
 
 
 class Writer:
@@ -103,12 +83,14 @@ class Writer:
         self.objects = ObjectWriter(
             store, con, dataset, run_id, limits.compaction_target_mb, log_line
         )
+        self.reader = FileReader(store, con, dataset, limits, scratch, log_line)
+        self.merger = Merger(store, con, self.objects, scratch, log_line)
 
     # -- apply ----------------------------------------------------------------------------
 
     def apply(self, base: Manifest, entries: Sequence[IngestRecord]) -> Built:
         """The pending `entries` (log order) on top of `base`, as the next version."""
-        state = _Batch(base)
+        state = Batch(base)
         logged = time.monotonic()
         for done, entry in enumerate(entries, 1):
             outcome = self._decide(state, entry)
@@ -121,7 +103,7 @@ class Writer:
                 self.log(f"{self.name}: {done} of {len(entries)} ingests decided ({progress})")
         return self._finish_apply(base, state, entries[-1].seq)
 
-    def _decide(self, state: _Batch, entry: IngestRecord) -> Outcome:
+    def _decide(self, state: Batch, entry: IngestRecord) -> Outcome:
         if entry.dataset != self.name:
             return outcomes.failed(
                 entry, f"ingest {entry.ingest_id} is for dataset {entry.dataset!r}"
@@ -138,8 +120,10 @@ class Writer:
             return Outcome(
                 ingest_id=entry.ingest_id, seq=entry.seq, status="duplicate", duplicate_of=earlier
             )
+        if entry.mode in KEYED_MODES:
+            return self._change(state, entry, schema)
         defines = entry.mode == "replace" or not state.fingerprint
-        converted = self._convert(entry, schema, widen_misfits=defines)
+        converted = self.reader.convert(entry, schema, widen_misfits=defines)
         if isinstance(converted, Outcome):
             return converted
         if entry.mode == "replace":
@@ -150,75 +134,38 @@ class Writer:
         state.shas[entry.sha256] = entry.ingest_id
         return Outcome(ingest_id=entry.ingest_id, seq=entry.seq, status="applied")
 
-    def _convert(
-        self, entry: IngestRecord, schema: CsvSchema, *, widen_misfits: bool = False
-    ) -> _Converted | Outcome:
-        """One landed file as local Parquet, or the reason it cannot be applied. A file
-        that defines the dataset's columns (`widen_misfits`) has the columns whose values
-        stop fitting past the sample widened, and is converted again."""
-        source = self.store.url(entry.landing_key)
-        data = self.scratch / f"{entry.seq}.parquet"
+    def _change(self, state: Batch, entry: IngestRecord, schema: CsvSchema) -> Outcome:
+        """A merge or delete: its file converted, then applied to the rows so far."""
+        if state.key and entry.key != state.key:
+            return outcomes.failed(
+                entry, f"it matches rows by {entry.key}, and the dataset's key is {state.key}"
+            )
+        converted = self.reader.convert(entry, schema, widen_misfits=not state.fingerprint)
+        if isinstance(converted, Outcome):
+            return converted
+        if not state.fingerprint:  # a first merge defines the columns, less `_deleted`
+            data = tuple(c for c in converted.schema.columns if c.name != DELETED)
+            state.adopt(entry, replace(converted.schema, columns=data))
+        key = state.key
+        state.key = list(entry.key)
         try:
-            result = self._read(source, data, schema, entry)
-            if widen_misfits and result.misfits:
-                wider = self._widened(source, schema, result)
-                if wider != schema:
-                    schema = wider
-                    result = self._read(source, data, schema, entry)
-        except ConversionError as exc:
-            if exc.retryable and self.store.exists(entry.landing_key):
-                raise  # the store or the machine, not the file: the step retries
-            if exc.retryable:
-                return outcomes.failed(
-                    entry, "its uploaded file is gone from the landing area: send it again"
-                )
-            return outcomes.failed(entry, f"the file could not be read: {exc}")
-        if not result.account.balanced:
-            return outcomes.lines_unaccounted(entry, result.account)
-        if result.rejected_share > self.limits.max_reject_share:
-            return outcomes.too_many_rejects(entry, result, self.limits.max_reject_share, schema)
-        rejects = None
-        if result.rejected:
-            rejects = self.scratch / f"{entry.seq}.rejects.parquet"
-            write_rejects(self.con, str(rejects))
-        return _Converted(entry, data, rejects, result, schema)
+            changes = self.merger.apply(state, converted)
+        except ChangeRefused as exc:
+            state.key = key
+            return outcomes.failed(entry, str(exc))
+        state.converted.append(converted)
+        self.log(f"{self.name}: {entry.mode} {entry.ingest_id}: {changes}")
+        return Outcome(ingest_id=entry.ingest_id, seq=entry.seq, status="applied", changes=changes)
 
-    def _widened(self, source: str, schema: CsvSchema, result: Converted) -> CsvSchema:
-        """`schema` with the columns whose values stop fitting past the sample widened to a
-        type that holds them all: always to a wider number or a TIMESTAMP (nothing is lost),
-        to VARCHAR only if the rows would otherwise be too many rejects (a column that
-        changed its nature; a few odd values are rejected rows instead)."""
-        wider = widen(self.con, source, schema, list(result.misfits), schema.sampled_through)
-        too_many = result.rejected_share > self.limits.max_reject_share
-        columns = tuple(
-            new if new.type != "VARCHAR" or too_many else old
-            for old, new in zip(schema.columns, wider.columns, strict=True)
-        )
-        if changed := [n.name for o, n in zip(schema.columns, columns, strict=True) if o != n]:
-            self.log(f"{self.name}: widened {', '.join(changed)} past the sampled rows")
-        return replace(schema, columns=columns)
-
-    def _read(self, source: str, data: Path, schema: CsvSchema, entry: IngestRecord) -> Converted:
-        self.con.execute("DROP TABLE IF EXISTS reject_errors")
-        self.con.execute("DROP TABLE IF EXISTS reject_scans")
-        return csv_to_parquet(
-            self.con,
-            source,
-            str(data),
-            schema,
-            lines=entry.lines,
-            read_bytes=lambda: self.store.stream(entry.landing_key),
-        )
-
-    def _finish_apply(self, base: Manifest, state: _Batch, through: int) -> Built:
+    def _finish_apply(self, base: Manifest, state: Batch, through: int) -> Built:
         built = Built(manifest=base)
         version = base.version + 1
-        objects = [] if state.replaced else list(base.objects)
+        self.objects.range_column = state.key[0] if state.key else None
+        objects = list(state.objects)
         rejects = [] if state.replaced else list(base.rejects)
-        stats = [] if state.replaced else list(base.stats)
-        if state.converted:
+        stats = [] if state.replaced else without_rows(base.stats, state.removed)
+        if files := state.files():
             key = object_key(self.name, version, self.run_id)
-            files = [c.data for c in state.converted]
             # The statistics read the local files while the object goes up.
             with ThreadPoolExecutor(1) as upload:
                 writing = upload.submit(self.objects.write, files, key, built.written)
@@ -242,6 +189,7 @@ class Writer:
             dialect=state.dialect,
             base_seq=state.base_seq,
             applied_through=through,
+            key=state.key,
             excluded_seqs=[
                 s
                 for s in [*state.kept_excluded, *state.excluded]
@@ -255,8 +203,9 @@ class Writer:
         built.outcomes = state.outcomes
         built.applied = [c.record for c in state.converted]
         built.accounts = {c.record.ingest_id: c.result.account for c in state.converted}
-        built.allow_empty = manifest.row_count == 0 and all(
-            c.result.rows == 0 and c.result.rejected == 0 for c in state.converted
+        built.allow_empty = manifest.row_count == 0 and (
+            state.changed_rows
+            or all(c.result.rows == 0 and c.result.rejected == 0 for c in state.converted)
         )
         return built
 
@@ -267,6 +216,10 @@ class Writer:
         known = {c.name for c in base.columns}
         if unknown := [c for c in sort_by if c not in known]:
             raise WriteError(f"cannot sort by {unknown}: not columns of {self.name!r}")
+        # A keyed dataset is clustered by its key, so each object's key range stays narrow
+        # and a merge reads few of them.
+        sort_by = sort_by or base.key
+        self.objects.range_column = base.key[0] if base.key else None
         built = Built(manifest=base)
         version = base.version + 1
         objects = self.objects.rewrite(base.objects, version, target_mb, sort_by, built.written)
@@ -278,14 +231,19 @@ class Writer:
 
     def rebuild(self, base: Manifest) -> Built:
         """Every ingest the version contains, converted again with today's inference."""
+        if base.key:
+            raise WriteError(
+                f"cannot rebuild {self.name!r}: merges and deletes changed its rows, and a "
+                "rebuild converts appended files only; nothing changed"
+            )
         seqs = range(max(base.base_seq, 1), base.applied_through + 1)
         entries = [read_entry(self.store, self.name, s) for s in seqs if base.contains(s)]
-        state = _Batch(base.model_copy(update={"objects": [], "rejects": [], "stats": []}))
+        state = Batch(base.model_copy(update={"objects": [], "rejects": [], "stats": []}))
         state.replaced = True
         schema: CsvSchema | None = None
         for entry in entries:
-            schema = self._reinfer(entry, schema)
-            converted = self._convert(entry, schema, widen_misfits=entry is entries[0])
+            schema = self.reader.reinfer(entry, schema)
+            converted = self.reader.convert(entry, schema, widen_misfits=entry is entries[0])
             if isinstance(converted, Outcome):
                 raise WriteError(
                     f"rebuild of {self.name!r} stopped at ingest {entry.ingest_id}: "
@@ -309,87 +267,6 @@ class Writer:
         """The current state again, as the next version."""
         manifest = base.next_version(operation="recommit", added_ingest_ids=[])
         return Built(manifest=manifest, allow_empty=base.row_count == 0)
-
-    # -- objects --------------------------------------------------------------------------
-
-    def _reinfer(self, entry: IngestRecord, previous: CsvSchema | None) -> CsvSchema:
-        sample = self.store.client.get_object(
-            Bucket=self.store.bucket, Key=entry.landing_key, Range=f"bytes=0-{SAMPLE_BYTES - 1}"
-        )["Body"].read()
-        return infer_schema(
-            sample,
-            complete=len(sample) == entry.bytes,
-            max_rows=self.limits.sample_rows,
-            contract=previous.columns if previous else None,
-        )
-
-
-class _Batch:
-    """The state an apply builds up, entry by entry."""
-
-    def __init__(self, base: Manifest) -> None:
-        self.base = base
-        self.columns = list(base.columns)
-        self.fingerprint = base.schema_fingerprint
-        self.dialect = dict(base.dialect)
-        self.base_seq = base.base_seq
-        self.kept_excluded = list(base.excluded_seqs)
-        self.replaced = False
-        self.converted: list[_Converted] = []
-        self.outcomes: list[Outcome] = []
-        self.excluded: list[int] = []
-        self.shas: dict[str, str] = {}  # bytes applied in this batch -> their ingest
-        # The fingerprint the adopted entry was uploaded with, before any widening.
-        self.uploaded_as = ""
-
-    def start_over(self, entry: IngestRecord, schema: CsvSchema) -> None:
-        """A replace: the content so far (earlier in this batch too) is left behind."""
-        self.replaced = True
-        self.converted = []
-        self.shas = {}
-        self.kept_excluded = []
-        self.excluded = []
-        self.adopt(entry, schema)
-
-    def adopt(self, entry: IngestRecord, schema: CsvSchema) -> None:
-        """`entry`, read as `schema`, defines the columns from here on."""
-        self.columns = list(schema.columns)
-        self.fingerprint = schema.fingerprint
-        self.dialect = schema.described()
-        self.uploaded_as = entry.csv_schema.fingerprint
-        self.base_seq = entry.seq
-
-    def reading(self, entry: IngestRecord) -> CsvSchema | None:
-        """How to read `entry`: as it was uploaded, or, an append checked against columns
-        this batch widened since, with those columns (they hold every value the narrower
-        ones did); None if its columns are another dataset's."""
-        schema = entry.csv_schema
-        if (
-            entry.mode == "replace"
-            or not self.fingerprint
-            or schema.fingerprint == self.fingerprint
-        ):
-            return schema
-        if schema.fingerprint == self.uploaded_as:
-            return replace(schema, columns=tuple(self.columns))
-        return None
-
-    def progress(self) -> str:
-        """The batch so far, for progress lines."""
-        rows = sum(c.result.rows for c in self.converted)
-        rejected = sum(c.result.rejected for c in self.converted)
-        return f"{rows} rows to add, {rejected} rejected"
-
-    def holder_of(self, store: ObjectStore, entry: IngestRecord) -> str | None:
-        """The ingest whose rows these bytes already are, in this batch or the dataset."""
-        if entry.sha256 in self.shas:
-            return self.shas[entry.sha256]
-        if self.replaced:
-            return None
-        applied = applied_with(store, entry.dataset, entry.sha256)
-        if applied is not None and applied.seq != entry.seq and self.base.contains(applied.seq):
-            return applied.ingest_id
-        return None
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:

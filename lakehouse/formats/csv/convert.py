@@ -199,6 +199,11 @@ def _exact_rows(source: str, schema: CsvSchema) -> str:
     return f"SELECT {select} FROM {source}{where}"
 
 
+def stored_rows_sql(source_url: str, schema: CsvSchema) -> str:
+    """SQL for the rows a conversion of `source_url` stores (rejected rows left out)."""
+    return _exact_rows(read_csv_sql(source_url, _as_read(schema), rejects="ignore"), schema)
+
+
 def csv_to_parquet(
     con: duckdb.DuckDBPyConnection,
     source_url: str,

@@ -21,7 +21,7 @@ from lakehouse.publish.catalog import latest_manifest
 from lakehouse.publish.status import ingest_status
 from lakehouse.settings import Settings
 from lakehouse.store import ObjectStore
-from lakehouse.versions import writer
+from lakehouse.versions import reading
 from tests.helpers import land_csv, run_dataset
 
 pytestmark = pytest.mark.integration
@@ -189,7 +189,7 @@ def test_a_zero_row_file_with_data_lines_fails_and_nothing_is_committed(
     this guards against: a quoted header read strictly) fails that file, by its lines."""
     good = land_csv(store, "vanish", b"id\n1\n")
     lost = land_csv(store, "vanish", b"id\n2\n3\n")
-    real = writer.csv_to_parquet
+    real = reading.csv_to_parquet
 
     def reader_that_drops_everything(con, source, target, schema, **kwargs) -> Converted:
         converted = real(con, source, target, schema, **kwargs)
@@ -197,7 +197,7 @@ def test_a_zero_row_file_with_data_lines_fails_and_nothing_is_committed(
             return converted
         return replace(converted, rows=0, account=LineAccount(2, 0, 0, "reading"))
 
-    monkeypatch.setattr(writer, "csv_to_parquet", reader_that_drops_everything)
+    monkeypatch.setattr(reading, "csv_to_parquet", reader_that_drops_everything)
     result = run_dataset(instance, settings, "vanish")
     assert result.success
     assert "of its 2 data lines, 0 were read as rows and 0 rejected: 2 would vanish" in error_of(

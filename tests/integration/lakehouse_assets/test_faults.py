@@ -29,7 +29,7 @@ from lakehouse.settings import Settings, get_settings
 from lakehouse.store import ObjectStore, StoreUnavailable
 from lakehouse.store.layout import LOG
 from lakehouse.versions import commit as commit_module
-from lakehouse.versions import commits, objects, writer
+from lakehouse.versions import commits, objects, reading
 from tests.helpers import land_csv, run_dataset
 from tests.integration.api.conftest import admin_headers
 
@@ -94,7 +94,7 @@ def upload_two(store: ObjectStore) -> None:
 @pytest.mark.parametrize(
     ("module", "step", "after"),
     [
-        (writer, "csv_to_parquet", False),  # while converting
+        (reading, "csv_to_parquet", False),  # while converting
         (objects.ObjectWriter, "write", True),  # the new object written, nothing committed
         (commit_module, "record_applied", True),  # bytes marked applied, nothing committed
         (commits, "claim", False),  # checked, just before the compare-and-set
