@@ -6,8 +6,9 @@ Each way of making a version starts from the latest manifest and returns the nex
 
 - `apply`: the pending ingests, in log order, within the batch budget. Each file is
   converted on its own (local Parquet, `lakehouse.versions.reading`), so one that fails
-  (too many bad rows, wrong columns) fails alone; the rest become one new object. A replace starts the content over;
-  a merge or delete changes the rows with its keys (`lakehouse.versions.merge`).
+  (too many bad rows, wrong columns) fails alone; the rest become one new object. A
+  replace starts the content over; a merge or delete changes the rows with its keys
+  (`lakehouse.versions.merge`).
 - `compact`: the same rows in as few files as the target size allows.
 - `rebuild`: every ingest the version contains, converted again.
 - `recommit`: the same objects as a new version (the UI's Materialize with nothing pending).
