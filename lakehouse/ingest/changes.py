@@ -71,7 +71,8 @@ def resolve_key(
     if not key:
         raise InvalidInput(
             f"mode={mode} matches rows by a key, and dataset {dataset!r} has none yet: send "
-            "key=<column> (or key=<column>,<column>), e.g. key=id; it is remembered after"
+            "key=<column> (or key=<column>,<column>), e.g. key=id; it is remembered once the "
+            "first merge or delete with it is applied"
         )
     return key
 
