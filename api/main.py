@@ -17,7 +17,7 @@ from api.auth import authenticate
 from api.deps import close_engines, get_engine, get_store
 from api.limits import RequestCaps
 from api.quotas import admitted, quotas
-from api.routes import catalog, health, ingest, metrics, sql, tokens
+from api.routes import catalog, datasets, health, ingest, metrics, sql, tokens
 from api.upload.slots import UploadSlots
 from lakehouse.settings import get_settings
 
@@ -62,7 +62,7 @@ def create_app() -> FastAPI:
     # Every /v1 route names its caller (401 without a live token); each checks what the
     # caller may do where it knows the dataset.
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(admitted)])
-    for module in (ingest, sql, catalog, tokens):
+    for module in (ingest, sql, catalog, datasets, tokens):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)

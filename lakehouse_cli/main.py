@@ -266,6 +266,27 @@ def catalog(name: str | None, api: str) -> None:
     console.print(table)
 
 
+@main.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@api_option
+def purge(name: str, yes: bool, api: str) -> None:
+    """Keep only the current version of dataset NAME: erase now what its earlier versions,
+    their Iceberg snapshots and the uploaded files still hold (e.g. after a delete)."""
+    if not yes:
+        click.confirm(f"Erase every version of {name} but the current one?", abort=True)
+    response = request("POST", f"{api}/v1/datasets/{name}/purge")
+    if response.status_code >= 400:
+        fail(response)
+    done = response.json()
+    console.print(
+        f"[bold]{name}[/]: only v{done['version']} is left; expired {done['snapshots_expired']} "
+        f"Iceberg snapshots, deleted {done['objects_deleted']} objects, "
+        f"{done['metadata_files_deleted']} metadata files, {done['landing_files_deleted']} "
+        f"uploaded files and {done['runs_deleted']} runs"
+    )
+
+
 def _dialect_params(
     no_header: bool, nulls: tuple[str, ...], **given: str | int | None
 ) -> dict[str, Any]:

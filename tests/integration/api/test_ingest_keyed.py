@@ -127,3 +127,24 @@ def test_merge_and_delete_are_privileges_of_their_own(
     body = b"id\n1\n" if mode == "delete" else b"id,name,score\n1,Ann,9\n"
     ok = client.post(url, content=body, headers={"authorization": f"Bearer {allowed}"})
     assert ok.status_code == 202, ok.text
+
+
+def test_a_purge_needs_its_privilege_and_answers_what_it_removed(
+    client: TestClient, settings: Settings
+) -> None:
+    """Attack class: a writer erases the history (time travel, audit of the data) of a
+    dataset it only feeds."""
+    materialize_csv(settings, "people", PEOPLE)
+    materialize_csv(settings, "people", b"id,name,score\n9,Ed,1.25\n")
+    _, writer = TokenStore.for_settings(settings).create("feeder", Role.WRITER)
+    denied = client.post("/v1/datasets/people/purge", headers={"authorization": f"Bearer {writer}"})
+    assert denied.status_code == 403 and "--allow purge" in denied.json()["detail"]
+    assert client.post("/v1/datasets/nobody/purge").status_code == 404
+    done = client.post("/v1/datasets/people/purge")
+    assert done.status_code == 200, done.text
+    assert done.json()["version"] == 2 and done.json()["snapshots_expired"] == 1
+    assert done.json()["runs_deleted"] == 1
+    old = client.post(
+        "/v1/sql", json={"sql": "SELECT count(*) AS n FROM people", "as_of": {"people": 1}}
+    )
+    assert old.status_code == 400 and "has no version 1" in old.json()["detail"]
