@@ -144,9 +144,10 @@ class ObjectWriter:
         merged = self.rewrite(small, version, self.target_mb, [], written)
         return large + merged
 
-    def stats(self, files: Sequence[Path], columns: Sequence[Column]) -> list[ColumnStats]:
-        """Null count, min and max of each column over the new rows only."""
-        if not columns:
+    def stats(self, files: Sequence[Path | str], columns: Sequence[Column]) -> list[ColumnStats]:
+        """Null count, min and max of each column over the rows of `files` (local, or
+        objects' URLs)."""
+        if not columns or not files:
             return []
         parts = []
         for c in columns:

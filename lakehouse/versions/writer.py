@@ -213,7 +213,8 @@ class Writer:
     # -- compact, rebuild, recommit -------------------------------------------------------
 
     def compact(self, base: Manifest, target_mb: int, sort_by: list[str]) -> Built:
-        """The same rows in as few files as `target_mb` allows, sorted if asked."""
+        """The same rows in as few files as `target_mb` allows, sorted if asked (a keyed
+        dataset by its key), with their statistics counted again."""
         known = {c.name for c in base.columns}
         if unknown := [c for c in sort_by if c not in known]:
             raise WriteError(f"cannot sort by {unknown}: not columns of {self.name!r}")
@@ -224,8 +225,11 @@ class Writer:
         built = Built(manifest=base)
         version = base.version + 1
         objects = self.objects.rewrite(base.objects, version, target_mb, sort_by, built.written)
+        # Counted again over the rows as they are: after merges and deletes, min and max
+        # were bounds that could name values no longer there (an erased one too).
+        stats = self.objects.stats([self.store.url(o.key) for o in objects], base.columns)
         built.manifest = base.next_version(
-            objects=objects, operation="compact", added_ingest_ids=[]
+            objects=objects, operation="compact", added_ingest_ids=[], stats=stats
         )
         built.allow_empty = base.row_count == 0
         return built
