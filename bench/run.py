@@ -937,6 +937,8 @@ probe alternating stacks with and without the code server measured start-up 0.35
 """
 
 
+# The changing-data figures: {small variant?: (rows, rows changed, repeats)}.
+CHANGES = {False: (10_000_000, 10_000, 3), True: (20_000, 1_000, 1)}
 # Ingests the retention figure commits: {small variant?: how many}.
 RETENTION_INGESTS = {False: 10_000, True: 400}
 
@@ -949,12 +951,12 @@ def main() -> None:
         "--only",
         default="",
         help="comma-separated figures to measure and print, without writing --out "
-        "(e.g. sql_latency,sql_hostile_load,identity,limits,pgwire,retention: identity, "
+        "(e.g. sql_latency,sql_hostile_load,identity,limits,pgwire,changes,retention: identity, "
         "limits and pgwire after sql_latency)",
     )
     args = parser.parse_args()
     size = SMALL if args.small else FULL
-    from bench import pgwire, retention  # they build on this module's report
+    from bench import changes, pgwire, retention  # they build on this module's report
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
@@ -968,6 +970,8 @@ def main() -> None:
                         importlib.import_module(f"bench.{name}").measure(bench)
                     elif name == "pgwire":
                         pgwire.measure(bench, size is SMALL)
+                    elif name == "changes":
+                        changes.measure(bench, *CHANGES[size is SMALL])
                     elif name == "retention":
                         retention.measure(bench, RETENTION_INGESTS[size is SMALL])
                     else:
@@ -996,6 +1000,7 @@ def main() -> None:
             iceberg.measure(
                 bench.stack, bench.report, iceberg.SMALL if args.small else iceberg.FULL, Path(tmp)
             )
+            changes.measure(bench, *CHANGES[size is SMALL])
             # Last: its passes prune the other figures' ingests and runs too.
             retention.measure(bench, RETENTION_INGESTS[size is SMALL])
         finally:

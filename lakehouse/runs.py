@@ -121,20 +121,29 @@ def push(
         if (waiting := waiting_run(instance, dataset)) is not None:
             return waiting.run_id
         ensure_partition(instance, dataset)
-        # The client finds the job's code location and repository itself (public API; the
-        # repository's name is Dagster's own): one more small query, off the upload's path.
-        return _client(webserver_url).submit_job_execution(
-            INGEST_JOB,
-            run_config=run_config(DatasetConfig(only_if_pending=True)),
-            tags={
-                **run_tags("api"),
-                PARTITION_TAG: dataset,
-                **({REQUEST_ID_TAG: request_id} if request_id else {}),
-            },
-        )
+        tags = {REQUEST_ID_TAG: request_id} if request_id else {}
+        return submit(webserver_url, INGEST_JOB, dataset, DatasetConfig(only_if_pending=True), tags)
     except Exception as exc:  # noqa: BLE001 - a push is only a shortcut: the sensor is the path
         log.warning("no run pushed for %s (the sensor will launch one): %s", dataset, exc)
         return None
+
+
+def submit(
+    webserver_url: str,
+    job: str,
+    dataset: str,
+    config: DatasetConfig,
+    tags: dict[str, str] | None = None,
+    launched_by: str = "api",
+) -> str:
+    """Launch `job` on `dataset`'s partition through the webserver; the run's id."""
+    # The client finds the job's code location and repository itself (public API; the
+    # repository's name is Dagster's own): one more small query, off the upload's path.
+    return _client(webserver_url).submit_job_execution(
+        job,
+        run_config=run_config(config),
+        tags={**run_tags(launched_by), PARTITION_TAG: dataset, **(tags or {})},
+    )
 
 
 class Pusher:

@@ -40,6 +40,8 @@ FIGURES = [
     "Postgres endpoint throughput, 8 concurrent psycopg clients",
     "Postgres endpoint memory above idle, 200,000 rows",
     "TPC-H SF 0.01, 22 queries through psycopg",
+    "merge 1,000 rows (half updates, half inserts) into 20,000 clustered by key",
+    "delete one key from 20,000 rows",
     "retention: protocol objects and Dagster storage after small ingests and a pass",
 ]
 
