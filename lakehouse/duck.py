@@ -69,3 +69,19 @@ def attach_s3(con: duckdb.DuckDBPyConnection, s3: S3Config) -> None:
 def parquet_source(urls: Sequence[str]) -> str:
     """`read_parquet([...])` over `urls`."""
     return f"read_parquet([{', '.join(sql_string(u) for u in urls)}])"
+
+
+def conformed(
+    con: duckdb.DuckDBPyConnection, sources: Sequence[str], columns: Sequence[tuple[str, str]]
+) -> str:
+    """SQL for the rows of the Parquet `sources` as the (name, type) `columns`: objects
+    written before a dataset's columns evolved have fewer (NULL here) or narrower ones (cast:
+    only widening evolutions are allowed, so no value changes)."""
+    source = f"read_parquet([{', '.join(sql_string(s) for s in sources)}], union_by_name = true)"
+    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    select = ", ".join(
+        f"CAST({sql_identifier(name) if name in present else 'NULL'} AS {type_}) "
+        f"AS {sql_identifier(name)}"
+        for name, type_ in columns
+    )
+    return f"SELECT {select} FROM {source}"

@@ -38,6 +38,9 @@ class DataObject(BaseModel):
     # that can hold its keys. None: not known yet (written before the dataset had a key).
     key_min: str | None = None
     key_max: str | None = None
+    # An object written before the dataset's columns evolved: the fingerprint of the columns
+    # it has (fewer, or narrower; readers conform it). None: the manifest's columns.
+    schema_fingerprint: str | None = None
 
 
 class ColumnStats(BaseModel):
@@ -95,6 +98,8 @@ class Manifest(BaseModel):
     # The columns merges and deletes match rows by, set by the first of them (none: the
     # dataset only grows or is replaced).
     key: list[str] = []
+    # 1 with the first columns, one more each time they change (a replace, an evolve=).
+    schema_version: int = 0
     added_ingest_ids: list[str] = []  # the ingests this version added
     operation: str = "apply"
     stats: list[ColumnStats] = []

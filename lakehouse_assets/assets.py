@@ -188,7 +188,7 @@ def _materialization(result: Published, writer: Writer) -> dg.MaterializeResult:
     }
     if not result.another_run:
         urls = [writer.store.url(o.key) for o in manifest.objects[:1]]
-        preview = preview_rows(writer.con, urls)
+        preview = preview_rows(writer.con, urls, [(c.name, c.type) for c in manifest.columns])
         columns = [c.name for c in manifest.columns]
         metadata["preview"] = dg.MetadataValue.md(markdown_table(columns, preview))
     return dg.MaterializeResult(

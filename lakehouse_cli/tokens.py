@@ -30,7 +30,7 @@ def token() -> None:
 @click.option(
     "--allow",
     default="",
-    help="Privileges on top of the role: replace, merge, delete, purge (comma-separated).",
+    help="Privileges on top of the role: replace, merge, delete, evolve, purge (comma-separated).",
 )
 @click.option("--expires", help="Lifetime: 90d, 12h or 30m (default: never).")
 @api_option

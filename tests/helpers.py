@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from lakehouse.formats.csv.options import CsvOptions
+from lakehouse.formats.evolution import Evolve
 from lakehouse.ingest.landing import Landing
 from lakehouse.ingest.records import Dedup, IngestRecord, Mode
 from lakehouse.manifest import Manifest
@@ -29,6 +30,7 @@ def land_csv(
     current: Manifest | None = None,
     key: Sequence[str] = (),
     dedup: Dedup = "none",
+    evolve: Evolve = "strict",
 ) -> IngestRecord:
     """Land and commit `data` as the API does (one part); with `instance` (or `current`),
     checked against the dataset's current version as the API checks it."""
@@ -42,6 +44,7 @@ def land_csv(
         options=options,
         key=key,
         dedup=dedup,
+        evolve=evolve,
     )
     return landing.finish(data).record
 

@@ -66,8 +66,10 @@ def view_statements(manifest: Manifest, bucket_url: str) -> dict[str, str]:
     if not manifest.columns:
         return {}  # every ingest so far failed: there is nothing to query yet
     columns = [(c.name, c.type) for c in manifest.columns]
+    mixed = any(o.schema_fingerprint for o in manifest.objects)
+    keys = [o.key for o in manifest.objects]
     return {
-        manifest.name: _view(manifest.name, [o.key for o in manifest.objects], columns, bucket_url),
+        manifest.name: _view(manifest.name, keys, columns, bucket_url, conform=mixed),
         rejects_view(manifest.name): _view(
             rejects_view(manifest.name),
             [r.key for r in manifest.rejects],
@@ -77,11 +79,26 @@ def view_statements(manifest: Manifest, bucket_url: str) -> dict[str, str]:
     }
 
 
-def _view(name: str, keys: list[str], columns: list[tuple[str, str]], bucket_url: str) -> str:
+def _view(
+    name: str,
+    keys: list[str],
+    columns: list[tuple[str, str]],
+    bucket_url: str,
+    *,
+    conform: bool = False,
+) -> str:
+    """A view over the objects at `keys`; `conform`: some were written before the columns
+    evolved (fewer, or narrower ones), so each column is read by name and cast."""
     if not keys:
         # No objects (a header-only file, no rejects): still a view with its columns.
         typed = ", ".join(f"CAST(NULL AS {t}) AS {sql_identifier(n)}" for n, t in columns)
         body = f"SELECT {typed} WHERE false"
+    elif conform:
+        urls = ", ".join(sql_string(f"{bucket_url}/{key}") for key in keys)
+        typed = ", ".join(
+            f"CAST({sql_identifier(n)} AS {t}) AS {sql_identifier(n)}" for n, t in columns
+        )
+        body = f"SELECT {typed} FROM read_parquet([{urls}], union_by_name = true)"
     else:
         urls = ", ".join(sql_string(f"{bucket_url}/{key}") for key in keys)
         body = f"SELECT * FROM read_parquet([{urls}])"

@@ -25,7 +25,7 @@ class TokenRequest(BaseModel):
         ["*"], description="Patterns of the datasets it may use, e.g. ['sales_*', 'hr_people']."
     )
     allow: list[str] = Field(
-        [], description="Privileges on top of the role: replace, merge, delete, purge."
+        [], description="Privileges on top of the role: replace, merge, delete, evolve, purge."
     )
     expires_in_days: float | None = Field(None, gt=0, description="None: never expires.")
 

@@ -14,6 +14,7 @@ from api.deps import SettingsDep
 from lakehouse.auth.grants import Privilege
 from lakehouse.errors import Forbidden
 from lakehouse.formats.csv.options import CsvOptions, InvalidOption
+from lakehouse.formats.evolution import Evolve
 from lakehouse.ingest.records import KEYED_MODES, Dedup, Mode
 from lakehouse.names import validate_name
 
@@ -26,6 +27,7 @@ class UploadParams:
     options: CsvOptions
     key: tuple[str, ...] = ()  # merge and delete: the columns rows are matched by
     dedup: Dedup = "none"
+    evolve: Evolve = "strict"
 
 
 def csv_options(
@@ -96,6 +98,13 @@ def upload_params(
             "or its first or last row is kept"
         ),
     ] = "none",
+    evolve: Annotated[
+        Evolve,
+        Query(
+            description="append: strict (default: other columns are a 409), add_columns (new "
+            "columns are added; missing ones are NULL), widen (also Iceberg's type widenings)"
+        ),
+    ] = "strict",
 ) -> UploadParams:
     """The upload's parameters, checked: 422 for a bad name or wait, 400 for a dialect
     parameter that cannot be used, or a key without a keyed mode."""
@@ -105,6 +114,12 @@ def upload_params(
             status.HTTP_400_BAD_REQUEST,
             detail=f"key= and dedup= match rows in mode=merge or mode=delete, not mode={mode}",
         )
+    if evolve != "strict" and mode != "append":
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"evolve= changes a dataset's columns with an append, not mode={mode}: "
+            "append the file with its new columns first",
+        )
     return UploadParams(
         validate_name(name),
         mode,
@@ -112,6 +127,7 @@ def upload_params(
         options,
         columns,
         dedup,
+        evolve,
     )
 
 
@@ -145,6 +161,8 @@ def permitted_upload(
             f"application/gzip or multipart/form-data, not {content_type or 'no content type'}"
         )
     principal.require(MODE_PRIVILEGES[params.mode], params.name)
+    if params.evolve != "strict":
+        principal.require(Privilege.EVOLVE, params.name)
     return params
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from lakehouse.formats.csv.types import Column
+from lakehouse.formats.evolution import Evolve
 from lakehouse.ingest.records import Dedup, IngestRecord, Mode
 from lakehouse.manifest import Manifest
 from lakehouse.publish.status import IngestStatus
@@ -67,6 +68,7 @@ class IngestAnswer(BaseModel):
     error: IngestError | None = None
     key: list[str] = Field([], description="merge, delete: the key columns rows were matched by.")
     dedup: Dedup = Field("none", description="merge, delete: which row of a repeated key won.")
+    evolve: Evolve = Field("strict", description="append: what its columns could change.")
     changes: RowChanges | None = Field(
         None,
         description="merge, delete, once materialized: stored rows whose key it sent again "
@@ -88,6 +90,7 @@ def answer(record: IngestRecord, state: IngestStatus, **extra: Any) -> IngestAns
         request_id=record.request_id,
         key=record.key,
         dedup=record.dedup,
+        evolve=record.evolve,
         inferred_schema=InferredSchema.model_validate(
             {
                 **schema.described(),

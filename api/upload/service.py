@@ -45,6 +45,7 @@ async def upload(
         request_id=request.state.audit["request_id"],
         key=params.key,
         dedup=params.dedup,
+        evolve=params.evolve,
     )
     try:
         landed = await land(request, landing, settings, slot.count_bytes)

@@ -5,8 +5,9 @@ its patterns match.
     writer  and append to them
     admin   everything, on every dataset: replace, tokens, the audit trail
 
-Replacing a dataset, merging into it by key, deleting from it by key and purging its earlier
-versions are privileges of their own (`--allow replace,merge,delete,purge` on a writer): a
+Replacing a dataset, merging into it by key, deleting from it by key, changing its columns
+(evolve) and purging its earlier versions are privileges of their own (`--allow replace,
+merge,delete,evolve,purge` on a writer): a
 writer that feeds a dataset cannot throw it away or rewrite its rows by accident. Patterns
 are dataset names with `*` for any run of characters (`sales_*`), so a team is granted its
 prefix once.
@@ -30,6 +31,7 @@ class Privilege(StrEnum):
     REPLACE = "replace"
     MERGE = "merge"
     DELETE = "delete"
+    EVOLVE = "evolve"  # an append that adds columns or widens types (evolve=)
     PURGE = "purge"  # erase now what earlier versions hold (`lakehouse.publish.purge`)
     ADMIN = "admin"  # tokens, the audit trail, every dataset
 
@@ -46,7 +48,9 @@ ROLE_PRIVILEGES: dict[Role, frozenset[Privilege]] = {
     Role.ADMIN: frozenset(Privilege),
 }
 # Privileges that may be granted on top of a role (`--allow`).
-GRANTABLE = frozenset({Privilege.REPLACE, Privilege.MERGE, Privilege.DELETE, Privilege.PURGE})
+GRANTABLE = frozenset(
+    {Privilege.REPLACE, Privilege.MERGE, Privilege.DELETE, Privilege.EVOLVE, Privilege.PURGE}
+)
 
 # A dataset name, with `*` for any run of name characters.
 PATTERN = re.compile(r"[a-z*][a-z0-9_*]{0,62}")
@@ -125,6 +129,7 @@ def _verb(privilege: Privilege, dataset: str | None) -> str:
         Privilege.REPLACE: f"replace {target} (mode=replace)",
         Privilege.MERGE: f"merge rows by key into {target} (mode=merge)",
         Privilege.DELETE: f"delete rows by key from {target} (mode=delete)",
+        Privilege.EVOLVE: f"change the columns of {target} (evolve=)",
         Privilege.PURGE: f"purge the earlier versions of {target}",
         Privilege.ADMIN: "manage tokens or read the audit trail",
     }[privilege]

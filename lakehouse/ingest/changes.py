@@ -15,6 +15,7 @@ from lakehouse.errors import Conflict, InvalidInput, Unavailable
 from lakehouse.formats.csv.convert import stored_rows_sql
 from lakehouse.formats.csv.schema import CsvSchema
 from lakehouse.formats.csv.types import Column
+from lakehouse.formats.evolution import by_name
 from lakehouse.ingest.records import DELETED, Dedup, Mode
 from lakehouse.manifest import Manifest
 from lakehouse.settings import S3Config
@@ -90,9 +91,8 @@ def check_key_columns(schema: CsvSchema, key: Sequence[str]) -> None:
 def keyed_contract(schema: CsvSchema, current: Sequence[Column]) -> list[Column]:
     """The types a keyed file's columns should be read as: the dataset's, and BOOLEAN for
     `_deleted` (each taken only where the sampled values fit it)."""
-    known = {c.name: c for c in current}
     flag = Column(DELETED, "BOOLEAN", "boolean: marks a row as a delete of its key")
-    return [known.get(c.name, flag if c.name == DELETED else c) for c in schema.columns]
+    return by_name(schema.columns, [*current, flag])
 
 
 def check_deleted_flag(mode: Mode, schema: CsvSchema) -> None:

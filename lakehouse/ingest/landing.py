@@ -14,6 +14,7 @@ from lakehouse.formats.csv.options import CsvOptions
 from lakehouse.formats.csv.schema import CsvSchema, infer_schema, schema_diff
 from lakehouse.formats.csv.text import NotCsv
 from lakehouse.formats.csv.types import Column
+from lakehouse.formats.evolution import Evolve, by_name, evolved
 from lakehouse.ingest.changes import (
     check_deleted_flag,
     check_key_columns,
@@ -42,7 +43,8 @@ SAMPLE_BYTES = 1024 * 1024
 
 
 HOW_TO_MATCH: dict[Mode, str] = {
-    "append": ", or send mode=replace to make it the dataset's new version",
+    "append": ": send evolve=add_columns to add its new columns (evolve=widen also widens a "
+    "type as Iceberg allows), or mode=replace to make it the dataset's new version",
     "replace": "",
     "merge": f" (a merge file has the dataset's columns, and may add a BOOLEAN {DELETED})",
     "delete": " (a delete file has the key columns, or more of the dataset's, with its types)",
@@ -162,6 +164,7 @@ class Landing:
         request_id: str | None = None,
         key: Sequence[str] = (),
         dedup: Dedup = "none",
+        evolve: Evolve = "strict",
     ) -> None:
         self.store = store
         self.tails = tails
@@ -179,6 +182,7 @@ class Landing:
         self.request_id = request_id
         self.match_key = resolve_key(dataset, mode, key, current) if mode in KEYED_MODES else []
         self.dedup = dedup
+        self.evolve = evolve
         self._lines = LineCounter()
         self._hash = hashlib.sha256()
         self._upload: MultipartUpload | None = None
@@ -238,6 +242,7 @@ class Landing:
             request_id=self.request_id,
             key=self.match_key,
             dedup=self.dedup,
+            evolve=self.evolve,
         )
         after = self.current.applied_through if self.current else 0
         return Landed(commit(self.store, record, after, self.tails), duplicate=False)
@@ -309,7 +314,17 @@ class Landing:
             raise TooManyColumns(len(schema.columns), self.max_columns)
         if self.mode in KEYED_MODES:
             return self._keyed(sample, complete and len(sample) == len(data), schema)
-        if contract is not None and schema.fingerprint != contract.schema_fingerprint:
+        if contract is None or schema.fingerprint == contract.schema_fingerprint:
+            return schema
+        if self.evolve != "strict":  # read again with the dataset's types, by name
+            schema = infer_schema(
+                sample,
+                complete=complete and len(sample) == len(data),
+                max_rows=self.sample_rows,
+                contract=by_name(schema.columns, contract.columns),
+                options=self.options,
+            )
+        if evolved(contract.columns, schema.columns, self.evolve) is None:
             raise SchemaConflict(self.dataset, contract.columns, schema)
         return schema
 

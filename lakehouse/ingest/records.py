@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from lakehouse.formats.csv.schema import CsvSchema
 from lakehouse.formats.csv.text import UTF8_BOM
+from lakehouse.formats.evolution import Evolve
 
 Mode = Literal["append", "replace", "merge", "delete"]
 # Modes that change rows by the dataset's key.
@@ -83,6 +84,7 @@ class IngestRecord(BaseModel):
     request_id: str | None = None  # the API request that uploaded it (its X-Request-ID)
     key: list[str] = []  # merge and delete: the key columns rows are matched by
     dedup: Dedup = "none"
+    evolve: Evolve = "strict"  # an append: what its columns may change (`formats.evolution`)
 
 
 def landed_bytes(first_part: bytes) -> bytes:

@@ -35,11 +35,12 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import (
     CommitFailedException,
     NoSuchTableError,
+    ResolveError,
     TableAlreadyExistsError,
 )
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.manifest import DataFile
-from pyiceberg.schema import Schema
+from pyiceberg.schema import Schema, promote
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import (
@@ -308,14 +309,20 @@ class IcebergTables:
 
 
 def _evolve_schema(tx: Transaction, columns: list[Column]) -> None:
-    """Bring the table's columns to `columns`: a column with the same name and type keeps
-    its field id; one that changed type is dropped and added again (Iceberg cannot change
-    its type), as are new ones; then the order is the dataset's."""
+    """Bring the table's columns to `columns`: a column with the same name keeps its field
+    id, its type widened if Iceberg allows it (evolve=widen: old snapshots' files read
+    through the promotion); one whose type changed otherwise (only a replace does that) is
+    dropped and added again, as new ones are added; then the order is the dataset's."""
     schema = tx.table_metadata.schema()
     have = {f.name: f.field_type for f in schema.fields}
     want = {c.name: iceberg_type(c.type) for c in columns}
-    drop = [n for n, t in have.items() if want.get(n) != t]
-    add = [c.name for c in columns if have.get(c.name) != want[c.name]]
+    widen = [n for n, t in have.items() if n in want and want[n] != t and _promotes(t, want[n])]
+    drop = [n for n, t in have.items() if want.get(n) != t and n not in widen]
+    add = [c.name for c in columns if c.name not in have or c.name in drop]
+    if widen:
+        with tx.update_schema() as update:
+            for name in widen:
+                update.update_column(name, field_type=want[name])
     if drop:
         with tx.update_schema(allow_incompatible_changes=True) as update:
             for name in drop:
@@ -330,6 +337,14 @@ def _evolve_schema(tx: Transaction, columns: list[Column]) -> None:
             update.move_first(order[0])
             for before, name in zip(order, order[1:], strict=False):
                 update.move_after(name, before)
+
+
+def _promotes(old: IcebergType, new: IcebergType) -> bool:
+    try:
+        promote(old, new)
+    except ResolveError:
+        return False
+    return True
 
 
 def version_of(snapshot: Snapshot) -> int | None:

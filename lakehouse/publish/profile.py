@@ -8,17 +8,21 @@ from typing import Any
 
 import duckdb
 
-from lakehouse.duck import parquet_source
+from lakehouse.duck import conformed
 
 PREVIEW_ROWS = 10
 
 
 def preview_rows(
-    con: duckdb.DuckDBPyConnection, urls: Sequence[str], limit: int = PREVIEW_ROWS
+    con: duckdb.DuckDBPyConnection,
+    urls: Sequence[str],
+    columns: Sequence[tuple[str, str]],
+    limit: int = PREVIEW_ROWS,
 ) -> list[tuple]:
+    """The first rows of the objects at `urls`, in the version's (name, type) `columns`."""
     if not urls:
         return []
-    return con.execute(f"SELECT * FROM {parquet_source(urls)} LIMIT {int(limit)}").fetchall()
+    return con.execute(f"{conformed(con, urls, columns)} LIMIT {int(limit)}").fetchall()
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

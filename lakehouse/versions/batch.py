@@ -9,6 +9,8 @@ from pathlib import Path
 
 from lakehouse.formats.csv.convert import Converted
 from lakehouse.formats.csv.schema import CsvSchema, fingerprint
+from lakehouse.formats.csv.types import Column
+from lakehouse.formats.evolution import evolved
 from lakehouse.ingest.marks import applied_with
 from lakehouse.ingest.records import DELETED, IngestRecord
 from lakehouse.manifest import ColumnStats, DataObject, Manifest
@@ -85,6 +87,8 @@ class Batch:
         this batch widened since, with those columns (they hold every value the narrower
         ones did); None if its columns are another dataset's."""
         schema = entry.csv_schema
+        if entry.mode == "append" and entry.evolve != "strict" and self.fingerprint:
+            return schema if evolved(self.columns, schema.columns, entry.evolve) else None
         if entry.mode == "merge" and (not self.fingerprint or self._merges_into(schema)):
             return schema
         if entry.mode == "delete":
@@ -106,6 +110,31 @@ class Batch:
     def _names_keys_of(self, schema: CsvSchema) -> bool:
         types = {c.name: c.type for c in self.columns}
         return all(types.get(c.name) == c.type for c in schema.columns)
+
+    def evolve_to(self, columns: list[Column]) -> None:
+        """An append with `evolve=` changed the columns (added, or widened)."""
+        self.columns = columns
+        self.fingerprint = fingerprint([(c.name, c.type) for c in columns])
+
+    def kept_objects(self, evolved: bool) -> list[DataObject]:
+        """The base version's objects the new one keeps; if the columns changed, each marked
+        with the columns it was written with."""
+        if not evolved:
+            return list(self.objects)
+        return [
+            o
+            if o.schema_fingerprint
+            else o.model_copy(update={"schema_fingerprint": self.base.schema_fingerprint})
+            for o in self.objects
+        ]
+
+    def written_as_is(self) -> bool:
+        """Whether the new rows are one local file with the version's columns exactly (it is
+        uploaded as it is)."""
+        data = [c for c in self.converted if c.data is not None]
+        return (
+            not self.carried and len(data) == 1 and data[0].schema.fingerprint == self.fingerprint
+        )
 
     def files(self) -> list[Path]:
         """The local files whose rows the version adds."""

@@ -16,6 +16,7 @@ import duckdb
 from lakehouse.duck import parquet_source, sql_string
 from lakehouse.errors import NotFound
 from lakehouse.formats.csv.accounting import LineAccount
+from lakehouse.formats.evolution import is_widening
 from lakehouse.manifest import Manifest
 from lakehouse.store import ObjectStore
 from lakehouse.versions.tables import Tables
@@ -87,16 +88,39 @@ def failed(results: list[CheckResult]) -> list[str]:
 
 
 def _schema(manifest: Manifest, con: duckdb.DuckDBPyConnection, urls: list[str]) -> CheckResult:
+    """The objects have the manifest's columns; one written before they evolved, some of
+    them, each of its type or one it widens to."""
     name = "schema_matches_contract"
     expected = [(c.name, c.type) for c in manifest.columns]
+    current = [u for u, o in zip(urls, manifest.objects, strict=True) if not o.schema_fingerprint]
+    older = [u for u, o in zip(urls, manifest.objects, strict=True) if o.schema_fingerprint]
     if not urls:
         return CheckResult(name, True, {"note": "no objects yet"})
     try:
-        described = con.execute(f"DESCRIBE SELECT * FROM {parquet_source(urls)}").fetchall()
+        found = _described(con, current) if current else expected
+        misfits = [u for u in older if not _evolves_into(_described(con, [u]), expected)]
     except duckdb.Error as exc:
         return CheckResult(name, False, {"error": f"objects unreadable: {exc}"})
-    found = [(column, str(kind)) for column, kind, *_ in described]
-    return CheckResult(name, found == expected, {"expected": str(expected), "found": str(found)})
+    return CheckResult(
+        name,
+        found == expected and not misfits,
+        {
+            "expected": str(expected),
+            "found": str(found),
+            "older_objects": len(older),
+            "misfits": ", ".join(misfits) or "none",
+        },
+    )
+
+
+def _described(con: duckdb.DuckDBPyConnection, urls: list[str]) -> list[tuple[str, str]]:
+    described = con.execute(f"DESCRIBE SELECT * FROM {parquet_source(urls)}").fetchall()
+    return [(column, str(kind)) for column, kind, *_ in described]
+
+
+def _evolves_into(found: list[tuple[str, str]], expected: list[tuple[str, str]]) -> bool:
+    types = dict(expected)
+    return all(n in types and (types[n] == t or is_widening(t, types[n])) for n, t in found)
 
 
 def _rows(

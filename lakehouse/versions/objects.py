@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from lakehouse.duck import parquet_source, sql_identifier, sql_string
+from lakehouse.duck import conformed, parquet_source, sql_identifier, sql_string
 from lakehouse.formats.csv.convert import PARQUET_FORMAT
 from lakehouse.formats.csv.types import Column
 from lakehouse.manifest import ColumnStats, DataObject
@@ -41,21 +41,32 @@ class ObjectWriter:
         self.target_mb, self.log = target_mb, log_line
         self.range_column: str | None = None  # a keyed dataset's first key column
 
-    def write(self, files: Sequence[Path], key: str, written: list[str]) -> DataObject:
-        """`files` (same columns) as one object at `key`, rows in order. One file is
-        uploaded as it is (it was written with the same format settings)."""
+    def write(
+        self,
+        files: Sequence[Path],
+        key: str,
+        written: list[str],
+        columns: Sequence[Column] | None = None,
+    ) -> DataObject:
+        """`files` as one object at `key`, rows in order: in `columns` if given (files of
+        other columns are conformed: `conformed`), else all with the same columns, and one
+        file uploaded as it is (it was written with the same format settings)."""
         written.append(key)
         con = self.con.cursor()  # its own connection: the caller's may be busy meanwhile
-        source = ", ".join(sql_string(str(f)) for f in files)
-        lo, hi = self._range(con, f"read_parquet([{source}])")
-        if len(files) == 1:
-            count = con.execute(f"SELECT count(*) FROM read_parquet({sql_string(str(files[0]))})")
+        sources = [str(f) for f in files]
+        lo, hi = self._range(con, parquet_source(sources))
+        if len(files) == 1 and columns is None:
+            count = con.execute(f"SELECT count(*) FROM {parquet_source(sources)}")
             rows = int(count.fetchone()[0])  # type: ignore[index]
             size = self.store.put_file(key, files[0])
             return DataObject(key=key, bytes=size, rows=rows, key_min=lo, key_max=hi)
+        rows_sql = (
+            conformed(con, sources, _typed(columns))
+            if columns
+            else (f"SELECT * FROM {parquet_source(sources)}")
+        )
         copied = con.execute(
-            f"COPY (SELECT * FROM read_parquet([{source}])) TO {sql_string(self.store.url(key))}"
-            f" ({PARQUET_FORMAT})"
+            f"COPY ({rows_sql}) TO {sql_string(self.store.url(key))} ({PARQUET_FORMAT})"
         ).fetchone()
         rows = int(copied[0]) if copied else 0
         return DataObject(key=key, bytes=self.store.size(key), rows=rows, key_min=lo, key_max=hi)
@@ -82,12 +93,14 @@ class ObjectWriter:
     def rewrite(
         self,
         objects: Sequence[DataObject],
+        columns: Sequence[Column],
         version: int,
         target_mb: int,
         sort_by: Sequence[str],
         written: list[str],
     ) -> list[DataObject]:
-        """`objects` rewritten into files of about `target_mb`, sorted if asked."""
+        """`objects` rewritten into files of about `target_mb` in `columns`, sorted if
+        asked."""
         if not objects:
             return []
         prefix = object_key(self.name, version, self.run_id, part="-compacted").removesuffix(
@@ -95,10 +108,10 @@ class ObjectWriter:
         )
         # An earlier attempt of this run (a step retry) may have left parts there.
         self.store.delete(list(self.store.list_keys(prefix + "/")))
-        source = ", ".join(sql_string(self.store.url(o.key)) for o in objects)
+        rows = conformed(self.con, [self.store.url(o.key) for o in objects], _typed(columns))
         order = f" ORDER BY {', '.join(sql_identifier(c) for c in sort_by)}" if sort_by else ""
         self.con.execute(
-            f"COPY (SELECT * FROM read_parquet([{source}]){order}) "
+            f"COPY ({rows}{order}) "
             f"TO {sql_string(self.store.url(prefix + '/'))} (FORMAT parquet, COMPRESSION zstd, "
             f"FILE_SIZE_BYTES '{int(target_mb)}MB', FILENAME_PATTERN 'part-{{i}}')"
         )
@@ -131,7 +144,11 @@ class ObjectWriter:
         return self.with_range(obj, self.range_column)
 
     def merge_small(
-        self, objects: list[DataObject], version: int, written: list[str]
+        self,
+        objects: list[DataObject],
+        columns: Sequence[Column],
+        version: int,
+        written: list[str],
     ) -> list[DataObject]:
         """Merge the objects under half the target size into one (or a few): the object
         list stays bounded, and the work is proportional to the small objects only."""
@@ -141,7 +158,7 @@ class ObjectWriter:
             return objects
         large = [o for o in objects if o.bytes >= small_bytes]
         self.log(f"{self.name}: merging {len(small)} small objects into fewer")
-        merged = self.rewrite(small, version, self.target_mb, [], written)
+        merged = self.rewrite(small, columns, version, self.target_mb, [], written)
         return large + merged
 
     def stats(self, files: Sequence[Path | str], columns: Sequence[Column]) -> list[ColumnStats]:
@@ -153,15 +170,17 @@ class ObjectWriter:
         for c in columns:
             q = sql_identifier(c.name)
             parts += [f"count(*) - count({q})", f"min({q})::VARCHAR", f"max({q})::VARCHAR"]
-        source = ", ".join(sql_string(str(f)) for f in files)
-        row = self.con.execute(
-            f"SELECT {', '.join(parts)} FROM read_parquet([{source}])"
-        ).fetchone()
+        rows = conformed(self.con, [str(f) for f in files], _typed(columns))
+        row = self.con.execute(f"SELECT {', '.join(parts)} FROM ({rows})").fetchone()
         assert row is not None
         return [
             ColumnStats(column=c.name, nulls=row[3 * i], min=row[3 * i + 1], max=row[3 * i + 2])
             for i, c in enumerate(columns)
         ]
+
+
+def _typed(columns: Sequence[Column]) -> list[tuple[str, str]]:
+    return [(c.name, c.type) for c in columns]
 
 
 def merge_stats(previous: list[ColumnStats], new: list[ColumnStats]) -> list[ColumnStats]:

@@ -32,6 +32,7 @@ import duckdb
 
 from lakehouse.formats.csv.accounting import LineAccount
 from lakehouse.formats.csv.schema import CsvSchema
+from lakehouse.formats.evolution import evolved
 from lakehouse.ingest.log import read_entry
 from lakehouse.ingest.prune import log_floor
 from lakehouse.ingest.records import DELETED, KEYED_MODES, IngestRecord
@@ -131,6 +132,11 @@ class Writer:
             state.start_over(entry, converted.schema)
         elif not state.fingerprint:
             state.adopt(entry, converted.schema)
+        elif converted.schema.fingerprint != state.fingerprint:  # evolve= (`state.reading`)
+            columns = evolved(state.columns, converted.schema.columns, entry.evolve)
+            assert columns is not None
+            state.evolve_to(columns)
+            self.log(f"{self.name}: columns now {[(c.name, c.type) for c in columns]}")
         state.converted.append(converted)
         state.shas[entry.sha256] = entry.ingest_id
         return Outcome(ingest_id=entry.ingest_id, seq=entry.seq, status="applied")
@@ -162,14 +168,16 @@ class Writer:
         built = Built(manifest=base)
         version = base.version + 1
         self.objects.range_column = state.key[0] if state.key else None
-        objects = list(state.objects)
+        evolved = state.fingerprint != base.schema_fingerprint
+        objects = state.kept_objects(evolved)
         rejects = [] if state.replaced else list(base.rejects)
         stats = [] if state.replaced else without_rows(base.stats, state.removed)
         if files := state.files():
             key = object_key(self.name, version, self.run_id)
+            conform = None if state.written_as_is() else state.columns
             # The statistics read the local files while the object goes up.
             with ThreadPoolExecutor(1) as upload:
-                writing = upload.submit(self.objects.write, files, key, built.written)
+                writing = upload.submit(self.objects.write, files, key, built.written, conform)
                 added = self.objects.stats(files, state.columns)
                 objects.append(writing.result())
             stats = merge_stats(stats, added)
@@ -178,7 +186,7 @@ class Writer:
                 rejects_at = rejects_key(self.name, version, self.run_id)
                 rejects.append(self.objects.write(reject_files, rejects_at, built.written))
         if len(objects) > self.limits.compaction_max_objects:
-            objects = self.objects.merge_small(objects, version, built.written)
+            objects = self.objects.merge_small(objects, state.columns, version, built.written)
         pruned_through = max(base.pruned_through, log_floor(self.store, self.name))
         manifest = base.next_version(
             location=self.store.url(dataset_prefix(self.name)),
@@ -191,6 +199,7 @@ class Writer:
             base_seq=state.base_seq,
             applied_through=through,
             key=state.key,
+            schema_version=base.schema_version + evolved,
             excluded_seqs=[
                 s
                 for s in [*state.kept_excluded, *state.excluded]
@@ -224,7 +233,9 @@ class Writer:
         self.objects.range_column = base.key[0] if base.key else None
         built = Built(manifest=base)
         version = base.version + 1
-        objects = self.objects.rewrite(base.objects, version, target_mb, sort_by, built.written)
+        objects = self.objects.rewrite(
+            base.objects, base.columns, version, target_mb, sort_by, built.written
+        )
         # Counted again over the rows as they are: after merges and deletes, min and max
         # were bounds that could name values no longer there (an erased one too).
         stats = self.objects.stats([self.store.url(o.key) for o in objects], base.columns)
@@ -243,6 +254,11 @@ class Writer:
             )
         seqs = range(max(base.base_seq, 1), base.applied_through + 1)
         entries = [read_entry(self.store, self.name, s) for s in seqs if base.contains(s)]
+        if any(e.evolve != "strict" for e in entries):
+            raise WriteError(
+                f"cannot rebuild {self.name!r}: appends with evolve= changed its columns, and "
+                "a rebuild reads every file with the first one's; nothing changed"
+            )
         state = Batch(base.model_copy(update={"objects": [], "rejects": [], "stats": []}))
         state.replaced = True
         schema: CsvSchema | None = None

@@ -205,3 +205,83 @@ def test_a_merge_a_delete_and_a_purge_through_the_stack(stack: Stack, tmp_path: 
     table = IcebergTables(settings.iceberg_catalog_url, settings.s3()).load("customers")
     assert table is not None and len(table.snapshots()) == 1
     assert 3 not in table.scan().to_arrow()["id"].to_pylist()
+
+
+def read_with_pyiceberg_alone(stack: Stack, tmp_path: Path, name: str, earlier: int) -> dict:
+    """The READER script, in a process that cannot import the project."""
+    api, settings = stack.api_url, stack.settings
+    manifest = http.get(f"{api}/v1/catalog/{name}", timeout=10).json()
+    versions = http.get(f"{api}/v1/catalog/{name}/versions", timeout=10).json()["versions"]
+    args = {
+        "name": name,
+        "endpoint": settings.s3_endpoint,
+        "access_key": settings.s3_access_key,
+        "secret_key": settings.s3_secret_key,
+        "catalog_uri": f"sqlite:///{settings.state_dir.absolute()}/iceberg/catalog.db",
+        "metadata_location": manifest["iceberg"]["metadata_location"],
+        "earlier_snapshot_id": next(
+            v["iceberg"]["snapshot_id"] for v in versions if v["version"] == earlier
+        ),
+    }
+    script = tmp_path / "reader.py"
+    script.write_text(READER)
+    read = subprocess.run(
+        [sys.executable, str(script), json.dumps(args)],
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert read.returncode == 0, read.stderr
+    seen: dict = json.loads(read.stdout)
+    return seen
+
+
+def test_evolved_columns_read_right_in_every_snapshot_and_version(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """widen (DECIMAL(18,2) -> DECIMAL(38,2), its field id kept) then add_columns: pyiceberg
+    alone reads the old and the new snapshots with their values, and `/v1/sql` `as_of` the
+    first version reads it with its own columns."""
+    api = stack.api_url
+    ingest(api, "ledger", b"id,amount\n1,1.50\n2,2.25\n")
+    big = "12345678901234567890.25"
+    response = http.post(
+        f"{api}/v1/ingest",
+        params={"name": "ledger", "evolve": "widen", "wait": "true"},
+        content=f"id,amount\n3,{big}\n".encode(),
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    response = http.post(
+        f"{api}/v1/ingest",
+        params={"name": "ledger", "evolve": "add_columns", "wait": "true"},
+        content=b"id,amount,memo\n4,0.01,tip\n",
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+
+    current = sql(api, "SELECT * FROM ledger")
+    assert current == sorted(
+        [
+            {"id": 1, "amount": "1.50", "memo": None},
+            {"id": 2, "amount": "2.25", "memo": None},
+            {"id": 3, "amount": big, "memo": None},
+            {"id": 4, "amount": "0.01", "memo": "tip"},
+        ],
+        key=lambda r: json.dumps(r, sort_keys=True),
+    )
+    first = sql(api, "SELECT * FROM ledger", as_of={"ledger": 1})
+    assert first == [{"id": 1, "amount": "1.50"}, {"id": 2, "amount": "2.25"}]
+    seen = read_with_pyiceberg_alone(stack, tmp_path, "ledger", earlier=1)
+    assert seen["current"] == seen["static_current"] == current
+    assert (
+        seen["earlier"]
+        == seen["static_earlier"]
+        == [
+            {"id": 1, "amount": "1.50"},
+            {"id": 2, "amount": "2.25"},
+        ]
+    )

@@ -148,3 +148,31 @@ def test_a_purge_needs_its_privilege_and_answers_what_it_removed(
         "/v1/sql", json={"sql": "SELECT count(*) AS n FROM people", "as_of": {"people": 1}}
     )
     assert old.status_code == 400 and "has no version 1" in old.json()["detail"]
+
+
+def test_an_append_changes_the_columns_only_as_its_evolve_allows(
+    client: TestClient, settings: Settings, store: ObjectStore
+) -> None:
+    materialize_csv(settings, "people", PEOPLE)
+    base = "/v1/ingest?name=people"
+    wider = b"id,name,score,email\n4,Di,1.5,d@x\n"
+    strict = refused(client, store, base, wider, 409)
+    assert "evolve=add_columns" in strict
+    assert "evolve=" in refused(client, store, f"{base}&mode=merge&key=id&evolve=widen", wider, 400)
+    typed = b"id,name,score\n4,Di,not a number\n"
+    assert "do not match" in refused(client, store, f"{base}&evolve=add_columns", typed, 409)
+    _, writer = TokenStore.for_settings(settings).create("feeder", Role.WRITER)
+    denied = client.post(
+        f"{base}&evolve=add_columns", content=wider, headers={"authorization": f"Bearer {writer}"}
+    )
+    assert denied.status_code == 403 and "--allow evolve" in denied.json()["detail"]
+
+    added = client.post(f"{base}&evolve=add_columns", content=wider)
+    assert added.status_code == 202 and added.json()["evolve"] == "add_columns"
+    apply(settings, "people")
+    now = client.post("/v1/sql", json={"sql": "SELECT id, email FROM people ORDER BY id"})
+    assert now.json()["rows"][0] == {"id": 1, "email": None}
+    assert now.json()["rows"][-1] == {"id": 4, "email": "d@x"}
+    before = client.post("/v1/sql", json={"sql": "SELECT * FROM people", "as_of": {"people": 1}})
+    assert list(before.json()["rows"][0]) == ["id", "name", "score"]  # its own columns
+    assert client.get("/v1/catalog/people").json()["schema_version"] == 2
