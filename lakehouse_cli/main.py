@@ -158,6 +158,8 @@ def config_docs() -> None:
 )
 @click.option("--dedup", type=click.Choice(["none", "first", "last"]), default="none",
               help="merge, delete: keep the first or last row of a key given twice.")  # fmt: skip
+@click.option("--evolve", type=click.Choice(["strict", "add_columns", "widen"]), default="strict",
+              help="append: add new columns (add_columns), also widen types (widen).")  # fmt: skip
 @click.option("--wait", is_flag=True, help="Wait until the ingest is materialized or failed.")
 @click.option("--delimiter", help="One character, or 'tab' (default: found in the file).")
 @click.option("--quote", help="\", ' or none (default: found in the file).")
@@ -174,6 +176,7 @@ def ingest(
     mode: str,
     merge_key: str | None,
     dedup: str,
+    evolve: str,
     wait: bool,
     api: str,
     **dialect: Any,
@@ -203,6 +206,8 @@ def ingest(
             params |= {"key": merge_key, "mode": "merge" if mode == "append" else mode}
         if dedup != "none":
             params["dedup"] = dedup
+        if evolve != "strict":
+            params["evolve"] = evolve
         params |= _dialect_params(**dialect)
         response = request("POST", f"{api}/v1/ingest", params=params, content=chunks(),
                             headers=headers)  # fmt: skip

@@ -4,7 +4,9 @@ DuckDB read exactly the rows the API serves, at any retained version.
 
 - **No second copy.** A snapshot registers the objects a version lists, as they are (their
   Parquet footers give the statistics); the objects carry no Iceberg field ids, so the table
-  has a name mapping (`schema.name-mapping.default`) that readers match columns by.
+  has a name mapping (`schema.name-mapping.default`) that readers match columns by. Evolving
+  columns keeps ids: an added column gets a new one, a widened one keeps its own
+  (`_evolve_schema`), so the mapping never sends an old file's column to another field.
 - **A version's snapshot.** Committing version v makes the table's data files exactly the
   manifest's objects: a version that only adds objects is an `append`, one that drops some
   (compaction, replace, rebuild, merging small objects) an `overwrite`, one that changes
