@@ -255,3 +255,41 @@ def test_a_merge_racing_an_append_commits_each_change_once(
     assert isinstance(result, Unchanged) and result.base.version == 2
     assert table(con, store, catalog.latest("events")) == [*EXPECTED["merge"], (8, "h", 80)]
     assert_consistent(store, tables, catalog)
+
+
+def test_a_delete_racing_a_compaction_deletes_once_from_the_compacted_objects(
+    store: ObjectStore, tables: IcebergTables, con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Run A builds the delete on version 1; meanwhile run B compacts version 1 into
+    version 2. A's claim finds version 2 taken: A builds again on B's objects, and the
+    delete takes the keys out of those."""
+    catalog = ListCatalog()
+    land_csv(store, "events", BASE)
+    run(store, tables, catalog, con, tmp_path)
+    land_csv(store, "events", b"id,name,score\n9,i,90\n")  # a second object to compact
+    run(store, tables, catalog, con, tmp_path)
+    land_csv(store, "events", DELETE, mode="delete", key=["id"], current=catalog.latest("events"))
+    raced = False
+
+    def build_while_b_compacts(writer_a: Writer, base: Manifest) -> Any:
+        nonlocal raced
+        built = next_version(writer_a, store, base, Request(only_if_pending=True))
+        if not raced:
+            raced = True
+            compacted = run(
+                store,
+                tables,
+                catalog,
+                con,
+                tmp_path / "b",
+                build=lambda w, b: next_version(w, store, b, Request(operation="compact")),
+            )
+            assert isinstance(compacted, Published)
+        return built
+
+    (tmp_path / "b").mkdir()
+    result = run(store, tables, catalog, con, tmp_path, build=build_while_b_compacts)
+    assert isinstance(result, Published) and result.record.version == 4
+    assert table(con, store, catalog.latest("events")) == [*EXPECTED["delete"], (9, "i", 90)]
+    assert outcome_changes(result) == [CHANGES["delete"]]
+    assert_consistent(store, tables, catalog)
