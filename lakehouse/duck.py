@@ -5,6 +5,7 @@ httpfs is loaded from the `duckdb-extension-httpfs` wheel; DuckDB never download
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,15 @@ def connection_config(memory_limit: str, threads: int) -> dict[str, Any]:
         # key (a re-run rewrites the same rows), so each query skips a round trip per object.
         "enable_http_metadata_cache": True,
     }
+
+
+def s3_connection(s3: S3Config, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """A one-thread connection that reads the bucket, spilling to the temp directory: for
+    the API's reads of a landed file before it is committed."""
+    config = connection_config(memory_limit, 1) | {"temp_directory": tempfile.gettempdir()}
+    con = duckdb.connect(config=config)
+    attach_s3(con, s3)
+    return con
 
 
 def sql_string(value: str) -> str:

@@ -11,7 +11,6 @@ too, so `excluded_seqs` holds only later ones.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -19,12 +18,8 @@ from typing import Any
 from pydantic import BaseModel, field_validator
 
 from lakehouse.formats.csv.types import Column
+from lakehouse.formats.structured import storable
 from lakehouse.names import validate_name
-
-# Every column type a version may have: what the formats infer and widening produces.
-COLUMN_TYPE = re.compile(
-    r"BOOLEAN|BIGINT|DOUBLE|DATE|TIMESTAMP|VARCHAR|DECIMAL\((?:[1-9]|[1-3][0-9]),(?:[0-9]|[1-3][0-9])\)"
-)
 
 
 class DataObject(BaseModel):
@@ -80,9 +75,9 @@ class Manifest(BaseModel):
     @classmethod
     def _known_types(cls, columns: list[Column]) -> list[Column]:
         """Column types reach SQL (a view's CAST) and Iceberg: only the types the project
-        writes, in DuckDB's spelling, pass."""
+        writes, in DuckDB's own spelling, pass (`formats.structured.storable`)."""
         for column in columns:
-            if not COLUMN_TYPE.fullmatch(column.type):
+            if storable(column.type) != column.type:
                 raise ValueError(f"column {column.name!r}: unknown type {column.type!r}")
         return columns
 

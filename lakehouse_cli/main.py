@@ -19,6 +19,7 @@ from devstack.instance import prepare_dagster_home
 from devstack.processes import StackError, StartInterrupted
 from devstack.sample_data import write_sample_csv
 from devstack.stack import STOP_GRACE_SECONDS, Stack
+from lakehouse.formats.structured import format_of
 from lakehouse.settings import get_settings
 from lakehouse_cli.client import api_option, console, fail, request
 from lakehouse_cli.config_docs import render as render_config_docs
@@ -158,6 +159,8 @@ def config_docs() -> None:
 )
 @click.option("--dedup", type=click.Choice(["none", "first", "last"]), default="none",
               help="merge, delete: keep the first or last row of a key given twice.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]),
+              help="The file's format (default: by its name, else CSV).")  # fmt: skip
 @click.option("--evolve", type=click.Choice(["strict", "add_columns", "widen"]), default="strict",
               help="append: add new columns (add_columns), also widen types (widen).")  # fmt: skip
 @click.option("--wait", is_flag=True, help="Wait until the ingest is materialized or failed.")
@@ -176,12 +179,14 @@ def ingest(
     mode: str,
     merge_key: str | None,
     dedup: str,
+    fmt: str | None,
     evolve: str,
     wait: bool,
     api: str,
     **dialect: Any,
 ) -> None:
-    """Upload FILE (CSV, or .gz) to dataset NAME, with a progress bar.
+    """Upload FILE (CSV, JSON Lines or Parquet, or .gz of one) to dataset NAME, with a
+    progress bar.
 
     The file's dialect is found in it (and said in the receipt); the options give what no
     sniffer can know."""
@@ -208,6 +213,8 @@ def ingest(
             params["dedup"] = dedup
         if evolve != "strict":
             params["evolve"] = evolve
+        if (fmt := fmt or format_of(None, "", file.name)) != "csv":
+            params["format"] = fmt
         params |= _dialect_params(**dialect)
         response = request("POST", f"{api}/v1/ingest", params=params, content=chunks(),
                             headers=headers)  # fmt: skip

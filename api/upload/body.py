@@ -22,7 +22,10 @@ def body_limit(max_bytes: int) -> int:
 
 
 async def body_chunks(
-    request: Request, max_bytes: int, read_timeout: float
+    request: Request,
+    max_bytes: int,
+    read_timeout: float,
+    on_filename: Callable[[str], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """The CSV bytes, decompressed, from the multipart field `file` or the raw body.
 
@@ -40,6 +43,9 @@ async def body_chunks(
     cap = SizeCap(max_bytes)
     gunzip: Gunzip | None = None
     async for chunk in _csv_bytes(request, multipart, body_limit(max_bytes), read_timeout):
+        if on_filename is not None and multipart is not None:
+            on_filename(multipart.filename)  # its part headers came before these bytes
+            on_filename = None
         if gunzip is None and (gzipped or (multipart and multipart.filename.endswith(".gz"))):
             gunzip = Gunzip()
         for piece in gunzip.feed(chunk) if gunzip else (chunk,):
@@ -83,7 +89,11 @@ async def _arriving(request: Request, read_timeout: float) -> AsyncIterator[byte
 
 
 async def land(
-    request: Request, landing: Landing, settings: Settings, count_bytes: Callable[[int], None]
+    request: Request,
+    landing: Landing,
+    settings: Settings,
+    count_bytes: Callable[[int], None],
+    on_filename: Callable[[str], None] | None = None,
 ) -> Landed:
     """Stream the body into the store: up to `ingest_parts_in_flight` parts upload while the
     next ones arrive, so memory stays at a few parts whatever the file's size. Each part,
@@ -96,7 +106,9 @@ async def land(
 
     buffer = bytearray()
     in_flight: list[asyncio.Future[None]] = []
-    chunks = body_chunks(request, settings.max_upload_bytes, settings.upload_read_timeout_seconds)
+    chunks = body_chunks(
+        request, settings.max_upload_bytes, settings.upload_read_timeout_seconds, on_filename
+    )
     async for chunk in chunks:
         buffer += chunk
         if len(buffer) >= part_bytes:

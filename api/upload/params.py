@@ -15,6 +15,7 @@ from lakehouse.auth.grants import Privilege
 from lakehouse.errors import Forbidden
 from lakehouse.formats.csv.options import CsvOptions, InvalidOption
 from lakehouse.formats.evolution import Evolve
+from lakehouse.formats.structured import Format
 from lakehouse.ingest.records import KEYED_MODES, Dedup, Mode
 from lakehouse.names import validate_name
 
@@ -28,6 +29,7 @@ class UploadParams:
     key: tuple[str, ...] = ()  # merge and delete: the columns rows are matched by
     dedup: Dedup = "none"
     evolve: Evolve = "strict"
+    format: Format | None = None  # None: by the content type or the file name
 
 
 def csv_options(
@@ -105,30 +107,33 @@ def upload_params(
             "columns are added; missing ones are NULL), widen (also Iceberg's type widenings)"
         ),
     ] = "strict",
+    format: Annotated[
+        Format | None,
+        Query(
+            description="csv, jsonl (JSON Lines) or parquet; default: by the content type "
+            "(application/x-ndjson, application/vnd.apache.parquet) or file name, else csv"
+        ),
+    ] = None,
 ) -> UploadParams:
     """The upload's parameters, checked: 422 for a bad name or wait, 400 for a dialect
     parameter that cannot be used, or a key without a keyed mode."""
     columns = tuple(dict.fromkeys(k.strip() for k in (key or "").split(",") if k.strip()))
-    if (columns or dedup != "none") and mode not in KEYED_MODES:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail=f"key= and dedup= match rows in mode=merge or mode=delete, not mode={mode}",
-        )
+    if problem := _mismatch(mode, bool(columns or dedup != "none"), evolve):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=problem)
+    waiting = wait_seconds(wait, settings.ingest_wait_seconds)
+    return UploadParams(validate_name(name), mode, waiting, options, columns, dedup, evolve, format)
+
+
+def _mismatch(mode: Mode, keyed: bool, evolve: Evolve) -> str | None:
+    """What is wrong with a key (or dedup) or an evolve= in `mode`, if anything."""
+    if keyed and mode not in KEYED_MODES:
+        return f"key= and dedup= match rows in mode=merge or mode=delete, not mode={mode}"
     if evolve != "strict" and mode != "append":
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail=f"evolve= changes a dataset's columns with an append, not mode={mode}: "
-            "append the file with its new columns first",
+        return (
+            f"evolve= changes a dataset's columns with an append, not mode={mode}: append the "
+            "file with its new columns first"
         )
-    return UploadParams(
-        validate_name(name),
-        mode,
-        wait_seconds(wait, settings.ingest_wait_seconds),
-        options,
-        columns,
-        dedup,
-        evolve,
-    )
+    return None
 
 
 UploadParamsDep = Annotated[UploadParams, Depends(upload_params)]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from lakehouse.formats.csv.types import Column
 from lakehouse.formats.evolution import Evolve
+from lakehouse.formats.structured import Format
 from lakehouse.ingest.records import Dedup, IngestRecord, Mode
 from lakehouse.manifest import Manifest
 from lakehouse.publish.status import IngestStatus
@@ -69,6 +70,7 @@ class IngestAnswer(BaseModel):
     key: list[str] = Field([], description="merge, delete: the key columns rows were matched by.")
     dedup: Dedup = Field("none", description="merge, delete: which row of a repeated key won.")
     evolve: Evolve = Field("strict", description="append: what its columns could change.")
+    format: Format = Field("csv", description="csv, jsonl or parquet.")
     changes: RowChanges | None = Field(
         None,
         description="merge, delete, once materialized: stored rows whose key it sent again "
@@ -91,6 +93,7 @@ def answer(record: IngestRecord, state: IngestStatus, **extra: Any) -> IngestAns
         key=record.key,
         dedup=record.dedup,
         evolve=record.evolve,
+        format=record.format,
         inferred_schema=InferredSchema.model_validate(
             {
                 **schema.described(),

@@ -15,6 +15,7 @@ from api.upload.params import UploadParams
 from api.upload.receipts import Answered, answer
 from api.upload.slots import UploadSlot
 from api.upload.wait import wait_for_run
+from lakehouse.formats.structured import format_of
 from lakehouse.ingest.landing import Landing, check_room
 from lakehouse.publish.status import IngestStatus, ingest_status
 from lakehouse.settings import Settings
@@ -46,9 +47,14 @@ async def upload(
         key=params.key,
         dedup=params.dedup,
         evolve=params.evolve,
+        fmt=format_of(params.format, request.headers.get("content-type", "")),
     )
+    # A multipart upload's file name may say its format, unless the request already did.
+    said = params.format or format_of(None, request.headers.get("content-type", "")) != "csv"
     try:
-        landed = await land(request, landing, settings, slot.count_bytes)
+        landed = await land(
+            request, landing, settings, slot.count_bytes, None if said else landing.name_file
+        )
     except BaseException:
         # If the store is gone, the unfinished multipart upload never became visible anyway.
         with contextlib.suppress(StoreUnavailable):

@@ -5,17 +5,17 @@ present and given once (unless `dedup` says which row to keep)."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 
 import duckdb
 
-from lakehouse.duck import attach_s3, connection_config, sql_identifier
+from lakehouse.duck import s3_connection, sql_identifier
 from lakehouse.errors import Conflict, InvalidInput, Unavailable
 from lakehouse.formats.csv.convert import stored_rows_sql
 from lakehouse.formats.csv.schema import CsvSchema
 from lakehouse.formats.csv.types import Column
 from lakehouse.formats.evolution import by_name
+from lakehouse.formats.structured import Format, reader_sql
 from lakehouse.ingest.records import DELETED, Dedup, Mode
 from lakehouse.manifest import Manifest
 from lakehouse.settings import S3Config
@@ -110,15 +110,15 @@ def check_deleted_flag(mode: Mode, schema: CsvSchema) -> None:
         )
 
 
-def check_keys(s3: S3Config, url: str, schema: CsvSchema, key: Sequence[str], dedup: Dedup) -> None:
+def check_keys(
+    s3: S3Config, url: str, fmt: Format, schema: CsvSchema, key: Sequence[str], dedup: Dedup
+) -> None:
     """Read the landed file as a run will: 400 if a row has no value in a key column, 409
     if a key occurs twice and `dedup` is "none"."""
     columns = [sql_identifier(k) for k in key]
-    rows = stored_rows_sql(url, schema)
-    config = connection_config(CHECK_MEMORY, 1) | {"temp_directory": tempfile.gettempdir()}
+    rows = stored_rows_sql(url, schema) if fmt == "csv" else reader_sql(url, fmt, schema.columns)
     try:
-        with duckdb.connect(config=config) as con:
-            attach_s3(con, s3)
+        with s3_connection(s3, CHECK_MEMORY) as con:
             con.execute(f"CREATE TEMP TABLE keys AS SELECT {', '.join(columns)} FROM ({rows})")
             nulls = con.execute(
                 f"SELECT count(*) FROM keys WHERE {' OR '.join(f'{c} IS NULL' for c in columns)}"

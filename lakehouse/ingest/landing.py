@@ -1,6 +1,7 @@
 """An upload landing: streamed into `landing/<dataset>/<ingest_id>.csv` a part at a time,
-its schema inferred from the first part and checked against the dataset's before anything
-is written, then committed to the dataset's log (the commit point)."""
+its columns checked (`lakehouse.ingest.contract`: a CSV's from the first part, before
+anything is written; a JSON Lines or Parquet file's, and a merge's keys, once it is in the
+store), then committed to the dataset's log (the commit point)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from lakehouse.errors import Conflict, InvalidInput, NotFound
+from lakehouse.errors import Conflict, NotFound
 from lakehouse.formats.csv.options import CsvOptions
-from lakehouse.formats.csv.schema import CsvSchema, infer_schema, schema_diff
+from lakehouse.formats.csv.schema import CsvSchema
 from lakehouse.formats.csv.text import NotCsv
-from lakehouse.formats.csv.types import Column
-from lakehouse.formats.evolution import Evolve, by_name, evolved
-from lakehouse.ingest.changes import (
-    check_deleted_flag,
-    check_key_columns,
-    check_keys,
-    keyed_contract,
-    resolve_key,
-)
+from lakehouse.formats.evolution import Evolve
+from lakehouse.formats.structured import Format, format_of
+from lakehouse.ingest.changes import check_keys, resolve_key
+from lakehouse.ingest.contract import UploadContract
 from lakehouse.ingest.log import LogTails, commit, has_pending, read_entry
 from lakehouse.ingest.marks import SameBytes, applied_with, queued_with
 from lakehouse.ingest.records import (
-    DELETED,
     KEYED_MODES,
     Dedup,
     IngestRecord,
@@ -38,55 +33,12 @@ from lakehouse.store import MultipartUpload, ObjectStore
 from lakehouse.store.layout import landing_key
 from lakehouse.store.parallel import together
 
-# Enough for a header and a few thousand rows of any sane width.
-SAMPLE_BYTES = 1024 * 1024
-
-
-HOW_TO_MATCH: dict[Mode, str] = {
-    "append": ": send evolve=add_columns to add its new columns (evolve=widen also widens a "
-    "type as Iceberg allows), or mode=replace to make it the dataset's new version",
-    "replace": "",
-    "merge": f" (a merge file has the dataset's columns, and may add a BOOLEAN {DELETED})",
-    "delete": " (a delete file has the key columns, or more of the dataset's, with its types)",
+# What an empty body should have been.
+WHAT_TO_SEND: dict[Format, str] = {
+    "csv": "a CSV file with a header line",
+    "jsonl": "a JSON Lines file (one JSON object a line)",
+    "parquet": "a Parquet file",
 }
-
-
-class SchemaConflict(Conflict):
-    """The upload's schema is not the dataset's, and the caller did not ask to replace."""
-
-    def __init__(
-        self, dataset: str, current: Sequence[Column], upload: CsvSchema, mode: Mode = "append"
-    ) -> None:
-        self.dataset = dataset
-        self.diff = schema_diff(current, [c for c in upload.columns if c.name != DELETED])
-        self.upload_fingerprint = upload.fingerprint
-        super().__init__(
-            f"the file's columns do not match dataset {dataset!r}: change the file to match"
-            + HOW_TO_MATCH[mode]
-        )
-
-    def detail(self) -> object:
-        return {
-            "message": str(self),
-            "dataset": self.dataset,
-            "upload_fingerprint": self.upload_fingerprint,
-            **self.diff,
-        }
-
-
-class TooManyColumns(InvalidInput):
-    """More columns than a dataset may have (`max_columns`)."""
-
-    def __init__(self, columns: int, cap: int) -> None:
-        self.columns, self.cap = columns, cap
-        super().__init__(
-            f"the file has {columns:,} columns; a dataset may have at most {cap:,} "
-            "(the max_columns setting, LAKEHOUSE_MAX_COLUMNS): split the file into datasets "
-            "of fewer columns, or ask the operator to raise the cap"
-        )
-
-    def detail(self) -> object:
-        return {"message": str(self), "columns": self.columns, "max_columns": self.cap}
 
 
 class DatasetFull(Conflict):
@@ -110,7 +62,8 @@ class DatasetFull(Conflict):
 
 
 def check_room(current: Manifest | None, mode: Mode, cap: int) -> None:
-    """Refuse an append to a dataset at its size cap (0: none), before a byte is read."""
+    """Refuse an append or merge to a dataset at its size cap (0: none), before a byte is
+    read."""
     if cap and mode in ("append", "merge") and current is not None and current.bytes >= cap:
         raise DatasetFull(current.name, current.bytes, cap)
 
@@ -165,14 +118,13 @@ class Landing:
         key: Sequence[str] = (),
         dedup: Dedup = "none",
         evolve: Evolve = "strict",
+        fmt: Format = "csv",
     ) -> None:
         self.store = store
         self.tails = tails
         self.dataset = dataset
         self.mode = mode
         self.current = current
-        self.sample_rows = sample_rows
-        self.max_columns = max_columns
         self.ingest_id = new_ingest_id()
         self.key = landing_key(dataset, self.ingest_id)
         self.received_at = datetime.now(UTC)
@@ -183,16 +135,26 @@ class Landing:
         self.match_key = resolve_key(dataset, mode, key, current) if mode in KEYED_MODES else []
         self.dedup = dedup
         self.evolve = evolve
+        self.format = fmt
+        self.contract = UploadContract(
+            dataset,
+            mode,
+            current,
+            key=self.match_key,
+            evolve=evolve,
+            fmt=fmt,
+            sample_rows=sample_rows,
+            max_columns=max_columns,
+            options=self.options,
+        )
         self._lines = LineCounter()
         self._hash = hashlib.sha256()
         self._upload: MultipartUpload | None = None
 
-    @property
-    def _contract(self) -> Manifest | None:
-        """The version an append or merge must match (none for a replace or a new dataset)."""
-        if self.mode != "replace" and self.current is not None and self.current.columns:
-            return self.current
-        return None
+    def name_file(self, filename: str) -> None:
+        """A multipart upload's file name, known before its first byte: its ending may say
+        the format (`.jsonl`, `.ndjson`, `.parquet`, each perhaps `.gz`)."""
+        self.format = self.contract.format = format_of(None, "", filename)
 
     def take_part(self, part: bytes) -> int:
         """Account for the next part, in order (hash, size, the schema from the first one,
@@ -215,20 +177,18 @@ class Landing:
         """
         self._take(last_part, complete=self._upload is None)
         if self.size == 0:
-            raise NotCsv("the body is empty: send a CSV file with a header line")
+            raise NotCsv(f"the body is empty: send {WHAT_TO_SEND[self.format]}")
         sha256 = self._hash.hexdigest()
         if (earlier := self._already_there(sha256)) is not None:
             self.abort()
             return Landed(earlier, duplicate=True)
         self._complete(last_part)
+        try:
+            self._check_landed()
+        except BaseException:
+            self.store.delete([self.key])  # refused: nothing of it stays
+            raise
         assert self.schema is not None
-        if self.match_key:
-            try:
-                key_url = self.store.url(self.key)
-                check_keys(self.store.config, key_url, self.schema, self.match_key, self.dedup)
-            except BaseException:
-                self.store.delete([self.key])  # refused: nothing of it stays
-                raise
         record = IngestRecord(
             ingest_id=self.ingest_id,
             dataset=self.dataset,
@@ -238,11 +198,12 @@ class Landing:
             sha256=sha256,
             csv_schema=self.schema,
             received_at=self.received_at,
-            lines=self._lines.total() if self.schema.encoding != "utf-16" else None,
+            lines=self._lines.total() if self.schema.encoding not in ("utf-16", "") else None,
             request_id=self.request_id,
             key=self.match_key,
             dedup=self.dedup,
             evolve=self.evolve,
+            format=self.format,
         )
         after = self.current.applied_through if self.current else 0
         return Landed(commit(self.store, record, after, self.tails), duplicate=False)
@@ -283,6 +244,18 @@ class Landing:
             return None
         return entry if (entry.mode, entry.key) == (self.mode, self.match_key) else None
 
+    def _check_landed(self) -> None:
+        """What can only be read once the file is in the store: a JSON Lines or Parquet
+        file's columns, a merge's or delete's keys (a NULL or repeated one)."""
+        if self.format == "csv" and not self.match_key:
+            return
+        url = self.store.url(self.key)
+        if self.format != "csv":
+            self.schema = self.contract.of_landed(self.store.config, url)
+        if self.match_key:
+            assert self.schema is not None
+            check_keys(self.store.config, url, self.format, self.schema, self.match_key, self.dedup)
+
     def _complete(self, last_part: bytes) -> None:
         if self._upload is None:
             self.store.put_bytes(self.key, landed_bytes(last_part), "text/csv")
@@ -294,57 +267,8 @@ class Landing:
     def _take(self, data: bytes, *, complete: bool) -> None:
         if self.size == 0:
             data = landed_bytes(data)
-        if self.schema is None and (data or complete):
-            self.schema = self._infer(data, complete=complete)
+        if self.format == "csv" and self.schema is None and (data or complete):
+            self.schema = self.contract.of_csv(data, complete=complete)
         self.size += len(data)
         self._hash.update(data)
         self._lines.feed(data)
-
-    def _infer(self, data: bytes, *, complete: bool) -> CsvSchema:
-        sample = data[:SAMPLE_BYTES]
-        contract = self._contract
-        schema = infer_schema(
-            sample,
-            complete=complete and len(sample) == len(data),
-            max_rows=self.sample_rows,
-            contract=contract.columns if contract else None,
-            options=self.options,
-        )
-        if len(schema.columns) > self.max_columns:
-            raise TooManyColumns(len(schema.columns), self.max_columns)
-        if self.mode in KEYED_MODES:
-            return self._keyed(sample, complete and len(sample) == len(data), schema)
-        if contract is None or schema.fingerprint == contract.schema_fingerprint:
-            return schema
-        if self.evolve != "strict":  # read again with the dataset's types, by name
-            schema = infer_schema(
-                sample,
-                complete=complete and len(sample) == len(data),
-                max_rows=self.sample_rows,
-                contract=by_name(schema.columns, contract.columns),
-                options=self.options,
-            )
-        if evolved(contract.columns, schema.columns, self.evolve) is None:
-            raise SchemaConflict(self.dataset, contract.columns, schema)
-        return schema
-
-    def _keyed(self, sample: bytes, complete: bool, schema: CsvSchema) -> CsvSchema:
-        """A merge file has the dataset's columns (and perhaps `_deleted`), a delete file
-        the key and perhaps more of them: read again with the dataset's types where the
-        values fit, then checked."""
-        check_key_columns(schema, self.match_key)
-        current = list(self.current.columns) if self.current else []
-        schema = infer_schema(
-            sample,
-            complete=complete,
-            max_rows=self.sample_rows,
-            contract=keyed_contract(schema, current),
-            options=self.options,
-        )
-        check_deleted_flag(self.mode, schema)
-        data = [(c.name, c.type) for c in schema.columns if c.name != DELETED]
-        dataset = [(c.name, c.type) for c in current]
-        fits = data == dataset if self.mode == "merge" else set(data) <= set(dataset)
-        if current and not fits:
-            raise SchemaConflict(self.dataset, current, schema, self.mode)
-        return schema

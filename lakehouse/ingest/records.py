@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from lakehouse.formats.csv.schema import CsvSchema
 from lakehouse.formats.csv.text import UTF8_BOM
 from lakehouse.formats.evolution import Evolve
+from lakehouse.formats.structured import Format
 
 Mode = Literal["append", "replace", "merge", "delete"]
 # Modes that change rows by the dataset's key.
@@ -85,6 +86,9 @@ class IngestRecord(BaseModel):
     key: list[str] = []  # merge and delete: the key columns rows are matched by
     dedup: Dedup = "none"
     evolve: Evolve = "strict"  # an append: what its columns may change (`formats.evolution`)
+    # How the file is written: CSV (read as `csv_schema`'s dialect says), or JSON Lines or
+    # Parquet (`formats.structured`: `csv_schema` then holds only the columns).
+    format: Format = "csv"
 
 
 def landed_bytes(first_part: bytes) -> bytes:

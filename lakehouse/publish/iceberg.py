@@ -27,9 +27,7 @@ footers of the objects the version adds; never the rows.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,31 +40,18 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.manifest import DataFile
-from pyiceberg.schema import Schema, promote
+from pyiceberg.schema import promote
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import (
-    BinaryType,
-    BooleanType,
-    DateType,
-    DecimalType,
-    DoubleType,
-    FloatType,
     IcebergType,
-    IntegerType,
-    LongType,
-    NestedField,
-    StringType,
-    TimestampType,
-    TimestamptzType,
-    TimeType,
-    UUIDType,
 )
 from pyiceberg.utils.concurrent import ExecutorFactory
 
 from lakehouse.formats.csv.types import Column
 from lakehouse.manifest import IcebergSnapshot, Manifest
 from lakehouse.names import validate_name
+from lakehouse.publish.iceberg_types import IcebergError, iceberg_schema, iceberg_type, shape
 from lakehouse.settings import S3Config, sqlalchemy_url
 from lakehouse.store import layout
 from lakehouse.versions.tables import Committed
@@ -88,48 +73,6 @@ TABLE_PROPERTIES = {
     TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
     TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: "100",
 }
-
-_SIMPLE_TYPES: dict[str, IcebergType] = {
-    "BOOLEAN": BooleanType(),
-    "TINYINT": IntegerType(),
-    "SMALLINT": IntegerType(),
-    "INTEGER": IntegerType(),
-    "BIGINT": LongType(),
-    "FLOAT": FloatType(),
-    "DOUBLE": DoubleType(),
-    "DATE": DateType(),
-    "TIME": TimeType(),
-    "TIMESTAMP": TimestampType(),
-    "TIMESTAMP WITH TIME ZONE": TimestamptzType(),
-    "VARCHAR": StringType(),
-    "BLOB": BinaryType(),
-    "UUID": UUIDType(),
-}
-_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
-
-
-class IcebergError(RuntimeError):
-    """The Iceberg table cannot be brought to the version (the version stays unpublished)."""
-
-
-def iceberg_type(duckdb_type: str) -> IcebergType:
-    """The Iceberg type that holds a DuckDB column type exactly (DuckDB writes TIMESTAMP as
-    microseconds without a zone: Iceberg `timestamp`; WITH TIME ZONE: `timestamptz`)."""
-    found = _SIMPLE_TYPES.get(duckdb_type.upper())
-    if found is not None:
-        return found
-    if decimal := _DECIMAL.fullmatch(duckdb_type.upper()):
-        return DecimalType(int(decimal[1]), int(decimal[2]))
-    raise IcebergError(f"no exact Iceberg type for the DuckDB type {duckdb_type}")
-
-
-def iceberg_schema(columns: Iterable[Column]) -> Schema:
-    return Schema(
-        *(
-            NestedField(i, c.name, iceberg_type(c.type), required=False)
-            for i, c in enumerate(columns, start=1)
-        )
-    )
 
 
 def table_identifier(name: str) -> str:
@@ -270,8 +213,8 @@ class IcebergTables:
             problems.append(f"files the version does not list: {extra}")
         if missing := sorted(wanted - files.keys()):
             problems.append(f"files of the version missing: {missing}")
-        found = [(f.name, str(f.field_type)) for f in table.schema().fields]
-        expected = [(c.name, str(iceberg_type(c.type))) for c in manifest.columns]
+        found = [(f.name, shape(f.field_type)) for f in table.schema().fields]
+        expected = [(c.name, shape(iceberg_type(c.type))) for c in manifest.columns]
         if found != expected:
             problems.append(f"columns {found}, expected {expected}")
         return problems
@@ -318,8 +261,9 @@ def _evolve_schema(tx: Transaction, columns: list[Column]) -> None:
     schema = tx.table_metadata.schema()
     have = {f.name: f.field_type for f in schema.fields}
     want = {c.name: iceberg_type(c.type) for c in columns}
-    widen = [n for n, t in have.items() if n in want and want[n] != t and _promotes(t, want[n])]
-    drop = [n for n, t in have.items() if want.get(n) != t and n not in widen]
+    same = [n for n, t in have.items() if n in want and shape(want[n]) == shape(t)]
+    widen = [n for n, t in have.items() if n in want and n not in same and _promotes(t, want[n])]
+    drop = [n for n in have if n not in same and n not in widen]
     add = [c.name for c in columns if c.name not in have or c.name in drop]
     if widen:
         with tx.update_schema() as update:

@@ -83,9 +83,11 @@ class Batch:
         self.base_seq = entry.seq
 
     def reading(self, entry: IngestRecord) -> CsvSchema | None:
-        """How to read `entry`: as it was uploaded, or, an append checked against columns
-        this batch widened since, with those columns (they hold every value the narrower
-        ones did); None if its columns are another dataset's."""
+        """How to read `entry`: as it was uploaded (a merge has the columns and perhaps
+        `_deleted`, a delete some of them, an evolving append what its `evolve=` allows),
+        or, an append checked against columns this batch widened since, with those columns
+        (they hold every value the narrower ones did); None if its columns are another
+        dataset's."""
         schema = entry.csv_schema
         if entry.mode == "append" and entry.evolve != "strict" and self.fingerprint:
             return schema if evolved(self.columns, schema.columns, entry.evolve) else None

@@ -14,7 +14,8 @@ import duckdb
 from lakehouse.formats.csv.convert import ConversionError, Converted, csv_to_parquet, write_rejects
 from lakehouse.formats.csv.schema import CsvSchema, infer_schema
 from lakehouse.formats.csv.widen import widen
-from lakehouse.ingest.landing import SAMPLE_BYTES
+from lakehouse.formats.structured import to_parquet
+from lakehouse.ingest.contract import SAMPLE_BYTES
 from lakehouse.ingest.records import IngestRecord
 from lakehouse.store import ObjectStore
 from lakehouse.versions import outcomes
@@ -88,6 +89,8 @@ class FileReader:
         return replace(schema, columns=columns)
 
     def _read(self, source: str, data: Path, schema: CsvSchema, entry: IngestRecord) -> Converted:
+        if entry.format != "csv":
+            return to_parquet(self.con, source, entry.format, schema.columns, str(data))
         self.con.execute("DROP TABLE IF EXISTS reject_errors")
         self.con.execute("DROP TABLE IF EXISTS reject_scans")
         return csv_to_parquet(
@@ -100,6 +103,9 @@ class FileReader:
         )
 
     def reinfer(self, entry: IngestRecord, previous: CsvSchema | None) -> CsvSchema:
+        """How a rebuild reads `entry` today (a JSON Lines or Parquet file: its own types)."""
+        if entry.format != "csv":
+            return entry.csv_schema
         sample = self.store.client.get_object(
             Bucket=self.store.bucket, Key=entry.landing_key, Range=f"bytes=0-{SAMPLE_BYTES - 1}"
         )["Body"].read()

@@ -285,3 +285,61 @@ def test_evolved_columns_read_right_in_every_snapshot_and_version(
             {"id": 2, "amount": "2.25"},
         ]
     )
+
+
+def test_json_lines_and_parquet_round_trip_with_their_types(stack: Stack, tmp_path: Path) -> None:
+    """Real stack: a Parquet file (nested columns too) comes back from `/v1/sql` as Parquet
+    with the same types and values; a JSON Lines file answers what DuckDB reads of it; and
+    pyiceberg alone reads both as `/v1/sql` answers them."""
+    api = stack.api_url
+    source = tmp_path / "items.parquet"
+    duckdb.execute(
+        "COPY (SELECT i::INTEGER AS id, (i * 1.25)::DECIMAL(12,2) AS price,"
+        " DATE '2024-02-29' + i::INTEGER AS day,"
+        " {'name': 'n' || i, 'sizes': [i, i * 2]} AS item, ['x', NULL] AS tags"
+        f" FROM range(100) t(i)) TO '{source}' (FORMAT parquet)"
+    )
+    response = http.post(
+        f"{api}/v1/ingest",
+        params={"name": "items", "wait": "true"},
+        content=source.read_bytes(),
+        headers={"content-type": "application/vnd.apache.parquet"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    answer = http.post(f"{api}/v1/sql?format=parquet", json={"sql": "SELECT * FROM items"})
+    assert answer.status_code == 200, answer.text
+    back = tmp_path / "back.parquet"
+    back.write_bytes(answer.content)
+    describe = "DESCRIBE SELECT * FROM '{}'"
+    assert (
+        duckdb.execute(describe.format(back)).fetchall()
+        == duckdb.execute(describe.format(source)).fetchall()
+    )
+    assert (
+        duckdb.execute(f"FROM '{back}' ORDER BY id").fetchall()
+        == duckdb.execute(f"FROM '{source}' ORDER BY id").fetchall()
+    )
+
+    lines = tmp_path / "events.jsonl"
+    lines.write_text(
+        '{"id": 1, "addr": {"city": "Oslo"}, "tags": ["a"], "m": 0.5}\n'
+        '{"id": 2, "addr": null, "tags": [], "m": 3}\n'
+    )
+    response = http.post(
+        f"{api}/v1/ingest",
+        params={"name": "events", "wait": "true"},
+        files={"file": ("events.jsonl", lines.read_bytes())},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["format"] == "jsonl"
+    expected = [
+        {"id": 1, "addr": {"city": "Oslo"}, "tags": ["a"], "m": 0.5},
+        {"id": 2, "addr": None, "tags": [], "m": 3.0},
+    ]
+    assert sql(api, "SELECT * FROM events") == sorted(
+        expected, key=lambda r: json.dumps(r, sort_keys=True)
+    )
+    seen = read_with_pyiceberg_alone(stack, tmp_path, "events", earlier=1)
+    assert seen["current"] == sql(api, "SELECT * FROM events")

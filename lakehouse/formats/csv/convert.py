@@ -70,8 +70,8 @@ SAMPLE_CHARS = 1000
 
 # A file DuckDB refuses as a whole fails the same way every time; only these are faults
 # of the moment (the object store, memory, an interrupt) worth retrying.
-_TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.InterruptException)
-_DETERMINISTIC = (
+TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.InterruptException)
+DETERMINISTIC = (
     duckdb.ConversionException,
     duckdb.InvalidInputException,
     duckdb.BinderException,
@@ -237,9 +237,9 @@ def csv_to_parquet(
             ignoring = read_csv_sql(source_url, _as_read(schema), rejects="ignore")
             if _find_value_rejects(con, ignoring, schema):
                 _place_value_rejects(con, read_bytes(), schema)
-    except _DETERMINISTIC as exc:
+    except DETERMINISTIC as exc:
         raise ConversionError(f"{exc}; fix the file and upload it again", retryable=False) from exc
-    except _TRANSIENT as exc:
+    except TRANSIENT as exc:
         raise ConversionError(str(exc), retryable=True) from exc
     rejected = read_rejected + _count(con, "SELECT count(*) FROM value_rejects")
     return Converted(

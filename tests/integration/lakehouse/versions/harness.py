@@ -132,3 +132,13 @@ STEPS = [
     (ListCatalog, "publish", True),  # published, not settled (receipts, the hint)
     (commit_module, "settle_pending", False),  # receipts written, the hint not cleared
 ]
+STEP_IDS = [
+    "converting",
+    "object-written",
+    "marked-applied",
+    "before-claim",
+    "claimed",
+    "iceberg-committed",
+    "published",
+    "settling",
+]

@@ -22,6 +22,7 @@ from lakehouse.versions.commit import IcebergFailed, Published, Unchanged
 from lakehouse.versions.writer import Writer
 from tests.helpers import land_csv
 from tests.integration.lakehouse.versions.harness import (
+    STEP_IDS,
     STEPS,
     Died,
     ListCatalog,
@@ -40,16 +41,7 @@ __all__ = ["con", "tables"]  # fixtures
 @pytest.mark.parametrize(
     ("module", "step", "after"),
     STEPS,
-    ids=[
-        "converting",
-        "object-written",
-        "marked-applied",
-        "before-claim",
-        "claimed",
-        "iceberg-committed",
-        "published",
-        "settling",
-    ],
+    ids=STEP_IDS,
 )
 def test_the_commit_dying_at_each_step_then_recovering_applies_every_row_once(
     store: ObjectStore,

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from lakehouse.duck import conformed
-from lakehouse.ingest.landing import SchemaConflict
+from lakehouse.ingest.contract import SchemaConflict
 from lakehouse.manifest import Manifest
 from lakehouse.publish.iceberg import IcebergTables
 from lakehouse.store import ObjectStore
@@ -23,6 +23,7 @@ from lakehouse.versions.build import Request, next_version
 from lakehouse.versions.commit import Published, Unchanged
 from tests.helpers import land_csv
 from tests.integration.lakehouse.versions.harness import (
+    STEP_IDS,
     STEPS,
     Died,
     ListCatalog,
@@ -153,16 +154,7 @@ def test_a_merge_rewrites_objects_of_older_columns_into_the_current_ones(
 @pytest.mark.parametrize(
     ("module", "step", "after"),
     STEPS,
-    ids=[
-        "converting",
-        "object-written",
-        "marked-applied",
-        "before-claim",
-        "claimed",
-        "iceberg-committed",
-        "published",
-        "settling",
-    ],
+    ids=STEP_IDS,
 )
 def test_an_evolving_append_dying_at_each_step_then_recovering_applies_once(
     store: ObjectStore,

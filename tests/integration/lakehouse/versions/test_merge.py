@@ -24,6 +24,7 @@ from lakehouse.versions.commits import RowChanges
 from lakehouse.versions.writer import Writer
 from tests.helpers import land_csv
 from tests.integration.lakehouse.versions.harness import (
+    STEP_IDS,
     STEPS,
     Died,
     ListCatalog,
@@ -177,18 +178,7 @@ def test_a_key_given_twice_fails_the_ingest_unless_dedup_says_which_row_wins(
 @pytest.mark.parametrize(
     ("module", "step", "after"),
     [*STEPS, (ObjectStore, "get_file", True), (merge.Merger, "_counted", False)],
-    ids=[
-        "converting",
-        "object-written",
-        "marked-applied",
-        "before-claim",
-        "claimed",
-        "iceberg-committed",
-        "published",
-        "settling",
-        "object-read",
-        "rows-merged",
-    ],
+    ids=[*STEP_IDS, "object-read", "rows-merged"],
 )
 def test_a_keyed_change_dying_at_each_step_then_recovering_applies_once(
     store: ObjectStore,

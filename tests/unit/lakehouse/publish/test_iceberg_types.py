@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.formats.csv.types import Column
-from lakehouse.publish.iceberg import IcebergError, iceberg_schema, iceberg_type
+from lakehouse.publish.iceberg_types import IcebergError, iceberg_schema, iceberg_type
 from lakehouse.settings import Settings, sqlalchemy_url
 from lakehouse.store.layout import key_of
 
