@@ -29,6 +29,15 @@ class BatchLimits:
     sample_rows: int
 
 
+@dataclass(frozen=True)
+class Carried:
+    """The rows a merge kept of an object it left out (a local file), and the fingerprint
+    of the columns they were written with."""
+
+    path: Path
+    written_as: str
+
+
 @dataclass
 class ConvertedFile:
     """One landed file, converted to local Parquet (`data`; None once it adds no rows: a
@@ -54,7 +63,7 @@ class Batch:
         self.key = list(base.key)
         self.objects: list[DataObject] = list(base.objects)  # kept from the base version
         self.removed: list[ColumnStats] = []  # statistics of rows merges took out of them
-        self.carried: list[Path] = []  # the rows of rewritten objects that stay
+        self.carried: list[Carried] = []  # the rows of rewritten objects that stay
         self.changed_rows = False  # a merge or delete took rows out
         self.replaced = False
         self.converted: list[ConvertedFile] = []
@@ -134,13 +143,11 @@ class Batch:
         """Whether the new rows are one local file with the version's columns exactly (it is
         uploaded as it is)."""
         data = [c for c in self.converted if c.data is not None]
-        return (
-            not self.carried and len(data) == 1 and data[0].schema.fingerprint == self.fingerprint
-        )
+        return len(data) == 1 and data[0].schema.fingerprint == self.fingerprint
 
     def files(self) -> list[Path]:
-        """The local files whose rows the version adds."""
-        return [c.data for c in self.converted if c.data is not None] + self.carried
+        """The local files of the rows the version adds (not those merges carried)."""
+        return [c.data for c in self.converted if c.data is not None]
 
     def progress(self) -> str:
         """The batch so far, for progress lines."""

@@ -6,8 +6,9 @@ out. Within one apply, each keyed file acts on everything before it in log order
 rows earlier entries of the batch add (local files, filtered in place) and the objects of
 the version it builds on. Of those, only the objects whose key range (`DataObject.key_min`,
 `key_max`, of the first key column) holds one of the file's keys are read; an object that
-holds one is left out of the version and its other rows are carried into the new object,
-so a merge's cost follows the objects it touches, not the dataset's size.
+holds one is left out of the version and its other rows become an object of their own
+(uploaded as they were written), so a merge's cost follows the objects it touches, not the
+dataset's size.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -24,7 +26,7 @@ from lakehouse.formats.csv.convert import PARQUET_FORMAT
 from lakehouse.ingest.records import DELETED, IngestRecord
 from lakehouse.manifest import DataObject
 from lakehouse.store import ObjectStore
-from lakehouse.versions.batch import Batch, ConvertedFile
+from lakehouse.versions.batch import Batch, Carried, ConvertedFile
 from lakehouse.versions.commits import RowChanges
 from lakehouse.versions.objects import ObjectWriter
 
@@ -66,6 +68,9 @@ class Merger:
         for file in state.converted:  # the rows earlier entries of this batch add
             if file.data is not None:
                 file.data = self._without_keys(file.data, key) or file.data
+        state.carried = [  # and those earlier merges of this batch kept of objects
+            replace(c, path=self._without_keys(c.path, key) or c.path) for c in state.carried
+        ]
         self._rewrite_objects(state, key)
         changes = self._counted(key, upserts)
         converted.data = self._upserts_file(entry, state) if upserts else None
@@ -137,7 +142,7 @@ class Merger:
 
     def _rewrite_objects(self, state: Batch, key: list[str]) -> None:
         """Leave out of the version each object that holds a changed key; carry its other
-        rows into the new object."""
+        rows into an object of their own. The statistics lose the rows taken out."""
         touched = self._candidates(state, key[0])
         for obj in touched:
             local = self.scratch / f"object-{next(self._names)}.parquet"
@@ -146,8 +151,10 @@ class Merger:
             if kept is None:
                 continue
             state.objects.remove(obj)
-            state.removed += self.objects.stats([local], state.columns)
-            state.carried.append(kept)
+            matched = f"SEMI JOIN change_keys USING ({', '.join(key)})"
+            state.removed += self.objects.stats([local], state.columns, matched)
+            written_as = obj.schema_fingerprint or state.base.schema_fingerprint
+            state.carried.append(Carried(kept, written_as))
         self.log(f"{state.base.name}: {len(touched)} of the objects can hold the changed keys")
 
     def _candidates(self, state: Batch, first_key: str) -> list[DataObject]:

@@ -161,9 +161,11 @@ class ObjectWriter:
         merged = self.rewrite(small, columns, version, self.target_mb, [], written)
         return large + merged
 
-    def stats(self, files: Sequence[Path | str], columns: Sequence[Column]) -> list[ColumnStats]:
+    def stats(
+        self, files: Sequence[Path | str], columns: Sequence[Column], only: str = ""
+    ) -> list[ColumnStats]:
         """Null count, min and max of each column over the rows of `files` (local, or
-        objects' URLs)."""
+        objects' URLs); `only`: a join that keeps some of them (a merge's matched rows)."""
         if not columns or not files:
             return []
         parts = []
@@ -171,7 +173,7 @@ class ObjectWriter:
             q = sql_identifier(c.name)
             parts += [f"count(*) - count({q})", f"min({q})::VARCHAR", f"max({q})::VARCHAR"]
         rows = conformed(self.con, [str(f) for f in files], _typed(columns))
-        row = self.con.execute(f"SELECT {', '.join(parts)} FROM ({rows})").fetchone()
+        row = self.con.execute(f"SELECT {', '.join(parts)} FROM ({rows}) AS s {only}").fetchone()
         assert row is not None
         return [
             ColumnStats(column=c.name, nulls=row[3 * i], min=row[3 * i + 1], max=row[3 * i + 2])

@@ -185,6 +185,10 @@ class Writer:
             if reject_files:
                 rejects_at = rejects_key(self.name, version, self.run_id)
                 rejects.append(self.objects.write(reject_files, rejects_at, built.written))
+        for part, carried in enumerate(state.carried, 1):
+            at = object_key(self.name, version, self.run_id, part=f"-kept-{part}")
+            conform = None if carried.written_as == state.fingerprint else state.columns
+            objects.append(self.objects.write([carried.path], at, built.written, conform))
         if len(objects) > self.limits.compaction_max_objects:
             objects = self.objects.merge_small(objects, state.columns, version, built.written)
         pruned_through = max(base.pruned_through, log_floor(self.store, self.name))

@@ -112,6 +112,8 @@ def test_a_merge_gives_the_table_duckdbs_merge_into_gives(
     ]
     manifest = catalog.latest("events")
     assert manifest is not None and manifest.key == ["id"] and manifest.row_count == len(expected)
+    nulls = {s.column: s.nulls for s in manifest.stats}  # rows out, rows in: counted exactly
+    assert nulls == {"id": 0, "name": 0, "score": sum(1 for r in expected if r[2] is None)}
     assert_consistent(store, tables, catalog)
 
 
@@ -282,4 +284,34 @@ def test_a_delete_racing_a_compaction_deletes_once_from_the_compacted_objects(
     assert isinstance(result, Published) and result.record.version == 4
     assert table(con, store, catalog.latest("events")) == [*EXPECTED["delete"], (9, "i", 90)]
     assert outcome_changes(result) == [CHANGES["delete"]]
+    assert_consistent(store, tables, catalog)
+
+
+def test_merges_in_one_batch_each_see_the_rows_the_one_before_kept(
+    store: ObjectStore, tables: IcebergTables, con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """The first merge leaves the object out and keeps its other rows; the second merge's
+    key is among those kept rows: it must replace it there, not add a second row."""
+    catalog = ListCatalog()
+    land_csv(store, "events", BASE)
+    run(store, tables, catalog, con, tmp_path)
+    current = catalog.latest("events")
+    land_csv(store, "events", b"id,name,score\n1,A,11\n", mode="merge", key=["id"], current=current)
+    land_csv(store, "events", b"id,name,score\n2,B,22\n", mode="merge", key=["id"], current=current)
+    land_csv(store, "events", b"id\n3\n", mode="delete", key=["id"], current=current)
+    result = run(store, tables, catalog, con, tmp_path)
+    assert outcome_changes(result) == [
+        RowChanges(updated=1),
+        RowChanges(updated=1),
+        RowChanges(deleted=1),
+    ]
+    assert table(con, store, catalog.latest("events")) == [
+        (1, "A", 11),
+        (2, "B", 22),
+        (4, "d", 40),
+        (5, "e", 50),
+        (6, "f", 60),
+    ]
+    manifest = catalog.latest("events")
+    assert manifest is not None and manifest.stats[0].nulls == 0
     assert_consistent(store, tables, catalog)
