@@ -26,7 +26,7 @@ from typing import Literal
 import duckdb
 
 from lakehouse.duck import sql_identifier, sql_string
-from lakehouse.errors import InvalidInput
+from lakehouse.errors import InvalidInput, Unavailable
 from lakehouse.formats.csv.accounting import LineAccount
 from lakehouse.formats.csv.convert import (
     DETERMINISTIC,
@@ -146,6 +146,8 @@ def infer_columns(con: duckdb.DuckDBPyConnection, url: str, fmt: Format) -> Foun
     except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
         what = "a Parquet file" if fmt == "parquet" else "JSON Lines (one JSON object a line)"
         raise InvalidInput(f"the file cannot be read as {what}: {exc}") from exc
+    except TRANSIENT as exc:  # the store or memory, not the file: nothing is committed
+        raise Unavailable(f"could not read the uploaded file: {exc}; send it again") from exc
     columns = []
     for name, found, *_ in described:
         stored = storable(str(found))

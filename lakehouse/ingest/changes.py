@@ -115,31 +115,40 @@ def check_keys(
 ) -> None:
     """Read the landed file as a run will: 400 if a row has no value in a key column, 409
     if a key occurs twice and `dedup` is "none"."""
-    columns = [sql_identifier(k) for k in key]
     rows = stored_rows_sql(url, schema) if fmt == "csv" else reader_sql(url, fmt, schema.columns)
     try:
         with s3_connection(s3, CHECK_MEMORY) as con:
-            con.execute(f"CREATE TEMP TABLE keys AS SELECT {', '.join(columns)} FROM ({rows})")
-            nulls = con.execute(
-                f"SELECT count(*) FROM keys WHERE {' OR '.join(f'{c} IS NULL' for c in columns)}"
-            ).fetchone()
-            repeated = (
-                []
-                if dedup != "none"
-                else con.execute(
-                    f"SELECT {', '.join(columns)}, count(*) OVER () FROM keys GROUP BY ALL "
-                    f"HAVING count(*) > 1 LIMIT {SHOWN_KEYS}"
-                ).fetchall()
-            )
+            nulls, repeated, examples = key_faults(con, f"({rows})", key, dedup)
     except (duckdb.IOException, duckdb.OutOfMemoryException) as exc:  # the store, memory
         raise Unavailable(f"could not read the file's keys: {exc}; send it again") from exc
     except duckdb.InvalidInputException as exc:
         raise InvalidInput(f"the file's keys could not be read: {exc}") from exc
-    if nulls and nulls[0]:
+    if nulls:
         raise InvalidInput(
-            f"{nulls[0]} rows have no value in a key column ({','.join(key)}): every row of a "
+            f"{nulls} rows have no value in a key column ({','.join(key)}): every row of a "
             "merge or delete needs its key"
         )
     if repeated:
-        examples = [r[0] if len(key) == 1 else list(r[:-1]) for r in repeated]
-        raise RepeatedKeys(key, examples, int(repeated[0][-1]))
+        raise RepeatedKeys(key, examples, repeated)
+
+
+def key_faults(
+    con: duckdb.DuckDBPyConnection, rows: str, key: Sequence[str], dedup: Dedup = "none"
+) -> tuple[int, int, list[object]]:
+    """Of the `rows` (a table or a parenthesized query): how many have no value in a key
+    column, and (unless `dedup` keeps one row of each) how many keys occur more than once,
+    with up to SHOWN_KEYS of them."""
+    columns = [sql_identifier(k) for k in key]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE keys AS SELECT {', '.join(columns)} FROM {rows}")
+    found = con.execute(
+        f"SELECT count(*) FROM keys WHERE {' OR '.join(f'{c} IS NULL' for c in columns)}"
+    ).fetchone()
+    nulls = int(found[0]) if found else 0
+    if dedup != "none":
+        return nulls, 0, []
+    repeated = con.execute(
+        f"SELECT {', '.join(columns)}, count(*) OVER () FROM keys GROUP BY ALL "
+        f"HAVING count(*) > 1 LIMIT {SHOWN_KEYS}"
+    ).fetchall()
+    examples = [r[0] if len(key) == 1 else list(r[:-1]) for r in repeated]
+    return nulls, int(repeated[0][-1]) if repeated else 0, examples

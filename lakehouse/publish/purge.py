@@ -108,15 +108,17 @@ def _settled_and_unneeded(store: ObjectStore, current: Manifest, landing: str) -
 
 
 def _delete_earlier_runs(instance: dg.DagsterInstance, name: str, current: Manifest) -> int:
-    """Delete the runs that emitted the versions of `name` before `current`."""
-    runs: set[str] = set()
+    """Delete the runs that emitted the versions of `name` before `current` (never the one
+    that emitted `current`)."""
+    earlier: set[str] = set()
+    keep: set[str] = set()
     page, cursor = published_history(instance, name)
     while page:
-        runs |= {p.run_id for p in page if p.manifest.version < current.version and p.run_id}
+        for p in page:
+            (earlier if p.manifest.version < current.version else keep).add(p.run_id)
         if cursor is None:
             break
         page, cursor = published_history(instance, name, cursor=cursor)
-    keep = {p.run_id for p in published_history(instance, name, limit=1)[0]}
-    for run_id in runs - keep:
+    for run_id in earlier - keep:
         delete_run(instance, run_id)
-    return len(runs - keep)
+    return len(earlier - keep)

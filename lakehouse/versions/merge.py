@@ -23,6 +23,7 @@ import duckdb
 
 from lakehouse.duck import sql_identifier, sql_string
 from lakehouse.formats.csv.convert import PARQUET_FORMAT
+from lakehouse.ingest.changes import key_faults
 from lakehouse.ingest.records import DELETED, IngestRecord
 from lakehouse.manifest import DataObject
 from lakehouse.store import ObjectStore
@@ -31,9 +32,6 @@ from lakehouse.versions.commits import RowChanges
 from lakehouse.versions.objects import ObjectWriter
 
 log = logging.getLogger(__name__)
-
-# How many keys a refusal names.
-SHOWN_KEYS = 5
 
 
 class ChangeRefused(ValueError):
@@ -91,7 +89,7 @@ class Merger:
             f"FROM read_parquet({sql_string(str(data))}, file_row_number = true){keep_one} "
             "ORDER BY file_row_number"
         )
-        self._refuse_bad_keys(key)
+        self._refuse_bad_keys(state.key)
         names = {c.name for c in entry.csv_schema.columns}
         if entry.mode == "delete":
             deleted = "true"
@@ -107,19 +105,15 @@ class Merger:
         return int(found.fetchone()[0])  # type: ignore[index]
 
     def _refuse_bad_keys(self, key: list[str]) -> None:
-        nulls = " OR ".join(f"{k} IS NULL" for k in key)
-        found = self.con.execute(f"SELECT count(*) FROM change_rows WHERE {nulls}").fetchone()
-        if found and found[0]:
-            raise ChangeRefused(f"{found[0]} rows have no value in a key column")
-        repeated = self.con.execute(
-            f"SELECT {', '.join(key)} FROM change_rows GROUP BY ALL HAVING count(*) > 1 "
-            f"LIMIT {SHOWN_KEYS}"
-        ).fetchall()
+        """The API refused these before the commit point; a run checks again all the same
+        (`ingest.changes.key_faults`, the one check)."""
+        nulls, repeated, examples = key_faults(self.con, "change_rows", key)
+        if nulls:
+            raise ChangeRefused(f"{nulls} rows have no value in a key column")
         if repeated:
-            shown = ", ".join(str(r[0] if len(r) == 1 else r) for r in repeated)
             raise ChangeRefused(
-                f"keys occur more than once in the file (e.g. {shown}): send each key once, "
-                "or dedup=last or dedup=first"
+                f"{repeated} keys occur more than once in the file (e.g. {examples}): send "
+                "each key once, or dedup=last or dedup=first"
             )
 
     def _without_keys(self, source: Path, key: list[str]) -> Path | None:
