@@ -49,6 +49,9 @@ def pusher(instance: dg.DagsterInstance, webserver_url: str) -> Pusher:
 # One engine (and so one pool of query processes) per process and settings.
 _engines: dict[str, QueryEngine] = {}
 _engines_lock = threading.Lock()
+# The engine of each settings object seen (held, so that its id stays its own): a request
+# finds its engine without writing its settings as JSON.
+_engine_of: dict[int, tuple[Settings, QueryEngine]] = {}
 
 
 def _engine(settings_json: str) -> QueryEngine:
@@ -66,6 +69,7 @@ def close_engines() -> None:
     with _engines_lock:
         engines = list(_engines.values())
         _engines.clear()
+        _engine_of.clear()
     for engine in engines:
         engine.close()
 
@@ -86,7 +90,13 @@ def get_instance(settings: Annotated[Settings, Depends(get_settings)]) -> dg.Dag
 
 
 def get_engine(settings: Annotated[Settings, Depends(get_settings)]) -> QueryEngine:
-    return _engine(settings.model_dump_json())
+    known = _engine_of.get(id(settings))
+    if known is not None and known[0] is settings:
+        return known[1]
+    engine = _engine(settings.model_dump_json())
+    with _engines_lock:
+        _engine_of[id(settings)] = (settings, engine)
+    return engine
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -190,16 +190,27 @@ class _Counts:
 
 
 class _RedisCounts(_Counts):
+    """Counts in Redis. A lease is given back off the request's path (the event loop does
+    not wait a round trip for it, once the answer is sent): by a thread of its own at once,
+    or by this process's next admission, in its round trip, whichever comes first."""
+
     def __init__(self, url: str) -> None:
         self.redis = redis.Redis.from_url(
             url, socket_timeout=STORE_TIMEOUT_SECONDS, socket_connect_timeout=STORE_TIMEOUT_SECONDS
         )
+        self._returned: list[_Ask] = []  # leases given back, not yet removed from Redis
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        threading.Thread(target=self._give_back_returned, name="lease-returns", daemon=True).start()
 
     def admit(self, token: str, rate: int, ask: _Ask | None) -> tuple[bool, bool]:
         now = time.time()
         # One round trip, not a transaction: a take counts itself after its own ZADD, so
         # takes that interleave may both be refused, never both admitted past `most`.
         with self.redis.pipeline(transaction=False) as pipe:
+            returned = self._take_returned()
+            for done in returned:  # first: this process's leases given back so far
+                pipe.zrem(f"LAKEHOUSE/leases/{done.key}", done.id)
             if rate:
                 window = f"LAKEHOUSE/rate/{token}/{int(now)}"
                 pipe.incr(window)
@@ -210,15 +221,48 @@ class _RedisCounts(_Counts):
                 pipe.zadd(name, {ask.id: now + ask.seconds})
                 pipe.zcard(name)
                 pipe.expire(name, math.ceil(ask.seconds) + 1)
-            answers = pipe.execute()
+            try:
+                answers = pipe.execute()[len(returned) :]
+            except BaseException:
+                self._return(returned)  # the thread tries them again
+                raise
         within_rate = not rate or int(answers[0]) <= rate
         leased = ask is None or int(answers[-2]) <= ask.most
         if ask is not None and not leased:
-            self.give_back(ask)
+            self._remove([ask])
         return within_rate, leased
 
     def give_back(self, ask: _Ask) -> None:
-        self.redis.zrem(f"LAKEHOUSE/leases/{ask.key}", ask.id)
+        self._return([ask])
+
+    def _return(self, asks: list[_Ask]) -> None:
+        with self._lock:
+            self._returned.extend(asks)
+        self._wake.set()
+
+    def _take_returned(self) -> list[_Ask]:
+        with self._lock:
+            returned, self._returned = self._returned, []
+        return returned
+
+    def _remove(self, asks: list[_Ask]) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for ask in asks:
+                pipe.zrem(f"LAKEHOUSE/leases/{ask.key}", ask.id)
+            pipe.execute()
+
+    def _give_back_returned(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if returned := self._take_returned():
+                try:
+                    self._remove(returned)
+                except (redis.RedisError, OSError) as exc:
+                    # A lease not given back lapses at its time; the outage itself is
+                    # logged by the admissions that meet it (`Quotas._guarded`).
+                    metrics.LIMITS_STORE_ERRORS.inc()
+                    log.debug("could not give back %d leases: %s", len(returned), exc)
 
 
 class _LocalCounts(_Counts):

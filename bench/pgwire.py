@@ -12,13 +12,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-import duckdb_extension_tpch
 import httpx
 import psycopg
 
+from bench import tpch as tpch_data
 from devstack.processes import PeakMemory
-from lakehouse.duck import extension_path, sql_string
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -165,26 +163,18 @@ def streaming(bench: Bench, rows: int) -> None:
 
 
 def tpch(bench: Bench, scale: float) -> None:
-    """TPC-H's tables (DuckDB's dbgen) uploaded as CSV; each query through psycopg, and
-    through DuckDB over the same Parquet objects: equal answers, and the time ratio."""
+    """TPC-H's 22 queries through psycopg, and through DuckDB over the same Parquet
+    objects: equal answers, and the time ratio."""
     from bench.run import Figure
 
-    dbgen = duckdb.connect()
-    dbgen.execute(f"LOAD {sql_string(str(extension_path('tpch', duckdb_extension_tpch.__file__)))}")
-    dbgen.execute(f"CALL dbgen(sf = {scale})")
-    tables = [row[0] for row in dbgen.execute("SHOW TABLES").fetchall()]
-    for table in tables:
-        path = bench.workdir / f"tpch_{table}.csv"
-        dbgen.execute(f"COPY {table} TO {sql_string(str(path))} (HEADER)")
-        bench.upload(table, path, wait=True)
-    queries = dbgen.execute("SELECT query_nr, query FROM tpch_queries()").fetchall()
-    duck = _duck_over_datasets(bench, tables)
+    queries = tpch_data.load(bench, scale)
+    duck = tpch_data.duck_over_datasets(bench, tpch_data.tables())
     different, ratios = [], []
     with _connect(bench) as conn:
         for number, query in queries:
             ours, mine = _timed(lambda q=query: conn.execute(q).fetchall())
             theirs, anchor = _timed(lambda q=query: duck.execute(q).fetchall())
-            if not _same(ours, theirs):
+            if not tpch_data.same(ours, theirs):
                 different.append(number)
             ratios.append(mine / anchor)
     equal = len(queries) - len(different)
@@ -203,32 +193,8 @@ def tpch(bench: Bench, scale: float) -> None:
     )
 
 
-def _duck_over_datasets(bench: Bench, tables: list[str]) -> duckdb.DuckDBPyConnection:
-    con = bench.duck()
-    for table in tables:
-        manifest = bench.http.get(f"{bench.api}/v1/catalog/{table}").json()
-        urls = ", ".join(sql_string(bench.store.url(o["key"])) for o in manifest["objects"])
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{urls}])")
-    return con
-
-
 def _timed(run: Any) -> tuple[list[Any], float]:
     run()  # warm
     started = time.perf_counter()
     answer = run()
     return answer, time.perf_counter() - started
-
-
-def _same(ours: list[Any], theirs: list[Any]) -> bool:
-    """Equal answers: the same rows in the same order; floats to the last 12 digits (an
-    aggregate's summation order may differ between the two runs)."""
-    if len(ours) != len(theirs):
-        return False
-    for mine, other in zip(ours, theirs, strict=True):
-        for a, b in zip(mine, other, strict=True):
-            if isinstance(a, float) or isinstance(b, float):
-                if not math.isclose(float(a), float(b), rel_tol=1e-12):
-                    return False
-            elif a != b:
-                return False
-    return True

@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from api.query.guard import Refused, UnknownDataset, inspect
+from api.query.guard import Refused, UnknownDataset, Verdicts, inspect
 from api.query.process import Job
 from api.query.processes import (
     KILL_GRACE_SECONDS,
@@ -179,6 +179,7 @@ class QueryEngine:
             ).fetchall()
         )
         self._parser_lock = threading.Lock()
+        self._verdicts = Verdicts()
         self.pool = QueryPool(settings, processes)
         self.views = CatalogViews(instance, settings.s3_bucket)
 
@@ -303,10 +304,7 @@ class QueryEngine:
         same whether such a dataset exists or not."""
         manifests, definitions = self.views.for_query(reader, as_of)
         try:
-            with self._parser_lock:
-                parser = self._parser.cursor()
-            with parser:
-                views = inspect(parser, sql, definitions, self._system_views).views
+            views = self._inspect(sql, definitions, remember=not as_of)
         except UnknownDataset as exc:
             reader.require(Privilege.READ, dataset_of(exc.name))
             raise QueryRefused(str(exc)) from exc
@@ -326,6 +324,20 @@ class QueryEngine:
         )
         datasets = {name: manifests[name].version for name in sorted(views) if name in manifests}
         return job, datasets
+
+    def _inspect(self, sql: str, definitions: Mapping[str, str], remember: bool) -> frozenset[str]:
+        """The views `sql` reads, if the guard lets it through: a verdict it gave before on
+        the same statement and views, or its own now (`remember`ed unless the views are
+        made for this query alone: earlier versions pinned)."""
+        verdict = self._verdicts.get(sql, definitions) if remember else None
+        if verdict is None:
+            with self._parser_lock:
+                parser = self._parser.cursor()
+            with parser:
+                verdict = inspect(parser, sql, definitions, self._system_views)
+            if remember:
+                self._verdicts.put(sql, definitions, verdict)
+        return verdict.views
 
     def _acquire(self) -> QueryProcess:
         try:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +120,61 @@ def inspect(
             ctes.update(entry["key"] for entry in cte_map.get("map", []))
         stack.extend(value.values())
     return Inspection(views=_check_tables(tables, ctes, views, system_views))
+
+
+class Verdicts:
+    """The guard's verdicts on statements it let through, remembered: a dashboard sends the
+    same few statements again and again, and the guard (DuckDB's parse, the syntax tree as
+    JSON, its walk) is a fixed ~0.5 ms of each. A verdict depends on the statement and the
+    names of the views offered, nothing else, so it holds for as long as the same mapping of
+    views is offered: `api.query.views` makes one per catalog snapshot and grant, and a new
+    snapshot starts afresh. Refusals are not remembered: they are cheap and rare.
+
+    Bounded: the verdicts of the last MAX_VIEW_SETS mappings (the catalog holds them
+    anyway), MAX_ENTRIES each, statements of at most MAX_SQL_CHARS."""
+
+    MAX_VIEW_SETS = 8
+    MAX_ENTRIES = 256
+    MAX_SQL_CHARS = 4096
+
+    def __init__(self) -> None:
+        # id(views) -> (views, {sql: verdict}); the views held so that the id stays theirs.
+        self._sets: OrderedDict[int, tuple[Mapping[str, str], OrderedDict[str, Inspection]]]
+        self._sets = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sql: str, views: Mapping[str, str]) -> Inspection | None:
+        with self._lock:
+            known = self._known(views, create=False)
+            verdict = known.get(sql) if known is not None else None
+            if verdict is not None:
+                known.move_to_end(sql)  # type: ignore[union-attr]
+            return verdict
+
+    def put(self, sql: str, views: Mapping[str, str], verdict: Inspection) -> None:
+        if len(sql) > self.MAX_SQL_CHARS:
+            return
+        with self._lock:
+            known = self._known(views, create=True)
+            assert known is not None
+            known[sql] = verdict
+            if len(known) > self.MAX_ENTRIES:
+                known.popitem(last=False)
+
+    def _known(
+        self, views: Mapping[str, str], *, create: bool
+    ) -> OrderedDict[str, Inspection] | None:
+        found = self._sets.get(id(views))
+        if found is not None and found[0] is views:
+            self._sets.move_to_end(id(views))
+            return found[1]
+        if not create:
+            return None
+        known: OrderedDict[str, Inspection] = OrderedDict()
+        self._sets[id(views)] = (views, known)
+        if len(self._sets) > self.MAX_VIEW_SETS:
+            self._sets.popitem(last=False)
+        return known
 
 
 def _table(node: dict[str, Any]) -> str:

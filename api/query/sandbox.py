@@ -70,10 +70,15 @@ def open_database(config: SandboxConfig) -> duckdb.DuckDBPyConnection:
     return con
 
 
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+_statm: list[int] = []  # this process's /proc/self/statm, kept open (read once per query)
+
+
 def resident_bytes() -> int:
     try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        if not _statm:
+            _statm.append(os.open("/proc/self/statm", os.O_RDONLY))
+        return int(os.pread(_statm[0], 128, 0).split()[1]) * _PAGE_BYTES
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

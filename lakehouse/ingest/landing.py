@@ -5,10 +5,12 @@ store), then committed to the dataset's log (the commit point)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from lakehouse.errors import Conflict, NotFound
 from lakehouse.formats.csv.options import CsvOptions
@@ -18,7 +20,7 @@ from lakehouse.formats.evolution import Evolve
 from lakehouse.formats.structured import Format, format_of
 from lakehouse.ingest.changes import check_keys, resolve_key
 from lakehouse.ingest.contract import UploadContract
-from lakehouse.ingest.log import LogTails, commit, has_pending, read_entry
+from lakehouse.ingest.log import LogTails, commit, has_pending, log_end, read_entry
 from lakehouse.ingest.marks import SameBytes, applied_with, queued_with
 from lakehouse.ingest.records import (
     KEYED_MODES,
@@ -29,7 +31,7 @@ from lakehouse.ingest.records import (
     new_ingest_id,
 )
 from lakehouse.manifest import Manifest
-from lakehouse.store import MultipartUpload, ObjectStore
+from lakehouse.store import MultipartUpload, ObjectStore, StoreUnavailable
 from lakehouse.store.layout import landing_key
 from lakehouse.store.parallel import together
 
@@ -179,10 +181,11 @@ class Landing:
         if self.size == 0:
             raise NotCsv(f"the body is empty: send {WHAT_TO_SEND[self.format]}")
         sha256 = self._hash.hexdigest()
-        if (earlier := self._already_there(sha256)) is not None:
-            self.abort()
+        after = self.current.applied_through if self.current else 0
+        earlier, listed = self._land(last_part, sha256, after)
+        if earlier is not None:
+            self.store.delete([self.key])  # the dataset has these bytes: nothing stays
             return Landed(earlier, duplicate=True)
-        self._complete(last_part)
         try:
             self._check_landed()
         except BaseException:
@@ -205,14 +208,30 @@ class Landing:
             evolve=self.evolve,
             format=self.format,
         )
-        after = self.current.applied_through if self.current else 0
-        return Landed(commit(self.store, record, after, self.tails), duplicate=False)
+        return Landed(commit(self.store, record, after, self.tails, listed), duplicate=False)
 
     def abort(self) -> None:
         """Discard whatever was written; nothing of this upload stays visible."""
         if self._upload is not None:
             self._upload.abort()
             self._upload = None
+
+    def _land(self, last_part: bytes, sha256: str, after: int) -> tuple[IngestRecord | None, int]:
+        """Make the file visible while looking for the same bytes and for the log's end
+        (where the commit will write): one round trip for the three. The ingest that holds
+        these bytes already, if one does, and the log's end. If any fails, nothing stays."""
+        tail = max(after, self.tails.last_seen(self.dataset)) if self.tails else after
+        try:
+            earlier, listed, _ = together(
+                lambda: self._already_there(sha256),
+                lambda: log_end(self.store, self.dataset, tail),
+                lambda: self._complete(last_part),
+            )
+        except BaseException:
+            with contextlib.suppress(StoreUnavailable):
+                self.store.delete([self.key])
+            raise
+        return cast(IngestRecord | None, earlier), cast(int, listed)
 
     def _already_there(self, sha256: str) -> IngestRecord | None:
         """The ingest that holds these bytes: in the current version, or still pending.
@@ -263,6 +282,7 @@ class Landing:
         if last_part:  # already taken into account by finish()
             self.upload_part(self._upload.next_number(), last_part)
         self._upload.complete()
+        self._upload = None  # nothing left to abort: the object is visible
 
     def _take(self, data: bytes, *, complete: bool) -> None:
         if self.size == 0:

@@ -135,10 +135,23 @@ class LogTails:
         self._seen[dataset] = max(seq, self.last_seen(dataset))
 
 
+def log_end(store: ObjectStore, dataset: str, after: int) -> int:
+    """The seq of the log's last entry, or `after` if none follows it (lists what follows
+    `after` only)."""
+    last = store.last_key(log_prefix(dataset), log_key(dataset, after))
+    return seq_of_log_key(last) if last else after
+
+
 def commit(
-    store: ObjectStore, record: IngestRecord, after: int, tails: LogTails | None = None
+    store: ObjectStore,
+    record: IngestRecord,
+    after: int,
+    tails: LogTails | None = None,
+    listed: int | None = None,
 ) -> IngestRecord:
     """Create `record`'s log entry at the first free seq after `after`: the commit point.
+    `listed`: the log's end (`log_end`) as the caller read it a moment ago, side by side
+    with other work, which spares a round trip here.
 
     Several writers racing for one seq each try a conditional create, and exactly one
     wins; the others move on to the next. A create whose answer was lost (the store did
@@ -148,8 +161,7 @@ def commit(
     tails = tails or LogTails()
     with tails.committing(record.dataset):
         after = max(after, tails.last_seen(record.dataset))
-        last = store.last_key(log_prefix(record.dataset), log_key(record.dataset, after))
-        seq = (seq_of_log_key(last) if last else after) + 1
+        seq = max(after, log_end(store, record.dataset, after) if listed is None else listed) + 1
         while True:
             committed = record.model_copy(update={"seq": seq})
             key = log_key(record.dataset, seq)

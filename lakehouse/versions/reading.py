@@ -91,8 +91,8 @@ class FileReader:
     def _read(self, source: str, data: Path, schema: CsvSchema, entry: IngestRecord) -> Converted:
         if entry.format != "csv":
             return to_parquet(self.con, source, entry.format, schema.columns, str(data))
-        self.con.execute("DROP TABLE IF EXISTS reject_errors")
-        self.con.execute("DROP TABLE IF EXISTS reject_scans")
+        # One call, two statements: the last file's rejects go (the reader appends to them).
+        self.con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
         return csv_to_parquet(
             self.con,
             source,

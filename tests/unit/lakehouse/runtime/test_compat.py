@@ -65,6 +65,7 @@ def test_the_event_logs_high_water_mark_grows_with_every_materialization(tmp_pat
 
     with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
         assert compat.event_log_high_water(instance) is None
+        assert hasattr(instance.event_log_storage, "path_for_shard")  # read directly
         marks = []
         for version in (1, 2):
             materialized_by_a_run(instance, [sales(version=version)])
@@ -73,6 +74,8 @@ def test_the_event_logs_high_water_mark_grows_with_every_materialization(tmp_pat
             ).records[0]
             mark = compat.event_log_high_water(instance)
             assert mark is not None and mark >= latest.storage_id
+            # On SQLite it is read over a connection of its own: the same as Dagster's.
+            assert mark == instance.event_log_storage.get_maximum_record_id()
             marks.append(mark)
         assert marks[1] > marks[0]
         assert compat.event_log_high_water(instance) == marks[1]  # unchanged while idle

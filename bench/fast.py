@@ -1,0 +1,203 @@
+"""The query path's fixed cost and the cost of small files, each against its anchor in the
+same run: `/v1/sql` over TPC-H's `lineitem` (600k rows at SF 0.1) against DuckDB in this
+process over the same objects (median and p99), TPC-H's 22 queries through `/v1/sql`, and
+the CPU the whole stack spends applying 200 small files (`python -m bench.run --only fast`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import psutil
+
+from api.query.formats import json_value
+from bench import tpch
+from lakehouse.duck import sql_string
+
+if TYPE_CHECKING:
+    from bench.run import Bench
+
+ROUNDS = 4  # alternating rounds of each side
+# Q1's shape: real work over every row of lineitem.
+LINEITEM_GROUP_BY = (
+    "SELECT l_returnflag, l_linestatus, sum(l_quantity) AS quantity, "
+    "avg(l_extendedprice) AS price, count(*) AS n FROM lineitem GROUP BY ALL ORDER BY ALL"
+)
+TIMED_RUNS = 3  # each TPC-H query, each side, after one warm run: the median
+
+
+def measure(bench: Bench, scales: list[float]) -> None:
+    """`scales`: TPC-H's scales to run the 22 queries at, the last also the one the
+    latency figures read (SF 0.1: 600k lineitem rows)."""
+    for scale in scales:
+        tpch_through_sql(bench, scale)
+    overhead(bench)
+
+
+def overhead(bench: Bench) -> None:
+    """Median and p99 of `/v1/sql` and of DuckDB in this process over the same objects, in
+    alternating rounds; the figure is the difference."""
+    from bench.run import Figure
+
+    duck = tpch.duck_over_datasets(bench, ["lineitem"])
+    (rows,) = duck.execute("SELECT count(*) FROM lineitem").fetchone() or (0,)
+    runs = 10 * bench.size.repeats
+    for label, query in (
+        ("count(*)", "SELECT count(*) FROM lineitem"),
+        ("group-by", LINEITEM_GROUP_BY),
+    ):
+        sides: dict[str, list[float]] = {"api": [], "duck": []}
+        with httpx.Client(timeout=60, headers=bench.auth) as http:
+
+            def api(q: str = query) -> None:
+                http.post(f"{bench.api}/v1/sql", json={"sql": q}).raise_for_status()
+
+            def direct(q: str = query) -> None:
+                duck.execute(q).fetchall()
+
+            for _ in range(5):  # warm both
+                api()
+                direct()
+            for _ in range(ROUNDS):
+                sides["api"] += _samples_ms(api, runs)
+                sides["duck"] += _samples_ms(direct, runs)
+        ours, anchor = _median_p99(sides["api"]), _median_p99(sides["duck"])
+        median_over, p99_over = ours[0] - anchor[0], ours[1] - anchor[1]
+        bench.report.add(
+            Figure(
+                f"/v1/sql overhead over DuckDB, {label} on lineitem ({rows:,} rows)",
+                f"median {ours[0]:.2f} ms ({median_over:+.2f} ms), p99 {ours[1]:.2f} ms "
+                f"({p99_over:+.2f} ms)",
+                f"DuckDB in one process over the same objects: median {anchor[0]:.2f} ms, "
+                f"p99 {anchor[1]:.2f} ms",
+                "median overhead <= 2 ms, p99 <= 10 ms",
+                median_over <= 2 and p99_over <= 10,
+                f"{ROUNDS} alternating rounds of {runs}",
+            )
+        )
+
+
+def tpch_through_sql(bench: Bench, scale: float) -> None:
+    """TPC-H's 22 queries through `/v1/sql` (JSON) and through DuckDB over the same
+    objects: equal answers (DuckDB's values written as the API writes them), and the
+    geometric mean of the time ratios (each side's median of TIMED_RUNS)."""
+    from bench.run import Figure
+
+    queries = tpch.load(bench, scale)
+    duck = tpch.duck_over_datasets(bench, tpch.tables())
+    different, ratios = [], []
+    with httpx.Client(timeout=600, headers=bench.auth) as http:
+        for number, query in queries:
+
+            def api(q: str = query) -> list[Any]:
+                response = http.post(f"{bench.api}/v1/sql", json={"sql": q, "max_rows": 10**6})
+                response.raise_for_status()
+                return [list(row.values()) for row in response.json()["rows"]]
+
+            def direct(q: str = query) -> list[Any]:
+                rows = duck.execute(q).fetchall()
+                return json.loads(json.dumps([[json_value(v) for v in row] for row in rows]))
+
+            ours, theirs = api(), direct()  # warm, and the answers compared
+            if not tpch.same(ours, theirs):
+                different.append(number)
+            timed: dict[str, list[float]] = {"api": [], "duck": []}
+            for _ in range(TIMED_RUNS):
+                timed["api"] += _samples_ms(api, 1)
+                timed["duck"] += _samples_ms(direct, 1)
+            ratios.append(statistics.median(timed["api"]) / statistics.median(timed["duck"]))
+    equal = len(queries) - len(different)
+    geomean = math.exp(statistics.fmean(math.log(r) for r in ratios))
+    bound = 1.10 if scale >= 0.1 else 1.30
+    bench.report.add(
+        Figure(
+            f"TPC-H SF {scale}, 22 queries through /v1/sql",
+            f"{equal} of {len(queries)} answers equal DuckDB's; {geomean:.2f}x its time "
+            "(geometric mean)",
+            "DuckDB over the same Parquet objects, in one process (answers written as JSON "
+            "the same way)",
+            f"all equal, <= {bound:.2f}x",
+            equal == len(queries) and geomean <= bound,
+            f"slowest ratio {max(ratios):.2f}x (Q{ratios.index(max(ratios)) + 1}); median of "
+            f"{TIMED_RUNS} runs each"
+            + (f"; different: Q{', Q'.join(map(str, different))}" if different else ""),
+        )
+    )
+
+
+def stack_cpu_seconds(bench: Bench) -> float:
+    """CPU time used so far by the stack's processes and their children (from /proc), the
+    children that ended and were waited for included."""
+    total = 0.0
+    for process in bench.stack.processes:
+        try:
+            root = psutil.Process(process.popen.pid)
+            for p in [root, *root.children(recursive=True)]:
+                with_children = p.cpu_times()
+                total += sum(with_children[:4])  # user, system, children's user and system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def _samples_ms(run: Any, times: int) -> list[float]:
+    samples = []
+    for _ in range(times):
+        started = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _median_p99(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+def small_files_cpu(bench: Bench) -> None:
+    """The CPU the whole stack spends applying `small_files` committed 100-row files to one
+    dataset (uploaded while no run worker runs, then the workers start), against one
+    batched DuckDB read of the same files (this process and the S3 server)."""
+    from bench.run import Figure
+
+    count, name = bench.size.small_files, "cpu_small"
+    for worker in bench._workers():
+        bench.stack.stop(worker)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: bench._small_file(name, i), range(count)))
+    bench.stack.start_workers(bench.settings.workers)
+    started, cpu_before = time.perf_counter(), stack_cpu_seconds(bench)
+    queryable, _ = bench._wait_queryable({name: 100 * count})
+    cpu = stack_cpu_seconds(bench) - cpu_before
+    anchor = _batched_read_cpu(bench, count)
+    bench.report.add(
+        Figure(
+            f"small files: CPU of the whole stack to apply {count} committed 100-row files "
+            "to one dataset",
+            f"{cpu:.1f} CPU-s ({count / (queryable - started):.1f} files/s until queryable)",
+            f"one batched DuckDB read of the same files to Parquet in S3: {anchor:.2f} CPU-s",
+            "<= 5 CPU-s per 200 files",
+            cpu * 200 / count <= 5,
+            "every process of the stack, from /proc, the bench's 4 Hz poll included",
+        )
+    )
+
+
+def _batched_read_cpu(bench: Bench, count: int) -> float:
+    """CPU-s of one DuckDB COPY of `count` small files in S3 to one Parquet object: this
+    process's and the S3 server's."""
+    keys = [f"bench/small/{i}.csv" for i in range(count)]
+    for i, key in enumerate(keys):
+        bench.store.put_bytes(key, bench.small_csv(first_id=i * 1000, rows=100), "text/csv")
+    urls = ", ".join(sql_string(bench.store.url(key)) for key in keys)
+    target = sql_string(bench.store.url("bench/small.parquet"))
+    con = bench.duck()
+    s3 = psutil.Process(next(p.popen.pid for p in bench.stack.processes if p.name == "s3"))
+    before = time.process_time(), sum(s3.cpu_times()[:2])
+    con.execute(f"COPY (SELECT * FROM read_csv([{urls}])) TO {target} (FORMAT parquet)")
+    return time.process_time() - before[0] + sum(s3.cpu_times()[:2]) - before[1]
