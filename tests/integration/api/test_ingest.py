@@ -127,3 +127,27 @@ def test_wrong_s3_keys_make_ingest_503_not_500(settings: Settings, store: Object
     assert "object store refused" in response.json()["detail"]
     assert "retry" in response.json()["detail"]
     assert stored_keys(store) == []
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_a_duplicate_lands_and_leaves_nothing(
+    settings: Settings, store: ObjectStore, parts: int
+) -> None:
+    """The file lands while its duplicates are looked up (one round trip): bytes the
+    dataset has pending answer with the ingest that has them, and nothing of the second
+    upload stays in the landing area, whether it came in one part or in several."""
+    small_parts = settings.model_copy(update={"ingest_part_bytes": 5 * 1024 * 1024})
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: small_parts
+    rows = 10 if parts == 1 else 700_000
+    body = b"n,text\n" + b"".join(b"%d,row number %d\n" % (i, i) for i in range(rows))
+    with TestClient(app, headers=admin_headers(small_parts)) as client:
+        first = client.post("/v1/ingest?name=twice", content=body)
+        second = client.post("/v1/ingest?name=twice", content=body)
+    assert (first.status_code, second.status_code) == (202, 200), second.text
+    assert second.json()["duplicate"] is True
+    assert second.json()["ingest_id"] == first.json()["ingest_id"]
+    assert list(store.list_keys("landing/twice/")) == [
+        f"landing/twice/{first.json()['ingest_id']}.csv"
+    ]
+    assert len(list(store.list_keys("log/twice/"))) == 1
