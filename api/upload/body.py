@@ -80,7 +80,8 @@ async def _arriving(request: Request, read_timeout: float) -> AsyncIterator[byte
     chunks = request.stream().__aiter__()
     while True:
         try:
-            chunk = await asyncio.wait_for(anext(chunks), read_timeout)
+            async with asyncio.timeout(read_timeout):  # no task per chunk, as wait_for made
+                chunk = await anext(chunks)
         except StopAsyncIteration:
             return
         except TimeoutError:
@@ -95,9 +96,11 @@ async def land(
     count_bytes: Callable[[int], None],
     on_filename: Callable[[str], None] | None = None,
 ) -> Landed:
-    """Stream the body into the store: up to `ingest_parts_in_flight` parts upload while the
-    next ones arrive, so memory stays at a few parts whatever the file's size. Each part,
-    and the last bytes, are first charged to the token's allowance (`count_bytes`)."""
+    """Stream the body into the store: up to `ingest_parts_in_flight` parts are taken in
+    (hashed, counted, the first one's columns checked: in order) and uploaded while the next
+    ones arrive, so neither waits for the other and memory stays at a few parts whatever
+    the file's size. Each part, and the last bytes, are first charged to the token's
+    allowance (`count_bytes`)."""
     part_bytes = settings.ingest_part_bytes
 
     def charge(size: int) -> None:
@@ -105,25 +108,46 @@ async def land(
         metrics.UPLOAD_BYTES.inc(size)
 
     buffer = bytearray()
-    in_flight: list[asyncio.Future[None]] = []
+    in_flight: list[asyncio.Task[None]] = []
+    taken: asyncio.Future[None] | None = None  # the last part's take-in
     chunks = body_chunks(
         request, settings.max_upload_bytes, settings.upload_read_timeout_seconds, on_filename
     )
-    async for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= part_bytes:
-            part, buffer = bytes(buffer[:part_bytes]), buffer[part_bytes:]
-            charge(len(part))
-            number = await run_in_threadpool(landing.take_part, part)  # in order
-            if len(in_flight) >= settings.ingest_parts_in_flight:
-                await in_flight.pop(0)
-            send = run_in_threadpool(landing.upload_part, number, part)
-            in_flight.append(asyncio.ensure_future(send))
     try:
-        for upload in in_flight:
-            await upload
+        async for chunk in chunks:
+            buffer += chunk
+            if len(buffer) >= part_bytes:
+                part = bytes(memoryview(buffer)[:part_bytes])
+                del buffer[:part_bytes]
+                charge(len(part))
+                if len(in_flight) >= settings.ingest_parts_in_flight:
+                    await in_flight.pop(0)
+                after, taken = taken, asyncio.get_running_loop().create_future()
+                in_flight.append(asyncio.create_task(_take_then_send(landing, part, after, taken)))
+        while in_flight:
+            await in_flight.pop(0)
     finally:
-        for upload in in_flight:
-            upload.cancel()
+        # Whatever stopped the body, the parts under way finish first (a take-in half done
+        # would race the abort that follows): a few parts at most. Their errors are seen.
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        if taken is not None and taken.done() and not taken.cancelled():
+            taken.exception()
     charge(len(buffer))
     return await run_in_threadpool(landing.finish, bytes(buffer))
+
+
+async def _take_then_send(
+    landing: Landing, part: bytes, after: asyncio.Future[None] | None, taken: asyncio.Future[None]
+) -> None:
+    """Take `part` in once the part before it is (`after`), then send it: takes follow the
+    bytes' order, sends do not need to."""
+    try:
+        if after is not None:
+            await after
+        number = await run_in_threadpool(landing.take_part, part)
+    except BaseException as exc:
+        if not taken.done():
+            taken.set_exception(exc)
+        raise
+    taken.set_result(None)
+    await run_in_threadpool(landing.upload_part, number, part)

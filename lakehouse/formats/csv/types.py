@@ -99,8 +99,14 @@ class Sample:
 
     kinds: dict[str, tuple[str, int]] = field(default_factory=dict)
     numbers: _Numbers = field(default_factory=_Numbers)
+    # Values already added: one seen again changes nothing (its kind has an earlier line,
+    # its digits are counted), and most columns repeat their values.
+    _seen: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def add(self, value: str, line: int) -> None:
+        if value in self._seen:
+            return
+        self._seen.add(value)
         kind = value_kind(value)
         if kind is None:
             return

@@ -151,3 +151,20 @@ def test_a_duplicate_lands_and_leaves_nothing(
         f"landing/twice/{first.json()['ingest_id']}.csv"
     ]
     assert len(list(store.list_keys("log/twice/"))) == 1
+
+
+def test_a_refused_upload_in_parts_leaves_nothing(settings: Settings, store: ObjectStore) -> None:
+    """Parts are taken in and sent while the next ones arrive: when the first part is
+    refused (binary, not CSV), the parts under way finish, and then nothing of the upload
+    stays (no object, no unfinished multipart upload)."""
+    small_parts = settings.model_copy(update={"ingest_part_bytes": 5 * 1024 * 1024})
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: small_parts
+    body = bytes(range(256)) * (3 * small_parts.ingest_part_bytes // 256)
+    with TestClient(app, headers=admin_headers(small_parts)) as client:
+        refused = client.post("/v1/ingest?name=binary", content=body)
+    assert 400 <= refused.status_code < 500, refused.text
+    assert not list(store.list_keys("landing/binary/"))
+    uploads = store.client.list_multipart_uploads(Bucket=store.bucket, Prefix="landing/binary/")
+    assert not uploads.get("Uploads")
+    assert not list(store.list_keys(LOG))
