@@ -41,7 +41,7 @@ class Carried:
 @dataclass
 class ConvertedFile:
     """One landed file, converted to local Parquet (`data`; None once it adds no rows: a
-    delete's keys)."""
+    delete's keys; or when its rows are in an earlier entry's file, read together)."""
 
     record: IngestRecord
     data: Path | None

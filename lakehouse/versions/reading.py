@@ -5,13 +5,19 @@ defines the dataset's columns), or the reason it cannot be applied."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 
-from lakehouse.formats.csv.convert import ConversionError, Converted, csv_to_parquet, write_rejects
+from lakehouse.formats.csv.convert import (
+    ConversionError,
+    Converted,
+    csv_files_to_parquet,
+    csv_to_parquet,
+    write_rejects,
+)
 from lakehouse.formats.csv.schema import CsvSchema, infer_schema
 from lakehouse.formats.csv.widen import widen
 from lakehouse.formats.structured import to_parquet
@@ -72,6 +78,29 @@ class FileReader:
             rejects = self.scratch / f"{entry.seq}.rejects.parquet"
             write_rejects(self.con, str(rejects))
         return ConvertedFile(entry, data, rejects, result, schema)
+
+    def convert_together(
+        self, entries: Sequence[IngestRecord], schema: CsvSchema
+    ) -> list[ConvertedFile] | None:
+        """CSV files of one schema in one read, into one local file: each entry's
+        `ConvertedFile` (the first one's file holds every row, in log order), or None when
+        any line of any of them did not become a row (convert them one by one)."""
+        data = self.scratch / f"{entries[0].seq}-{entries[-1].seq}.parquet"
+        self.con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
+        results = csv_files_to_parquet(
+            self.con,
+            [self.store.url(entry.landing_key) for entry in entries],
+            str(data),
+            schema,
+            [entry.lines for entry in entries],
+        )
+        if results is None:
+            data.unlink(missing_ok=True)
+            return None
+        return [
+            ConvertedFile(entry, data if i == 0 else None, None, result, schema)
+            for i, (entry, result) in enumerate(zip(entries, results, strict=True))
+        ]
 
     def _widened(self, source: str, schema: CsvSchema, result: Converted) -> CsvSchema:
         """`schema` with the columns whose values stop fitting past the sample widened to a

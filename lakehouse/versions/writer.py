@@ -45,6 +45,7 @@ from lakehouse.versions.commits import Outcome
 from lakehouse.versions.merge import ChangeRefused, Merger
 from lakehouse.versions.objects import ObjectWriter, WriteError, merge_stats, without_rows
 from lakehouse.versions.reading import FileReader
+from lakehouse.versions.together import read_together
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class Writer:
     def apply(self, base: Manifest, entries: Sequence[IngestRecord]) -> Built:
         """The pending `entries` (log order) on top of `base`, as the next version."""
         state = Batch(base)
+        if read_together(state, entries, self.store, self.reader, self.log):
+            return self._finish_apply(base, state, entries[-1].seq)
         logged = time.monotonic()
         for done, entry in enumerate(entries, 1):
             outcome = self._decide(state, entry)

@@ -16,7 +16,7 @@ are kept one per line, with every reason (`REJECT_SCHEMA`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -116,14 +116,21 @@ PARQUET_FORMAT = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
 READ_BUFFER_BYTES = 16 * 1024 * 1024
 
 
-def read_csv_sql(source_url: str, schema: CsvSchema, *, rejects: str = "store") -> str:
-    """A `read_csv(...)` call that reads `source_url` exactly as `schema` says; rejected
-    rows are stored in `reject_errors` (`rejects="store"`) or skipped (`"ignore"`)."""
+def read_csv_sql(
+    source_url: str | Sequence[str], schema: CsvSchema, *, rejects: str = "store"
+) -> str:
+    """A `read_csv(...)` call that reads `source_url` (or several files, one after another)
+    exactly as `schema` says; rejected rows are stored in `reject_errors`
+    (`rejects="store"`) or skipped (`"ignore"`)."""
+    if isinstance(source_url, str):
+        source = sql_string(source_url)
+    else:
+        source = "[" + ", ".join(sql_string(url) for url in source_url) + "]"
     columns = ", ".join(f"{sql_string(c.name)}: {sql_string(c.type)}" for c in schema.columns)
     nulls = ", ".join(sql_string(n) for n in schema.nulls)
     handling = "store_rejects = true" if rejects == "store" else "ignore_errors = true"
     return (
-        f"read_csv({sql_string(source_url)}, header = {str(schema.header).lower()},"
+        f"read_csv({source}, header = {str(schema.header).lower()},"
         f" auto_detect = false, delim = {sql_string(schema.delimiter)},"
         f" quote = {sql_string(schema.quote)}, escape = {sql_string(schema.escape)},"
         f" skip = {int(schema.skip)}, comment = {sql_string(schema.comment)},"
@@ -252,6 +259,39 @@ def csv_to_parquet(
         misfits=_misfits(con, schema.sampled_through),
         account=LineAccount(data_lines, rows, rejected, counted_by),
     )
+
+
+def csv_files_to_parquet(
+    con: duckdb.DuckDBPyConnection,
+    source_urls: Sequence[str],
+    target_url: str,
+    schema: CsvSchema,
+    lines: Sequence[int | None],
+) -> list[Converted] | None:
+    """Several files read as `schema` in one read, their rows in one file in the order
+    given (`con` fresh, as for `csv_to_parquet`): each file's `Converted`; or None when a
+    line of any of them did not become a row, or the read failed (converted one by one,
+    each then says which lines and why, or which file is gone, or that the store is).
+
+    Every file's physical `lines` (counted as it was uploaded) prove its account: with no
+    line rejected and no row left out, no file can give more rows than its data lines, so
+    rows equal to their sum means every file's lines are each a row."""
+    data_lines = [lines_past_header(schema, n) for n in lines]
+    if any(n is None for n in data_lines):
+        return None
+    source = read_csv_sql(source_urls, _as_read(schema))
+    try:
+        result = con.execute(
+            f"COPY ({_exact_rows(source, schema)}) TO {sql_string(target_url)} ({PARQUET_FORMAT})"
+        ).fetchone()
+        rejected = _count(con, "SELECT count(*) FROM reject_errors")
+    except (*DETERMINISTIC, *TRANSIENT):
+        return None
+    rows = int(result[0]) if result else 0
+    counted = [n for n in data_lines if n is not None]
+    if rejected or rows != sum(counted):
+        return None
+    return [Converted(n, 0, account=LineAccount(n, n, 0, "line ends")) for n in counted]
 
 
 def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
