@@ -9,6 +9,7 @@ from typing import Annotated
 
 import dagster as dg
 from fastapi import Depends, HTTPException, status
+from starlette.concurrency import run_in_threadpool
 
 from api.query.engine import QueryEngine
 from lakehouse.ingest.log import LogTails
@@ -90,16 +91,28 @@ def get_instance(settings: Annotated[Settings, Depends(get_settings)]) -> dg.Dag
 
 
 def get_engine(settings: Annotated[Settings, Depends(get_settings)]) -> QueryEngine:
-    known = _engine_of.get(id(settings))
-    if known is not None and known[0] is settings:
-        return known[1]
-    engine = _engine(settings.model_dump_json())
-    with _engines_lock:
-        _engine_of[id(settings)] = (settings, engine)
+    engine = _known_engine(settings)
+    if engine is None:
+        engine = _engine(settings.model_dump_json())
+        with _engines_lock:
+            _engine_of[id(settings)] = (settings, engine)
     return engine
+
+
+async def request_engine(settings: Annotated[Settings, Depends(get_settings)]) -> QueryEngine:
+    """A request's engine: found on the event loop (FastAPI runs a plain `def` dependency
+    in a worker thread, a hop per request), made in a thread the first time (it starts
+    the query processes)."""
+    engine = _known_engine(settings)
+    return engine if engine is not None else await run_in_threadpool(get_engine, settings)
+
+
+def _known_engine(settings: Settings) -> QueryEngine | None:
+    known = _engine_of.get(id(settings))
+    return known[1] if known is not None and known[0] is settings else None
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
-EngineDep = Annotated[QueryEngine, Depends(get_engine)]
+EngineDep = Annotated[QueryEngine, Depends(request_engine)]
