@@ -236,8 +236,8 @@ class Bench:
                 f"(runs: {', '.join(f'{t:.1f}' for t in times)})",
                 f"physical floor (boto3 upload_file + DuckDB COPY S3->S3): {floor:.2f} s "
                 f"(runs: {', '.join(f'{t:.1f}' for t in floors)}); before warm workers: 2.9x",
-                "<= 1.5x the floor",
-                median <= 1.5 * floor,
+                "<= 1.3x the floor",
+                median <= 1.3 * floor,
             )
         )
         self.run_startup([f"latency_{i}" for i in range(self.size.repeats)])
