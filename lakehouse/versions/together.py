@@ -49,6 +49,11 @@ def read_together(
     converted = reader.convert_together(fresh, schema) if len(fresh) > 1 else None
     if converted is None:
         state.shas = saved
+        if len(fresh) > 1:  # said, so that a slower run is not a mystery
+            log(
+                f"{reader.name}: {len(fresh)} files read one at a time: a line of one is no "
+                "row, or the read together failed"
+            )
         return False
     state.converted.extend(converted)
     state.outcomes.extend(decided)

@@ -333,3 +333,42 @@ def test_the_upload_path_reads_the_catalog_again_only_after_a_new_commit_record(
 class UnreachableStore(MemoryStore):
     def list_keys(self, prefix: str, start_after: str = "") -> Iterator[str]:
         raise StoreUnavailable("connection refused")
+
+
+class FailingOnceAt(MemoryStore):
+    """A store whose `method` fails once, as a store that went away."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__()
+        self.method, self.failed = method, False
+
+    def __getattribute__(self, name: str) -> Any:
+        attribute = super().__getattribute__(name)
+        if name == super().__getattribute__("method") and not super().__getattribute__("failed"):
+
+            def failing(*args: Any, **kwargs: Any) -> Any:
+                self.failed = True
+                raise StoreUnavailable(f"the store went away at {name}")
+
+            return failing
+        return attribute
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["put_bytes", "get_json_or_none", "last_key"],
+    ids=["landing-the-bytes", "looking-for-duplicates", "listing-the-log-end"],
+)
+def test_the_store_failing_in_the_landing_round_trip_leaves_nothing(method: str) -> None:
+    """The bytes land side by side with the duplicate lookup and the log's end: the store
+    failing at any of the three leaves no landing file and no log entry, and the resend
+    commits once."""
+    s = cast(ObjectStore, FailingOnceAt(method))
+    with pytest.raises(StoreUnavailable):
+        land(s)
+    assert list(s.list_keys("landing/")) == []
+    assert list(s.list_keys("log/")) == []
+    resent = land(s)
+    assert not resent.duplicate and resent.record.seq == 1
+    assert list(s.list_keys("log/events/")) == [log_key("events", 1)]
+    assert len(list(s.list_keys("landing/events/"))) == 1
