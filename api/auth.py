@@ -21,10 +21,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import SettingsDep
 from lakehouse.auth.grants import Principal
 from lakehouse.auth.tokens import Lookup, TokenStore, token_db_url
 from lakehouse.errors import Unauthenticated
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import Settings
 
 CACHED_TOKENS = 10_000
 HOW_TO_GET_ONE = (
@@ -90,7 +91,7 @@ def token_cache(settings: Settings) -> TokenCache:
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: SettingsDep,
 ) -> Principal:
     """The request's principal, or 401 saying what to send."""
     if credentials is None:

@@ -1,14 +1,20 @@
-"""Dependencies: settings, and the long-lived clients built from them (one per process)."""
+"""Dependencies: settings, and the long-lived clients built from them (one per process).
+
+Each is an `async def`, found on the event loop: FastAPI runs a plain `def` dependency in
+a worker thread, a hop per request that a small query feels. What takes a while to make (a
+boto3 client, a Dagster instance, the query processes) is made in a thread the first time.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import dagster as dg
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from api.query.engine import QueryEngine
@@ -17,6 +23,35 @@ from lakehouse.publish.catalog import CurrentManifests, latest_manifest
 from lakehouse.runs import Pusher
 from lakehouse.settings import S3Config, Settings, get_settings
 from lakehouse.store import ObjectStore
+
+T = TypeVar("T")
+
+
+def app_settings(app: FastAPI) -> Settings:
+    """The app's settings: `get_settings()`, or what a test put in its place (through
+    `app.dependency_overrides[get_settings]`)."""
+    settings: Settings = app.dependency_overrides.get(get_settings, get_settings)()
+    return settings
+
+
+async def request_settings(request: Request) -> Settings:
+    return app_settings(request.app)
+
+
+SettingsDep = Annotated[Settings, Depends(request_settings)]
+
+
+# What `_made` made: (maker, key) -> the value.
+_made_already: dict[tuple[Callable[..., Any], Hashable], Any] = {}
+
+
+async def _made(make: Callable[[Any], T], key: Hashable) -> T:
+    """`make(key)` (an lru_cache'd maker): in a worker thread the first time, then found
+    here without one."""
+    made = _made_already.get((make, key))
+    if made is None:
+        made = _made_already[make, key] = await run_in_threadpool(make, key)
+    return made
 
 
 @lru_cache
@@ -75,11 +110,16 @@ def close_engines() -> None:
         engine.close()
 
 
-def get_store(settings: Annotated[Settings, Depends(get_settings)]) -> ObjectStore:
+def store_of(settings: Settings) -> ObjectStore:
+    """The process's object store client for `settings`."""
     return _store(settings.s3())
 
 
-def get_instance(settings: Annotated[Settings, Depends(get_settings)]) -> dg.DagsterInstance:
+async def get_store(settings: SettingsDep) -> ObjectStore:
+    return await _made(_store, settings.s3())
+
+
+async def get_instance(settings: SettingsDep) -> dg.DagsterInstance:
     home = settings.resolved_dagster_home
     if not home.is_dir():
         raise HTTPException(
@@ -87,10 +127,10 @@ def get_instance(settings: Annotated[Settings, Depends(get_settings)]) -> dg.Dag
             detail=f"Dagster home {home} does not exist: start the stack (make up) or set "
             "LAKEHOUSE_DAGSTER_HOME to the instance the Dagster daemon uses",
         )
-    return _instance(home)
+    return await _made(_instance, home)
 
 
-def get_engine(settings: Annotated[Settings, Depends(get_settings)]) -> QueryEngine:
+def get_engine(settings: Settings) -> QueryEngine:
     engine = _known_engine(settings)
     if engine is None:
         engine = _engine(settings.model_dump_json())
@@ -99,10 +139,9 @@ def get_engine(settings: Annotated[Settings, Depends(get_settings)]) -> QueryEng
     return engine
 
 
-async def request_engine(settings: Annotated[Settings, Depends(get_settings)]) -> QueryEngine:
-    """A request's engine: found on the event loop (FastAPI runs a plain `def` dependency
-    in a worker thread, a hop per request), made in a thread the first time (it starts
-    the query processes)."""
+async def request_engine(settings: SettingsDep) -> QueryEngine:
+    """A request's engine: made in a thread the first time (it starts the query
+    processes)."""
     engine = _known_engine(settings)
     return engine if engine is not None else await run_in_threadpool(get_engine, settings)
 
@@ -112,7 +151,6 @@ def _known_engine(settings: Settings) -> QueryEngine | None:
     return known[1] if known is not None and known[0] is settings else None
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
 EngineDep = Annotated[QueryEngine, Depends(request_engine)]

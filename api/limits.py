@@ -13,8 +13,9 @@ from typing import Any
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import app_settings
 from api.quotas import Lease
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import Settings
 
 STREAMED = ("/v1/ingest",)  # bodies capped as they stream, not here
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class RequestCaps:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        settings: Settings = scope["app"].dependency_overrides.get(get_settings, get_settings)()
+        settings = app_settings(scope["app"])
         if refusal := _headers_refusal(scope, settings):
             await refusal(scope, receive, send)
             return

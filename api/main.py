@@ -14,12 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from api import errors, logs
 from api.audit import AuditLog, AuditMiddleware
 from api.auth import authenticate
-from api.deps import close_engines, get_engine, get_store
+from api.deps import app_settings, close_engines, get_engine, store_of
 from api.limits import RequestCaps
 from api.quotas import admitted, quotas
 from api.routes import catalog, datasets, health, ingest, metrics, sql, tokens
 from api.upload.slots import UploadSlots
-from lakehouse.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Start the query processes now (about a second) rather than in the first query.
-    settings = app.dependency_overrides.get(get_settings, get_settings)()
+    settings = app_settings(app)
     settings.refuse_example_secrets()
     logs.configure()
     quotas(settings)  # made now, so a per-process count (memory://) is said at start-up
@@ -39,7 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         memory.why,
     )
     app.state.audit = AuditLog(
-        get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
+        store_of(settings), settings.audit_flush_seconds, settings.audit_batch_records
     )
     if settings.sql_prewarm and settings.resolved_dagster_home.is_dir():
         try:

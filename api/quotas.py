@@ -2,8 +2,8 @@
 once, and bytes uploaded per hour. Past one, the answer is 429 with `Retry-After`.
 
 The counts live in one store every API process reaches (`limits_url`; by default the
-broker's Redis), so several replicas enforce one limit. A request is admitted in one round
-trip (`admit`): its count in the token's one-second window, and for an upload or a query
+broker's Redis), so several replicas enforce one limit. A request is admitted by one script
+in Redis (`ADMIT`): its count in the token's one-second window, and for an upload or a query
 a lease in the token's Redis sorted set (member: the request, score: when it lapses), so a
 process that dies holding leases frees them when they lapse. Bytes per hour are counted by
 the `limits` library (a sliding window). A store of `memory://` keeps the counts per
@@ -189,6 +189,40 @@ class _Counts:
         raise NotImplementedError
 
 
+# One admission in one atomic step (a script: one command, not a round trip of several):
+# the leases this process gave back are removed, the request is counted in its token's
+# one-second window, and past the rate it is refused; otherwise its lease is taken only if
+# fewer than `most` are held (lapsed ones dropped first), so a refused request holds none.
+# KEYS: the rate window ("" for no rate), the token's leases ("" for none), then the set of
+# each lease given back. ARGV: rate, the lease's id, seconds and most, then each given-back
+# lease's id. Answers {the window's count, 1 if the lease is held}.
+ADMIT = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1e6
+for i = 3, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[i + 2])
+end
+local count = 0
+if KEYS[1] ~= '' then
+  count = redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], 2)
+  if count > tonumber(ARGV[1]) then
+    return {count, 0}
+  end
+end
+if KEYS[2] == '' then
+  return {count, 1}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  return {count, 0}
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[3])) + 1)
+return {count, 1}
+"""
+
+
 class _RedisCounts(_Counts):
     """Counts in Redis. A lease is given back off the request's path (the event loop does
     not wait a round trip for it, once the answer is sent): by a thread of its own at once,
@@ -198,39 +232,26 @@ class _RedisCounts(_Counts):
         self.redis = redis.Redis.from_url(
             url, socket_timeout=STORE_TIMEOUT_SECONDS, socket_connect_timeout=STORE_TIMEOUT_SECONDS
         )
+        self._admit = self.redis.register_script(ADMIT)  # EVALSHA, loaded when missing
         self._returned: list[_Ask] = []  # leases given back, not yet removed from Redis
         self._lock = threading.Lock()
         self._wake = threading.Event()
         threading.Thread(target=self._give_back_returned, name="lease-returns", daemon=True).start()
 
     def admit(self, token: str, rate: int, ask: _Ask | None) -> tuple[bool, bool]:
-        now = time.time()
-        # One round trip, not a transaction: a take counts itself after its own ZADD, so
-        # takes that interleave may both be refused, never both admitted past `most`.
-        with self.redis.pipeline(transaction=False) as pipe:
-            returned = self._take_returned()
-            for done in returned:  # first: this process's leases given back so far
-                pipe.zrem(f"LAKEHOUSE/leases/{done.key}", done.id)
-            if rate:
-                window = f"LAKEHOUSE/rate/{token}/{int(now)}"
-                pipe.incr(window)
-                pipe.expire(window, 2)
-            if ask is not None:
-                name = f"LAKEHOUSE/leases/{ask.key}"
-                pipe.zremrangebyscore(name, "-inf", now)
-                pipe.zadd(name, {ask.id: now + ask.seconds})
-                pipe.zcard(name)
-                pipe.expire(name, math.ceil(ask.seconds) + 1)
-            try:
-                answers = pipe.execute()[len(returned) :]
-            except BaseException:
-                self._return(returned)  # the thread tries them again
-                raise
-        within_rate = not rate or int(answers[0]) <= rate
-        leased = ask is None or int(answers[-2]) <= ask.most
-        if ask is not None and not leased:
-            self._remove([ask])
-        return within_rate, leased
+        returned = self._take_returned()  # first: this process's leases given back so far
+        keys = [
+            f"LAKEHOUSE/rate/{token}/{int(time.time())}" if rate else "",
+            f"LAKEHOUSE/leases/{ask.key}" if ask is not None else "",
+            *(f"LAKEHOUSE/leases/{done.key}" for done in returned),
+        ]
+        lease: list[str | float] = [ask.id, ask.seconds, ask.most] if ask else ["", 0, 0]
+        try:
+            count, leased = self._admit(keys, [rate, *lease, *(done.id for done in returned)])
+        except BaseException:
+            self._return(returned)  # the thread tries them again
+            raise
+        return int(count) <= rate or not rate, bool(leased)
 
     def give_back(self, ask: _Ask) -> None:
         self._return([ask])

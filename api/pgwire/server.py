@@ -25,7 +25,7 @@ from pg_mimic.stream import PgStream
 from api import logs
 from api.audit import AuditLog
 from api.auth import token_cache
-from api.deps import get_store
+from api.deps import store_of
 from api.pgwire import compat
 from api.pgwire.context import Context, QuerySlots
 from api.pgwire.session import LakehouseSession
@@ -82,7 +82,7 @@ def build(settings: Settings, worker: Worker) -> tuple[compat.TlsServer, Context
         settings=settings,
         engine=QueryEngine(settings, instance, settings.pg_max_concurrent),
         audit=AuditLog(
-            get_store(settings), settings.audit_flush_seconds, settings.audit_batch_records
+            store_of(settings), settings.audit_flush_seconds, settings.audit_batch_records
         ),
         quotas=quotas(settings),
         slots=QuerySlots(settings, settings.pg_max_concurrent),

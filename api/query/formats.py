@@ -257,17 +257,46 @@ BATCH_WRITERS: dict[str, BatchWriter] = {
 }
 
 
-def json_rows(names: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
+# DuckDB types whose Python values JSON holds as they are; every other column's values go
+# through `json_value`.
+_JSON_AS_IS = frozenset((
+    "boolean", "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint",
+    "uinteger", "ubigint", "uhugeint", "varchar",
+))  # fmt: skip
+# Made once: `json.dumps` with options builds an encoder per call, most of a row's cost.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_SPACED = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def json_rows(
+    names: Sequence[str], types: Sequence[DuckDBPyType], rows: Iterator[tuple[Any, ...]]
+) -> Iterator[bytes]:
     """Each row as one compact JSON object, as FastAPI would write it."""
-    for row in rows:
-        record = {name: json_value(value) for name, value in zip(names, row, strict=True)}
-        yield json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    for record in _records(names, types, rows):
+        yield _COMPACT(record).encode()
 
 
-def ndjson_lines(names: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
+def ndjson_lines(
+    names: Sequence[str], types: Sequence[DuckDBPyType], rows: Iterator[tuple[Any, ...]]
+) -> Iterator[bytes]:
+    for record in _records(names, types, rows):
+        yield _SPACED(record).encode() + b"\n"
+
+
+def _records(
+    names: Sequence[str], types: Sequence[DuckDBPyType], rows: Iterator[tuple[Any, ...]]
+) -> Iterator[dict[str, Any]]:
+    """Each row as a dict of JSON-safe values (`json_value` only where the type needs it)."""
+    safe = [None if kind.id in _JSON_AS_IS else json_value for kind in types]
+    if not any(safe):
+        for row in rows:
+            yield dict(zip(names, row, strict=True))
+        return
     for row in rows:
-        record = {name: json_value(value) for name, value in zip(names, row, strict=True)}
-        yield json.dumps(record, ensure_ascii=False).encode() + b"\n"
+        yield {
+            name: value if make is None else make(value)
+            for name, make, value in zip(names, safe, row, strict=True)
+        }
 
 
 def ndjson_notice(budget: Budget) -> bytes:

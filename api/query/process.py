@@ -36,6 +36,7 @@ from typing import Any, TypedDict
 
 import duckdb
 import pyarrow as pa
+from duckdb.sqltypes import DuckDBPyType
 
 from api.query.formats import (
     BATCH_WRITERS,
@@ -143,11 +144,11 @@ class QueryServer:
             relation = relation.project(", ".join(expressions))
         budget = Budget(job["max_rows"], job["max_bytes"])
         if fmt == "json":
-            self._json(relation, names, budget, watchdog)
+            self._json(relation, names, types, budget, watchdog)
             return
         if fmt == "ndjson":
             rows = self._rows(relation, budget, watchdog)
-            chunks = _lines_in_chunks(ndjson_lines(names, rows), budget)
+            chunks = _lines_in_chunks(ndjson_lines(names, types, rows), budget)
             chunks = _then(chunks, lambda: ndjson_notice(budget))
         else:
             reader = relation.to_arrow_reader(BATCH_ROWS)
@@ -181,6 +182,7 @@ class QueryServer:
         self,
         relation: Source,
         names: list[str],
+        types: list[DuckDBPyType],
         budget: Budget,
         watchdog: Watchdog,
     ) -> None:
@@ -188,7 +190,7 @@ class QueryServer:
         API wraps them in the answer. Cut before the row that would pass max_bytes."""
         parts: list[bytes] = []
         size = 0
-        for row in json_rows(names, self._rows(relation, budget, watchdog)):
+        for row in json_rows(names, types, self._rows(relation, budget, watchdog)):
             if budget.bytes + len(row) + 1 > budget.max_bytes:
                 budget.rows -= 1  # counted when fetched, left out here
                 budget.cut("bytes")

@@ -4,6 +4,7 @@ cap on its address space, and a watchdog that interrupts a query past its time."
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 import shutil
@@ -121,8 +122,10 @@ class Watchdog:
     out as a whole, then per batch fetched (a slow reader is not the query's fault).
 
     One thread for the process's life: starting a timer thread per query cost more than
-    a small query itself. An interrupt that lands just after a query ended is harmless:
-    DuckDB forgets it when the next query starts."""
+    a small query itself. Nor is it woken per query: a deadline moved later is found when
+    the thread wakes at the earlier one, so it sleeps through a stream of short queries,
+    woken only for a deadline earlier than the one it waits for. An interrupt that lands
+    just after a query ended is harmless: DuckDB forgets it when the next query starts."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
@@ -130,6 +133,7 @@ class Watchdog:
         self.streaming = False
         self.fired = False  # it interrupted the current query
         self._deadline: float | None = None
+        self._wakes_at = math.inf  # when the thread wakes by itself (never: it is idle)
         self._cond = threading.Condition()
         threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
 
@@ -137,10 +141,12 @@ class Watchdog:
         with self._cond:
             while True:
                 if self._deadline is None:
+                    self._wakes_at = math.inf
                     self._cond.wait()
                     continue
                 left = self._deadline - time.monotonic()
                 if left > 0:
+                    self._wakes_at = self._deadline
                     self._cond.wait(left)
                     continue
                 self._deadline = None
@@ -155,7 +161,9 @@ class Watchdog:
     def arm(self) -> None:
         with self._cond:
             self._deadline = time.monotonic() + self.seconds
-            self._cond.notify()
+            if self._deadline < self._wakes_at:  # else it wakes first and finds this one
+                self._wakes_at = self._deadline
+                self._cond.notify()
 
     def disarm(self) -> None:
         with self._cond:

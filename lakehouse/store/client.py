@@ -27,6 +27,7 @@ from lakehouse.store import layout
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ListObjectsV2OutputTypeDef
 
 CONFLICT_RETRIES = 20
 
@@ -196,23 +197,28 @@ class ObjectStore:
 
     def list_prefixes(self, prefix: str) -> list[str]:
         """The "folders" right under `prefix` (`prefix` + name + `/`)."""
-        paginator = self.client.get_paginator("list_objects_v2")
         found: list[str] = []
-        with unavailable_on_error(f"list {prefix}"):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-                found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        for page in self._pages(prefix, Delimiter="/"):
+            found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
         return found
 
     def list_objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, datetime]]:
         """(key, last modified) under `prefix`, in key order."""
-        paginator = self.client.get_paginator("list_objects_v2")
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if start_after:
-            kwargs["StartAfter"] = start_after
+        for page in self._pages(prefix, **({"StartAfter": start_after} if start_after else {})):
+            for item in page.get("Contents", []):
+                yield item["Key"], item["LastModified"]
+
+    def _pages(self, prefix: str, **options: str) -> Iterator[ListObjectsV2OutputTypeDef]:
+        """The pages of a listing under `prefix`, one request each. Not botocore's paginator:
+        setting one up cost more CPU than the one-page listings most calls make."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, **options}
         with unavailable_on_error(f"list {prefix}"):
-            for page in paginator.paginate(**kwargs):
-                for item in page.get("Contents", []):
-                    yield item["Key"], item["LastModified"]
+            while True:
+                page = self.client.list_objects_v2(**kwargs)
+                yield page
+                if not page.get("IsTruncated"):
+                    return
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
     def delete(self, keys: list[str]) -> None:
         with unavailable_on_error("delete objects"):

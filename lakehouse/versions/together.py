@@ -1,12 +1,15 @@
-"""A burst of small files read together (`lakehouse.versions.writer`'s apply): plain CSV
-appends of the dataset's columns, all read alike, are decided in log order (duplicates)
-and read in one DuckDB read into one local file, instead of a read, a local file and a
-handful of statements each. Any other batch, or one whose lines do not all become rows, is
-decided one file at a time, which says which lines and why."""
+"""A burst of small files read together (`lakehouse.versions.writer`'s apply): a run of plain
+CSV appends of the dataset's columns (`runs_of_appends`), all read alike, is decided in log
+order (duplicates) and read in one DuckDB read into one local file, instead of a read, a
+local file and a handful of statements each. A new dataset's first file is read alone (it
+defines the columns), and so is every other entry (a replace, a merge, an `evolve=`); a
+run whose lines do not all become rows is decided one file at a time, which says which
+lines and why."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import groupby
 
 from lakehouse.formats.csv.convert import stored_rows_sql
 from lakehouse.formats.csv.schema import CsvSchema
@@ -59,7 +62,7 @@ def read_together(
     state.outcomes.extend(decided)
     state.excluded.extend(o.seq for o in decided if o.status != "applied")
     log(
-        f"{reader.name}: {len(entries)} of {len(entries)} ingests decided, {len(fresh)} read "
+        f"{reader.name}: {len(state.outcomes)} ingests decided, the last {len(fresh)} read "
         f"together ({state.progress()})"
     )
     return True
@@ -73,11 +76,28 @@ def one_reading(state: Batch, entries: Sequence[IngestRecord]) -> CsvSchema | No
     reads: set[str] = set()
     schema: CsvSchema | None = None
     for entry in entries:
-        plain = (entry.dataset, entry.mode, entry.format, entry.evolve)
-        if plain != (state.base.name, "append", "csv", "strict") or entry.lines is None:
+        if not plain_append(entry, state.base.name):
             return None
         schema = state.reading(entry)
         if schema is None or schema.fingerprint != state.fingerprint:
             return None
         reads.add(stored_rows_sql("", schema))  # how it is read, not what its sample said
     return schema if len(reads) == 1 else None
+
+
+def plain_append(entry: IngestRecord, dataset: str) -> bool:
+    """A CSV appended to `dataset` as it is (no `evolve=`), its lines counted."""
+    plain = (entry.dataset, entry.mode, entry.format, entry.evolve)
+    return plain == (dataset, "append", "csv", "strict") and entry.lines is not None
+
+
+def runs_of_appends(
+    entries: Sequence[IngestRecord], dataset: str
+) -> Iterator[Sequence[IngestRecord]]:
+    """`entries` in log order, in groups: each run of plain appends together, every other
+    entry alone."""
+    for plain, group in groupby(entries, key=lambda entry: plain_append(entry, dataset)):
+        if plain:
+            yield list(group)
+        else:
+            yield from ([entry] for entry in group)

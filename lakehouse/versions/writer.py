@@ -45,7 +45,7 @@ from lakehouse.versions.commits import Outcome
 from lakehouse.versions.merge import ChangeRefused, Merger
 from lakehouse.versions.objects import ObjectWriter, WriteError, merge_stats, without_rows
 from lakehouse.versions.reading import FileReader
-from lakehouse.versions.together import read_together
+from lakehouse.versions.together import read_together, runs_of_appends
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class Writer:
         self.store, self.con, self.name = store, con, dataset
         self.run_id, self.limits, self.scratch = run_id, limits, scratch
         self.log = log_line
+        self._logged = 0.0  # when `apply` last said how far it got
         self.objects = ObjectWriter(
             store, con, dataset, run_id, limits.compaction_target_mb, log_line
         )
@@ -92,21 +93,32 @@ class Writer:
     # -- apply ----------------------------------------------------------------------------
 
     def apply(self, base: Manifest, entries: Sequence[IngestRecord]) -> Built:
-        """The pending `entries` (log order) on top of `base`, as the next version."""
+        """The pending `entries` (log order) on top of `base`, as the next version. Each
+        run of plain appends is read together where it can be (`read_together`), but for
+        the first file of a dataset without columns yet, which defines them; every other
+        entry, and a run that cannot be read together, is decided one at a time."""
         state = Batch(base)
-        if read_together(state, entries, self.store, self.reader, self.log):
-            return self._finish_apply(base, state, entries[-1].seq)
-        logged = time.monotonic()
-        for done, entry in enumerate(entries, 1):
+        self._logged = time.monotonic()
+        for run in runs_of_appends(entries, self.name):
+            if len(run) > 1 and not state.fingerprint:
+                self._decide_each(state, run[:1], len(entries))
+                run = run[1:]
+            if not read_together(state, run, self.store, self.reader, self.log):
+                self._decide_each(state, run, len(entries))
+        return self._finish_apply(base, state, entries[-1].seq)
+
+    def _decide_each(self, state: Batch, entries: Sequence[IngestRecord], total: int) -> None:
+        """Decide `entries` one at a time, saying how far the run got (of `total`) now and
+        then, and when it decided the last."""
+        for entry in entries:
             outcome = self._decide(state, entry)
             state.outcomes.append(outcome)
             if outcome.status != "applied":
                 state.excluded.append(entry.seq)
-            if time.monotonic() - logged >= PROGRESS_SECONDS or done == len(entries):
-                logged = time.monotonic()
-                progress = state.progress()
-                self.log(f"{self.name}: {done} of {len(entries)} ingests decided ({progress})")
-        return self._finish_apply(base, state, entries[-1].seq)
+            decided = len(state.outcomes)
+            if time.monotonic() - self._logged >= PROGRESS_SECONDS or decided == total:
+                self._logged = time.monotonic()
+                self.log(f"{self.name}: {decided} of {total} ingests decided ({state.progress()})")
 
     def _decide(self, state: Batch, entry: IngestRecord) -> Outcome:
         if entry.dataset != self.name:

@@ -4,14 +4,16 @@ given back off the request's path, and yet never counted after it was given back
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
 
-from api.quotas import Quotas, TokenLimits
+from api.quotas import Lease, Quotas, TokenLimits
 from devstack.ports import free_port
 from devstack.processes import redis_server
 from lakehouse.errors import Throttled
@@ -64,3 +66,42 @@ def test_another_process_sees_a_lease_given_back(redis_url: str) -> None:
         assert time.monotonic() < deadline, "the lease was never given back"
         time.sleep(0.01)
     theirs.admit("ann", "queries", 60).release()
+
+
+def test_takes_at_once_never_pass_the_share_and_a_refused_one_holds_nothing(
+    redis_url: str,
+) -> None:
+    """Race: 16 threads ask at once for one of 3 leases. Each admission is one script in
+    Redis, so no more than 3 are admitted, and a refused request leaves no lease behind."""
+    counter = Quotas(redis_url, TokenLimits(0, 0, 3, 0))
+    start = threading.Barrier(16)
+
+    def take(_: int) -> Lease | None:
+        start.wait()
+        try:
+            return counter.admit("ann", "queries", 60)
+        except Throttled:
+            return None
+
+    with ThreadPoolExecutor(16) as pool:
+        held = [lease for lease in pool.map(take, range(16)) if lease is not None]
+    assert 1 <= len(held) <= 3
+    assert redis.Redis.from_url(redis_url).zcard("LAKEHOUSE/leases/queries:ann") == len(held)
+
+
+def test_a_request_past_the_rate_takes_no_lease(redis_url: str) -> None:
+    counter = Quotas(redis_url, TokenLimits(1, 0, 5, 0))
+    with pytest.raises(Throttled, match="more than 1 requests in a second"):
+        while True:  # the second request within one second is past the rate
+            counter.admit("ann", "queries", 60)
+    assert redis.Redis.from_url(redis_url).zcard("LAKEHOUSE/leases/queries:ann") <= 1
+
+
+def test_a_lease_of_a_process_that_died_lapses(redis_url: str) -> None:
+    """A lease never given back (its process died) stops counting at its time."""
+    counter = Quotas(redis_url, TokenLimits(0, 0, 1, 0))
+    counter.admit("ann", "queries", 0.2)  # never released
+    with pytest.raises(Throttled):
+        counter.admit("ann", "queries", 60)
+    time.sleep(0.3)
+    counter.admit("ann", "queries", 60).release()

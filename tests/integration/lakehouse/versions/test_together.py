@@ -66,6 +66,42 @@ def test_clean_appends_are_read_together_each_decided_in_log_order(
     assert_consistent(store, tables, catalog)
 
 
+def test_a_new_datasets_first_file_defines_its_columns_and_the_rest_are_read_together(
+    store: ObjectStore,
+    tables: IcebergTables,
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst to a dataset that does not exist yet: its first file is read alone (it
+    says what the columns are), the others in one read; a replace after them starts over
+    on its own, and the appends after it are read together again."""
+    catalog = ListCatalog()
+    reads: list[str] = []
+    for name in ("csv_to_parquet", "csv_files_to_parquet"):
+        real = getattr(reading, name)
+        monkeypatch.setattr(reading, name, _counted(real, name, reads))
+    sent = [land_csv(store, "events", small(first)) for first in (0, 10, 20, 30)]
+    replaced = land_csv(store, "events", small(100), mode="replace")
+    after = [land_csv(store, "events", small(first)) for first in (110, 120)]
+    result = run(store, tables, catalog, con, tmp_path)
+    assert isinstance(result, Published)
+    assert {o.ingest_id: o.status for o in result.record.outcomes} == {
+        r.ingest_id: "applied" for r in [*sent, replaced, *after]
+    }
+    assert rows(con, store, catalog) == [*range(100, 103), *range(110, 113), *range(120, 123)]
+    assert reads == ["csv_to_parquet", "csv_files_to_parquet"] * 2
+    assert_consistent(store, tables, catalog)
+
+
+def _counted(real: Any, name: str, calls: list[str]) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    return counted
+
+
 def test_a_file_with_a_bad_line_sends_the_batch_back_to_one_at_a_time(
     store: ObjectStore,
     tables: IcebergTables,

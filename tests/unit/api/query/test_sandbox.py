@@ -1,12 +1,16 @@
 """How a query process names a failure, without a process: only its own watchdog's
-interrupt is a timeout."""
+interrupt is a timeout; and its watchdog interrupts each query at its own limit."""
 
 from __future__ import annotations
+
+import contextlib
+import threading
+import time
 
 import duckdb
 import pytest
 
-from api.query.sandbox import LOST_ERROR, classify
+from api.query.sandbox import LOST_ERROR, Watchdog, classify
 
 
 @pytest.mark.parametrize(
@@ -30,3 +34,45 @@ def test_an_interrupt_is_a_timeout_only_when_the_watchdog_fired(exc: BaseExcepti
 def test_other_failures_keep_their_kind(exc: BaseException, kind: str) -> None:
     assert classify(exc, timed_out=False) == (kind, str(exc))
     assert classify(exc, timed_out=True)[0] == kind
+
+
+def _runs_until_interrupted(watchdog: Watchdog, con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether an endless query on `con` ends by the watchdog (well before a minute)."""
+    done = threading.Event()
+
+    def endless() -> None:
+        with contextlib.suppress(duckdb.InterruptException):
+            con.execute("SELECT count(*) FROM range(1000000000000) a WHERE a.range % 7 = 99")
+        done.set()
+
+    threading.Thread(target=endless, daemon=True).start()
+    if not done.wait(60):
+        con.interrupt()  # free the thread; the test fails
+        return False
+    return watchdog.fired
+
+
+def test_a_shorter_limit_after_a_longer_one_still_interrupts_in_time() -> None:
+    """The watchdog sleeps until the deadline it knows; a query whose limit ends before
+    that one must wake it, or it would run on for the earlier query's whole limit."""
+    con = duckdb.connect()
+    watchdog = Watchdog(con)
+    watchdog.start(3600)  # a query that ended at once: its deadline is an hour away
+    watchdog.disarm()
+    watchdog.start(0.2)
+    assert _runs_until_interrupted(watchdog, con)
+
+
+def test_a_deadline_moved_later_is_not_fired_at_the_earlier_one() -> None:
+    """Short queries back to back: each moves the deadline on without waking the thread;
+    none is interrupted, and the last, endless one is, at its own limit."""
+    con = duckdb.connect()
+    watchdog = Watchdog(con)
+    until = time.monotonic() + 2.5  # past the first queries' deadlines
+    while time.monotonic() < until:
+        watchdog.start(1)
+        con.execute("SELECT 1").fetchall()
+        assert not watchdog.fired
+        watchdog.disarm()
+    watchdog.start(0.2)
+    assert _runs_until_interrupted(watchdog, con)
