@@ -47,6 +47,7 @@ def overhead(bench: Bench) -> None:
     duck = tpch.duck_over_datasets(bench, ["lineitem"])
     (rows,) = duck.execute("SELECT count(*) FROM lineitem").fetchone() or (0,)
     runs = 10 * bench.size.repeats
+    waited = bench.wait_quiet()
     for label, query in (
         ("count(*)", "SELECT count(*) FROM lineitem"),
         ("group-by", LINEITEM_GROUP_BY),
@@ -77,7 +78,7 @@ def overhead(bench: Bench) -> None:
                 f"p99 {anchor[1]:.2f} ms",
                 "median overhead <= 2 ms, p99 <= 10 ms",
                 median_over <= 2 and p99_over <= 10,
-                f"{ROUNDS} alternating rounds of {runs}",
+                f"{ROUNDS} alternating rounds of {runs}, after {waited:.1f} s for runs to end",
             )
         )
 
@@ -90,6 +91,7 @@ def tpch_through_sql(bench: Bench, scale: float) -> None:
 
     queries = tpch.load(bench, scale)
     duck = tpch.duck_over_datasets(bench, tpch.tables())
+    waited = bench.wait_quiet()
     different, ratios = [], []
     with httpx.Client(timeout=600, headers=bench.auth) as http:
         for number, query in queries:
@@ -124,7 +126,7 @@ def tpch_through_sql(bench: Bench, scale: float) -> None:
             f"all equal, <= {bound:.2f}x",
             equal == len(queries) and geomean <= bound,
             f"slowest ratio {max(ratios):.2f}x (Q{ratios.index(max(ratios)) + 1}); median of "
-            f"{TIMED_RUNS} runs each"
+            f"{TIMED_RUNS} runs each, after {waited:.1f} s for runs to end"
             + (f"; different: Q{', Q'.join(map(str, different))}" if different else ""),
         )
     )
