@@ -977,8 +977,8 @@ probe alternating stacks with and without the code server measured start-up 0.35
   per 71 MB file whoever sends it, so on 2 cores the API's own 0.55-0.6 CPU-s (the body
   through HTTP parsing in Python, SHA-256 for duplicate detection, the line count, the
   schema sample, boto3 signing each part) is most of the gap; boto3's client spends 0.2.
-- **`/v1/sql` overhead over DuckDB (~2.1 ms on an idle stack in probes, +3.9 ms in
-  the 2026-12-06 bench vs 2 ms).** One request, stage by stage (ms from the audit
+- **`/v1/sql` overhead over DuckDB (~2.1 ms on an idle stack in probes, +3.9-4.5 ms in
+  the bench on 2026-12-06 vs 2 ms).** One request, stage by stage (ms from the audit
   middleware, medians of 1,500 `count(*)` on an idle stack, after the cuts above): body
   read 0.07; routing, the bearer token and its cache 0.35-0.4; the admission script in
   Redis 0.35 (0.17 alone: the rest is waiting for a core); the other dependencies and the
@@ -987,8 +987,10 @@ probe alternating stacks with and without the code server measured start-up 0.35
   0.09; the answer out 0.2; outside the app (uvicorn, the socket, httpx) ~0.6. Taking
   the hops out entirely (an event-loop-only path, tried and not kept: it would block the
   loop whenever a catalog refresh, a guard parse or a busy pool blocks) saved a further
-  0.15-0.25 ms. In the bench the figure ran while the runs of the TPC-H loads before it
-  were still finishing their checks and commits (2 cores); it now waits for them.
+  0.15-0.25 ms. The bench measured +3.87 ms, and +4.49 ms in a second run of its fast
+  figures the same hour, which first waited for runs to end (none were running): on this
+  VM the figure moves by ~2 ms between minutes (early that day the code before these
+  cuts measured +5.17 ms with the same bench function, and ~2.7 ms in a probe later).
 - **TPC-H through `/v1/sql` (1.38x at SF 0.1, 1.69x at SF 0.01).** Per query, ~3-4 ms
   lies outside the engine (HTTP, and the client parsing the JSON answer, which the anchor's
   `fetchall` does not do), and the engine adds 0.5-8 ms to DuckDB's time: the socket round
