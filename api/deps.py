@@ -8,10 +8,10 @@ boto3 client, a Dagster instance, the query processes) is made in a thread the f
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import dagster as dg
 from fastapi import Depends, FastAPI, HTTPException, Request, status
@@ -24,7 +24,8 @@ from lakehouse.runs import Pusher
 from lakehouse.settings import S3Config, Settings, get_settings
 from lakehouse.store import ObjectStore
 
-T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def app_settings(app: FastAPI) -> Settings:
@@ -41,22 +42,32 @@ async def request_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(request_settings)]
 
 
-# What `_made` made: (maker, key) -> the value.
-_made_already: dict[tuple[Callable[..., Any], Hashable], Any] = {}
+class _Kept(Generic[K, V]):
+    """One value per key, made once and kept for the process's life: `kept(key)` from any
+    thread, `await kept.soon(key)` on the event loop, which makes it in a worker thread
+    the first time (a boto3 client, a Dagster instance: slow to make) and after that only
+    finds it."""
+
+    def __init__(self, make: Callable[[K], V]) -> None:
+        self._make = make
+        self._made: dict[K, V] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: K) -> V:
+        made = self._made.get(key)
+        if made is None:
+            with self._lock:  # made once, however many threads ask first
+                made = self._made.get(key)
+                if made is None:
+                    made = self._made[key] = self._make(key)
+        return made
+
+    async def soon(self, key: K) -> V:
+        made = self._made.get(key)
+        return made if made is not None else await run_in_threadpool(self, key)
 
 
-async def _made(make: Callable[[Any], T], key: Hashable) -> T:
-    """`make(key)` (an lru_cache'd maker): in a worker thread the first time, then found
-    here without one."""
-    made = _made_already.get((make, key))
-    if made is None:
-        made = _made_already[make, key] = await run_in_threadpool(make, key)
-    return made
-
-
-@lru_cache
-def _store(config: S3Config) -> ObjectStore:
-    return ObjectStore(config)
+_store: _Kept[S3Config, ObjectStore] = _Kept(ObjectStore)
 
 
 @lru_cache
@@ -71,9 +82,9 @@ def current_manifests(instance: dg.DagsterInstance, store: ObjectStore) -> Curre
     return CurrentManifests(store, lambda name: latest_manifest(instance, name))
 
 
-@lru_cache
-def _instance(dagster_home: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(dagster_home))
+_instance: _Kept[Path, dg.DagsterInstance] = _Kept(
+    lambda home: dg.DagsterInstance.from_config(str(home))
+)
 
 
 @lru_cache
@@ -116,7 +127,7 @@ def store_of(settings: Settings) -> ObjectStore:
 
 
 async def get_store(settings: SettingsDep) -> ObjectStore:
-    return await _made(_store, settings.s3())
+    return await _store.soon(settings.s3())
 
 
 async def get_instance(settings: SettingsDep) -> dg.DagsterInstance:
@@ -127,7 +138,7 @@ async def get_instance(settings: SettingsDep) -> dg.DagsterInstance:
             detail=f"Dagster home {home} does not exist: start the stack (make up) or set "
             "LAKEHOUSE_DAGSTER_HOME to the instance the Dagster daemon uses",
         )
-    return await _made(_instance, home)
+    return await _instance.soon(home)
 
 
 def get_engine(settings: Settings) -> QueryEngine:
