@@ -1,4 +1,5 @@
-"""The object store, through the plain S3 API (boto3): nothing depends on one server.
+"""The object store, through the plain S3 API: nothing depends on one server. Small
+requests are signed and sent here (`signed.py`), transfers go through boto3.
 
 A missing object is `NotFound`; a store that cannot be reached, or refuses our keys, is
 `StoreUnavailable`. No botocore error leaves this module.
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape
 
 import boto3
 from botocore.config import Config
@@ -24,12 +26,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lakehouse.errors import NotFound, Unavailable
 from lakehouse.settings import S3Config
 from lakehouse.store import layout
+from lakehouse.store.signed import (
+    Answer,
+    Listing,
+    SignedRequests,
+    Unreachable,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ListObjectsV2OutputTypeDef
 
 CONFLICT_RETRIES = 20
+MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 
 
 class StoreUnavailable(Unavailable):
@@ -73,6 +81,7 @@ class ObjectStore:
         self.bucket = config.bucket
         with _session_lock:
             self.client: S3Client = self._client(config)
+        self.requests = SignedRequests(config)
 
     @staticmethod
     def _client(config: S3Config) -> S3Client:
@@ -102,11 +111,21 @@ class ObjectStore:
         except NotFound as exc:  # the server answers, the bucket is not there
             raise StoreUnavailable(f"bucket {self.bucket!r} does not exist") from exc
 
+    def send(self, doing: str, method: str, key: str = "", **options: Any) -> Answer:
+        """A signed request (`SignedRequests.send`), its failures ours: a missing key is
+        `NotFound`, no answer or any other refusal `StoreUnavailable`."""
+        return succeeded(self._answer(doing, method, key, **options), doing)
+
+    def _answer(self, doing: str, method: str, key: str = "", **options: Any) -> Answer:
+        try:
+            return self.requests.send(method, key, **options)
+        except Unreachable as exc:
+            raise StoreUnavailable(f"object store unreachable to {doing}: {exc}") from exc
+
     def put_bytes(
         self, key: str, body: bytes, content_type: str = "application/octet-stream"
     ) -> None:
-        with unavailable_on_error(f"write {key}"):
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        self.send(f"write {key}", "PUT", key, body=body, headers={"Content-Type": content_type})
 
     def put_file(self, key: str, path: Path) -> int:
         """Upload a local file (in parallel parts when large); its size."""
@@ -126,25 +145,16 @@ class ObjectStore:
         """Write `key` only if no object has it (S3 conditional write): exactly one of
         several writers racing for a key gets True, and False means the key exists."""
         body = json.dumps(value).encode()
+        headers = {"Content-Type": "application/json", "If-None-Match": "*"}
         for attempt in range(CONFLICT_RETRIES):
-            with unavailable_on_error(f"write {key}"):
-                try:
-                    self.client.put_object(
-                        Bucket=self.bucket,
-                        Key=key,
-                        Body=body,
-                        ContentType="application/json",
-                        IfNoneMatch="*",
-                    )
-                    return True
-                except ClientError as exc:
-                    code = error_code(exc)
-                    if code in {"PreconditionFailed", "412"}:
-                        return False  # another writer got there first
-                    # 409: a racing conditional write on the key was still in flight, and
-                    # may yet fail: only its outcome says whether the key is taken.
-                    if code != "ConditionalRequestConflict":
-                        raise
+            answer = self._answer(f"write {key}", "PUT", key, body=body, headers=headers)
+            if answer.status == 412:
+                return False  # another writer got there first
+            # 409: a racing conditional write on the key was still in flight, and may yet
+            # fail: only its outcome says whether the key is taken.
+            if answer.status != 409 or answer.code != "ConditionalRequestConflict":
+                succeeded(answer, f"write {key}")
+                return True
             time.sleep(0.05 * (attempt + 1))
         raise StoreUnavailable(f"object store kept refusing to write {key}: retry later")
 
@@ -162,9 +172,7 @@ class ObjectStore:
             return None
 
     def get_json(self, key: str) -> Any:
-        with unavailable_on_error(f"read {key}"):
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            return json.loads(body.read())
+        return json.loads(self.send(f"read {key}", "GET", key).body)
 
     def stream(self, key: str, chunk_bytes: int = 1024 * 1024) -> Iterator[bytes]:
         """The object's bytes, a chunk at a time."""
@@ -173,17 +181,12 @@ class ObjectStore:
             yield from body.iter_chunks(chunk_bytes)
 
     def size(self, key: str) -> int:
-        with unavailable_on_error(f"stat {key}"):
-            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        return int(self.send(f"stat {key}", "HEAD", key).headers["Content-Length"])
 
     def first_key(self, prefix: str, start_after: str = "") -> str | None:
         """The first key under `prefix` after `start_after` (lists one key)."""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1}
-        if start_after:
-            kwargs["StartAfter"] = start_after
-        with unavailable_on_error(f"list {prefix}"):
-            contents = self.client.list_objects_v2(**kwargs).get("Contents", [])
-        return contents[0]["Key"] if contents else None
+        page = next(self._pages(prefix, **{"max-keys": "1"}, **after(start_after)))
+        return page.objects[0][0] if page.objects else None
 
     def last_key(self, prefix: str, start_after: str = "") -> str | None:
         """The last key under `prefix` after `start_after` (lists only what follows it)."""
@@ -198,27 +201,24 @@ class ObjectStore:
     def list_prefixes(self, prefix: str) -> list[str]:
         """The "folders" right under `prefix` (`prefix` + name + `/`)."""
         found: list[str] = []
-        for page in self._pages(prefix, Delimiter="/"):
-            found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        for page in self._pages(prefix, delimiter="/"):
+            found += page.prefixes
         return found
 
     def list_objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, datetime]]:
         """(key, last modified) under `prefix`, in key order."""
-        for page in self._pages(prefix, **({"StartAfter": start_after} if start_after else {})):
-            for item in page.get("Contents", []):
-                yield item["Key"], item["LastModified"]
+        for page in self._pages(prefix, **after(start_after)):
+            yield from page.objects
 
-    def _pages(self, prefix: str, **options: str) -> Iterator[ListObjectsV2OutputTypeDef]:
-        """The pages of a listing under `prefix`, one request each. Not botocore's paginator:
-        setting one up cost more CPU than the one-page listings most calls make."""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, **options}
-        with unavailable_on_error(f"list {prefix}"):
-            while True:
-                page = self.client.list_objects_v2(**kwargs)
-                yield page
-                if not page.get("IsTruncated"):
-                    return
-                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+    def _pages(self, prefix: str, **options: str) -> Iterator[Listing]:
+        """The pages of a listing (ListObjectsV2) under `prefix`, one request each."""
+        query = {"list-type": "2", "prefix": prefix, **options}
+        while True:
+            page = Listing(self.send(f"list {prefix}", "GET", query=query).body)
+            yield page
+            if not page.next_token:
+                return
+            query["continuation-token"] = page.next_token
 
     def delete(self, keys: list[str]) -> None:
         with unavailable_on_error("delete objects"):
@@ -238,10 +238,16 @@ class MultipartUpload:
 
     def __init__(self, store: ObjectStore, key: str, content_type: str) -> None:
         self.store, self.key = store, key
-        with unavailable_on_error(f"start upload of {key}"):
-            self.upload_id = store.client.create_multipart_upload(
-                Bucket=store.bucket, Key=key, ContentType=content_type
-            )["UploadId"]
+        started = store.send(
+            f"start upload of {key}",
+            "POST",
+            key,
+            query={"uploads": ""},
+            headers={"Content-Type": content_type},
+        )
+        self.upload_id = started.find("UploadId")
+        if not self.upload_id:
+            raise StoreUnavailable(f"object store started no upload of {key}: {started.body!r}")
         self.numbered = 0
         self.etags: dict[int, str] = {}
 
@@ -251,32 +257,47 @@ class MultipartUpload:
 
     def write_part(self, number: int, data: bytes) -> None:
         """Upload part `number` (from `next_number`); safe to call from several threads."""
-        with unavailable_on_error(f"upload part {number} of {self.key}"):
-            self.etags[number] = self.store.client.upload_part(
-                Bucket=self.store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=data,
-            )["ETag"]
+        query = {"partNumber": str(number), "uploadId": self.upload_id}
+        sent = self.store.send(
+            f"upload part {number} of {self.key}", "PUT", self.key, query=query, body=data
+        )
+        self.etags[number] = sent.headers["ETag"]
 
     def complete(self) -> None:
         if sorted(self.etags) != list(range(1, self.numbered + 1)):
             raise StoreUnavailable(f"upload of {self.key} is missing parts: retry the upload")
-        parts = [{"ETag": self.etags[n], "PartNumber": n} for n in sorted(self.etags)]
-        with unavailable_on_error(f"complete upload of {self.key}"):
-            self.store.client.complete_multipart_upload(
-                Bucket=self.store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-            )
+        parts = "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(self.etags[n])}</ETag></Part>"
+            for n in sorted(self.etags)
+        )
+        doing = f"complete upload of {self.key}"
+        done = self.store.send(
+            doing,
+            "POST",
+            self.key,
+            query={"uploadId": self.upload_id},
+            body=f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode(),
+        )
+        if done.find("Code"):  # S3 may answer 200, then fail: the error is in the body
+            raise StoreUnavailable(f"object store refused to {doing}: {done.code}")
 
     def abort(self) -> None:
-        with unavailable_on_error(f"abort upload of {self.key}"):
-            self.store.client.abort_multipart_upload(
-                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
-            )
+        query = {"uploadId": self.upload_id}
+        self.store.send(f"abort upload of {self.key}", "DELETE", self.key, query=query)
+
+
+def succeeded(answer: Answer, doing: str) -> Answer:
+    """`answer` if the store did it; else a missing key is `NotFound`, any other refusal
+    `StoreUnavailable`."""
+    if answer.ok:
+        return answer
+    if answer.status == 404 or answer.code in MISSING:
+        raise NotFound(f"nothing there to {doing}")
+    raise StoreUnavailable(f"object store refused to {doing}: {answer.code}")
+
+
+def after(start_after: str) -> dict[str, str]:
+    return {"start-after": start_after} if start_after else {}
 
 
 @contextmanager
@@ -287,7 +308,7 @@ def unavailable_on_error(doing: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         code = error_code(exc)
-        if code in {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}:
+        if code in MISSING:
             raise NotFound(f"nothing there to {doing}") from exc
         raise StoreUnavailable(f"object store refused to {doing}: {code}") from exc
     except BotoCoreError as exc:
