@@ -30,6 +30,9 @@ PARTITION_TAG = "dagster/partition"
 LAUNCHED_BY_TAG = "lakehouse/launched_by"  # api, sensor or schedule; absent: a person
 # On a run the API pushed: the upload request whose push launched it (its X-Request-ID).
 REQUEST_ID_TAG = "lakehouse/request_id"
+# On a run the API pushed for an upload announced as under way (`lakehouse.ingest.underway`):
+# that upload's ingest id.
+UPLOAD_TAG = "lakehouse/upload"
 
 WAITING = [
     dg.DagsterRunStatus.QUEUED,
@@ -96,6 +99,22 @@ def waiting_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | N
     return runs[0] if runs else None
 
 
+def run_for_upload(
+    instance: dg.DagsterInstance, dataset: str, ingest_id: str
+) -> dg.DagsterRun | None:
+    """A run pushed for upload `ingest_id` while it was under way that has not finished:
+    it reads the log only once the upload is committed (or refused)."""
+    runs = instance.get_runs(
+        dg.RunsFilter(
+            job_name=INGEST_JOB,
+            tags={PARTITION_TAG: dataset, UPLOAD_TAG: ingest_id},
+            statuses=[*WAITING, dg.DagsterRunStatus.STARTED],
+        ),
+        limit=1,
+    )
+    return runs[0] if runs else None
+
+
 def active_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | None:
     """Any run of `dataset` that has not finished (it settles the pending hint when done)."""
     runs = instance.get_runs(
@@ -113,15 +132,25 @@ def running_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | N
 
 
 def push(
-    instance: dg.DagsterInstance, webserver_url: str, dataset: str, request_id: str | None = None
+    instance: dg.DagsterInstance,
+    webserver_url: str,
+    dataset: str,
+    request_id: str | None = None,
+    upload: str | None = None,
 ) -> str | None:
     """Have `dataset`'s pending ingests applied now rather than at the sensor's next tick:
-    the id of a run that will, or None if none could be launched (the sensor will)."""
+    the id of a run that will, or None if none could be launched (the sensor will).
+
+    `upload`, the ingest id of an upload announced as under way, asks for that upload's
+    run: a run already pushed for it counts as waiting, and a new one is tagged with it."""
     try:
         if (waiting := waiting_run(instance, dataset)) is not None:
             return waiting.run_id
+        if upload and (pushed := run_for_upload(instance, dataset, upload)) is not None:
+            return pushed.run_id
         ensure_partition(instance, dataset)
         tags = {REQUEST_ID_TAG: request_id} if request_id else {}
+        tags |= {UPLOAD_TAG: upload} if upload else {}
         return submit(webserver_url, INGEST_JOB, dataset, DatasetConfig(only_if_pending=True), tags)
     except Exception as exc:  # noqa: BLE001 - a push is only a shortcut: the sensor is the path
         log.warning("no run pushed for %s (the sensor will launch one): %s", dataset, exc)
@@ -156,21 +185,24 @@ class Pusher:
 
     def __init__(self, instance: dg.DagsterInstance, webserver_url: str, threads: int = 2):
         self.instance, self.webserver_url = instance, webserver_url
-        self._waiting: dict[str, str | None] = {}  # dataset -> the request that asked
+        # dataset -> the request that asked, and the upload it asked for (see `push`)
+        self._waiting: dict[str, tuple[str | None, str | None]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="push")
 
-    def request(self, dataset: str, request_id: str | None = None) -> None:
+    def request(
+        self, dataset: str, request_id: str | None = None, upload: str | None = None
+    ) -> None:
         with self._lock:
             if dataset in self._waiting:
                 return
-            self._waiting[dataset] = request_id
+            self._waiting[dataset] = (request_id, upload)
         self._pool.submit(self._push, dataset)
 
     def _push(self, dataset: str) -> None:
         with self._lock:
-            request_id = self._waiting.pop(dataset, None)
-        push(self.instance, self.webserver_url, dataset, request_id)
+            request_id, upload = self._waiting.pop(dataset, (None, None))
+        push(self.instance, self.webserver_url, dataset, request_id, upload)
 
 
 @lru_cache

@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from lakehouse.duck import attach_s3
+from lakehouse.ingest.underway import await_uploads
 from lakehouse.publish.catalog import InstanceCatalog, manifest_metadata
 from lakehouse.publish.profile import markdown_table, preview_rows, stats_markdown
 from lakehouse.runs import DatasetConfig
@@ -105,6 +106,8 @@ def dataset(
             batch_max_ingests=policy.batch_max_ingests,
             batch_max_bytes=policy.batch_max_bytes,
         )
+        if config.operation == "apply":  # an upload under way may be the one it was asked for
+            await_uploads(store, name, context.log.info)
         try:
             result = commit.commit(lambda base: next_version(writer, store, base, ask))
         except WriteError as exc:

@@ -33,6 +33,10 @@ async def upload(
     """Land and commit the request's body as an ingest of `params.name`. A refused upload
     (too large, not CSV, the wrong columns) raises, and leaves nothing behind."""
     current = await run_in_threadpool(current_manifests(instance, store).latest, params.name)
+    request_id = request.state.audit["request_id"]
+    # A large upload's run is asked for as its first part is accepted, so that it starts
+    # while the rest arrives (`lakehouse.ingest.underway`); every other one's at its commit.
+    runs = pusher(instance, settings.resolved_webserver_url) if settings.push_runs else None
     check_room(current, params.mode, settings.max_dataset_bytes)
     landing = Landing(
         store,
@@ -43,11 +47,14 @@ async def upload(
         max_columns=settings.max_columns,
         tails=log_tails(store),
         options=params.options,
-        request_id=request.state.audit["request_id"],
+        request_id=request_id,
         key=params.key,
         dedup=params.dedup,
         evolve=params.evolve,
         fmt=format_of(params.format, request.headers.get("content-type", "")),
+        on_under_way=(
+            (lambda ingest_id: runs.request(params.name, request_id, ingest_id)) if runs else None
+        ),
     )
     # A multipart upload's file name may say its format, unless the request already did.
     said = params.format or format_of(None, request.headers.get("content-type", "")) != "csv"
@@ -67,8 +74,10 @@ async def upload(
         state = await run_in_threadpool(ingest_status, instance, store, record)
         return Answered(answer(record, state, duplicate=True), status.HTTP_200_OK)
     # Committed: from here the ingest will be applied whatever happens to this request.
-    if settings.push_runs:
-        pusher(instance, settings.resolved_webserver_url).request(params.name, record.request_id)
+    if runs:
+        runs.request(
+            params.name, record.request_id, record.ingest_id if landing.announced else None
+        )
     if params.wait_seconds:
         return await wait_for_run(instance, store, record, params.wait_seconds)
     return Answered(answer(record, IngestStatus(status="queued")), status.HTTP_202_ACCEPTED)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -30,6 +30,7 @@ from lakehouse.ingest.records import (
     landed_bytes,
     new_ingest_id,
 )
+from lakehouse.ingest.underway import announce, withdraw
 from lakehouse.manifest import Manifest
 from lakehouse.store import MultipartUpload, ObjectStore, StoreUnavailable
 from lakehouse.store.layout import landing_key
@@ -121,6 +122,7 @@ class Landing:
         dedup: Dedup = "none",
         evolve: Evolve = "strict",
         fmt: Format = "csv",
+        on_under_way: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.tails = tails
@@ -152,6 +154,8 @@ class Landing:
         self._lines = LineCounter()
         self._hash = hashlib.sha256()
         self._upload: MultipartUpload | None = None
+        self.on_under_way = on_under_way
+        self.announced = False  # as under way (`lakehouse.ingest.underway`)
 
     def name_file(self, filename: str) -> None:
         """A multipart upload's file name, known before its first byte: its ending may say
@@ -164,7 +168,16 @@ class Landing:
         self._take(part, complete=False)
         if self._upload is None:
             self._upload = self.store.multipart(self.key, "text/csv")
+            self._announce()
         return self._upload.next_number()
+
+    def _announce(self) -> None:
+        """An upload of more than one part is announced, then `on_under_way` is told (the
+        API asks for its run), so that the run starts while the rest arrives."""
+        if self.on_under_way is not None:
+            announce(self.store, self.dataset, self.ingest_id)
+            self.announced = True
+            self.on_under_way(self.ingest_id)
 
     def upload_part(self, number: int, part: bytes) -> None:
         """Send a part taken by `take_part`; parts may be sent concurrently, in any order."""
@@ -172,11 +185,19 @@ class Landing:
         self._upload.write_part(number, landed_bytes(part) if number == 1 else part)
 
     def finish(self, last_part: bytes) -> Landed:
-        """Write the last part, make the object visible, then commit the ingest.
+        """Write the last part, make the object visible, then commit the ingest; then it
+        is no longer under way, whatever happened.
 
         Appending bytes the dataset already holds, or that are pending for it, commits
         nothing: the answer is the ingest that has them.
         """
+        try:
+            return self._finish(last_part)
+        finally:
+            if self.announced:
+                withdraw(self.store, self.dataset, self.ingest_id)
+
+    def _finish(self, last_part: bytes) -> Landed:
         self._take(last_part, complete=self._upload is None)
         if self.size == 0:
             raise NotCsv(f"the body is empty: send {WHAT_TO_SEND[self.format]}")
@@ -215,6 +236,8 @@ class Landing:
         if self._upload is not None:
             self._upload.abort()
             self._upload = None
+        if self.announced:
+            withdraw(self.store, self.dataset, self.ingest_id)
 
     def _land(self, last_part: bytes, sha256: str, after: int) -> tuple[IngestRecord | None, int]:
         """Make the file visible while looking for the same bytes and for the log's end

@@ -35,6 +35,7 @@ from lakehouse.store.layout import (
     dataset_prefix,
     iceberg_metadata_prefix,
     key_of,
+    uploading_prefix,
 )
 from lakehouse.versions import commits
 
@@ -83,7 +84,10 @@ def _recently_listed(
 
 
 def _still_needed(store: ObjectStore, current: Manifest, landing: str) -> bool:
-    """Pending, or a source of the current version (rebuild_job reads it again)."""
+    """Pending, or a source of the current version (rebuild_job reads it again); an
+    upload's announcement as under way never is, once that old."""
+    if landing.startswith(uploading_prefix(current.name)):
+        return False
     ingest_id = landing.rsplit("/", 1)[-1].removesuffix(".csv")
     try:
         receipt = read_receipt_of(store, ingest_id)

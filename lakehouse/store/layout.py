@@ -3,6 +3,7 @@
 Every part is validated before it becomes a key (docs/PROTOCOL.md says who writes what,
 and when):
     landing/<dataset>/<ingest_id>.csv          uploaded CSV (decompressed)
+    landing/<dataset>/uploading/<ingest_id>    an upload under way, which a run waits for
     log/<dataset>/<seq>.json                   the ingest log: one entry per acknowledged
                                                ingest, created once (the commit point)
     receipts/<ingest_id>.json                  where an ingest's log entry is, by ingest id
@@ -55,6 +56,14 @@ def validate_ingest_id(ingest_id: str) -> str:
 
 def landing_key(dataset: str, ingest_id: str) -> str:
     return f"{LANDING}{validate_name(dataset)}/{validate_ingest_id(ingest_id)}.csv"
+
+
+def uploading_prefix(dataset: str) -> str:
+    return f"{LANDING}{validate_name(dataset)}/uploading/"
+
+
+def uploading_key(dataset: str, ingest_id: str) -> str:
+    return f"{uploading_prefix(dataset)}{validate_ingest_id(ingest_id)}"
 
 
 def receipt_key(ingest_id: str) -> str:

@@ -20,7 +20,7 @@ from pyarrow import fs
 
 from devstack.stack import Stack
 from lakehouse.duck import attach_s3
-from lakehouse.runs import LAUNCHED_BY_TAG, PARTITION_TAG, REQUEST_ID_TAG
+from lakehouse.runs import LAUNCHED_BY_TAG, PARTITION_TAG, REQUEST_ID_TAG, UPLOAD_TAG
 from lakehouse.settings import Settings
 from tests.e2e.conftest import file_chunks, http, sql_rows, start_stack, wait_for_version
 
@@ -67,6 +67,12 @@ def test_workers_500k_upload_to_query_and_restart(stack: Stack, workers_csv: Pat
     assert "api" in [r.tags[LAUNCHED_BY_TAG] for r in runs]
     # The same request id: its answer, its receipt, the run it pushed, its log lines.
     assert request_id in [r.tags.get(REQUEST_ID_TAG) for r in runs]
+    # Its run was asked for as its first part was accepted, and waited for it to commit
+    # (lakehouse.ingest.underway): the version's object is that run's.
+    ingest_id = response.json()["ingest_id"]
+    pushed = [r.run_id.replace("-", "")[:12] for r in runs if r.tags.get(UPLOAD_TAG) == ingest_id]
+    keys = [o["key"] for o in manifest["objects"]]
+    assert keys and all(any(run in key for run in pushed) for key in keys), (pushed, keys)
     assert http.get(f"{api}/v1/ingest/{response.json()['ingest_id']}").json()["request_id"] == (
         request_id
     )

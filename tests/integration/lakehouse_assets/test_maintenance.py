@@ -10,11 +10,13 @@ import pytest
 
 from lakehouse.duck import attach_s3
 from lakehouse.formats.csv.accounting import LineAccount
+from lakehouse.ingest.underway import announce
 from lakehouse.publish.catalog import latest_manifest, manifest_history
 from lakehouse.publish.retention import plan_cleanup
 from lakehouse.runs import LAUNCHED_BY_TAG, DatasetConfig
 from lakehouse.settings import Settings
 from lakehouse.store import ObjectStore, StoreUnavailable
+from lakehouse.store.layout import uploading_key
 from lakehouse.versions import checks
 from lakehouse_assets.definitions import defs
 from lakehouse_assets.resources import ObjectStoreResource
@@ -178,6 +180,8 @@ def test_cleanup_deletes_only_what_no_version_can_still_need(
     assert current is not None
     history, _ = manifest_history(instance, "events")
     old_objects = {o.key for m in history[1:] for o in m.objects} - {o.key for o in current.objects}
+    pending = land_csv(store, "events", b"n\n9\n")
+    announce(store, "events", pending.ingest_id)  # left behind by an API that died
 
     later = datetime.now(UTC) + timedelta(hours=2)
     within_grace = plan_cleanup(instance, store, later, timedelta(days=1), timedelta(0))
@@ -185,7 +189,11 @@ def test_cleanup_deletes_only_what_no_version_can_still_need(
 
     plan = plan_cleanup(instance, store, later, timedelta(hours=1), timedelta(hours=1))
     assert set(plan.objects) == old_objects
-    assert plan.landing == [failed.landing_key]  # the current version's sources stay
+    # The current version's sources and the pending file stay; an announcement goes.
+    assert sorted(plan.landing) == [
+        failed.landing_key,
+        uploading_key("events", pending.ingest_id),
+    ]
     store.delete(plan.objects + plan.landing)
     assert all(store.exists(o.key) for o in current.objects)
     assert rows(settings, store, "events", instance) == [(0,), (1,)]

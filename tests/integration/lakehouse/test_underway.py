@@ -1,0 +1,58 @@
+"""An upload in parts is announced as under way from its first part until it is committed
+or refused (`lakehouse.ingest.underway`), so that the run asked for meanwhile waits for it."""
+
+from __future__ import annotations
+
+import pytest
+
+from lakehouse.ingest.landing import Landing
+from lakehouse.ingest.log import read_receipt
+from lakehouse.store import ObjectStore
+from lakehouse.store.layout import landing_key, uploading_key, uploading_prefix
+
+pytestmark = pytest.mark.integration
+
+PART = 5 * 1024 * 1024
+BODY = b"n,text\n" + b"".join(b"%d,row number %d\n" % (i, i) for i in range(400_000))
+
+
+def under_way(store: ObjectStore) -> list[str]:
+    return list(store.list_keys(uploading_prefix("big")))
+
+
+def test_an_upload_in_parts_is_under_way_from_its_first_part_until_committed(
+    store: ObjectStore,
+) -> None:
+    told: list[str] = []
+    landing = Landing(store, "big", on_under_way=told.append)
+    landing.upload_part(landing.take_part(BODY[:PART]), BODY[:PART])
+    assert told == [landing.ingest_id]
+    assert under_way(store) == [uploading_key("big", landing.ingest_id)]
+    landed = landing.finish(BODY[PART:])
+    assert under_way(store) == []
+    assert read_receipt(store, landed.record.ingest_id).seq == 1
+
+
+def test_an_upload_refused_after_its_first_part_is_no_longer_under_way(
+    store: ObjectStore,
+) -> None:
+    landing = Landing(store, "big", on_under_way=lambda _: None)
+    landing.upload_part(landing.take_part(BODY[:PART]), BODY[:PART])
+    landing.abort()
+    assert under_way(store) == []
+    assert list(store.list_keys("landing/big/")) == []
+
+
+@pytest.mark.parametrize("asked", [True, False], ids=["runs-pushed", "runs-not-pushed"])
+def test_an_upload_in_one_part_or_without_pushed_runs_is_never_announced(
+    store: ObjectStore, asked: bool
+) -> None:
+    told: list[str] = []
+    landing = Landing(store, "big", on_under_way=told.append if asked else None)
+    if not asked:
+        landing.upload_part(landing.take_part(BODY[:PART]), BODY[:PART])
+        landing.finish(BODY[PART:])
+    else:
+        landing.finish(BODY[:1000])
+    assert told == []
+    assert list(store.list_keys("landing/big/")) == [landing_key("big", landing.ingest_id)]
