@@ -12,6 +12,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 FIGURES = [
     "upload -> queryable",
     "run start-up: queued -> the asset's first log line",
+    "run start-up of the upload -> queryable runs",
     "conversion CSV in S3 -> Parquet in S3, 5,000 rows",
     "conversion CSV in S3 -> Parquet in S3, 10,000 rows",
     "upload throughput through /v1/ingest",
