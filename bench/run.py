@@ -1020,12 +1020,17 @@ a slow day (0.54 s), run start-up (0.43 s), upload -> queryable (1.54x the floor
 probe alternating stacks with and without the code server measured start-up 0.35-0.36 s vs
 0.36-0.37 s and 1.51-1.57x vs 1.52-1.62x the floor: the code server did not move them.
 
-- **Upload throughput (~0.75-0.8x of boto3 in probes).** The S3 server takes ~2 CPU-s
-  per 71 MB file whoever sends it, so on 2 cores the API's own 0.55-0.6 CPU-s (the body
-  through HTTP parsing in Python, SHA-256 for duplicate detection, the line count, the
-  schema sample, boto3 signing each part) is most of the gap; boto3's client spends 0.2.
-- **`/v1/sql` overhead over DuckDB (~2.1 ms on an idle stack in probes, +3.9-4.5 ms in
-  the bench on 2026-12-06 vs 2 ms).** One request, stage by stage (ms from the audit
+- **Upload throughput (0.73x of boto3 in the bench of 14:21, 0.74-0.91x in probes).** The
+  S3 server takes ~1.15-2 CPU-s per 71 MB file whoever sends it, so on 2 cores what we
+  add is the gap: the API's own ~0.35 CPU-s (the body through HTTP parsing in Python,
+  SHA-256 for duplicate detection, the line count, the schema sample, signing each part),
+  and since the run starts during the upload, its start-up (the webserver ~0.15 CPU-s,
+  the daemon ~0.05) in the same second; boto3's client spends 0.2.
+- **`/v1/sql` overhead over DuckDB (+2.29 ms for `count(*)`, +3.76 ms for the group-by,
+  in the bench of 2026-12-06 14:21; +3.87-4.49 ms for `count(*)` that morning; vs 2 ms).**
+  The group-by's overhead is ~1.5 ms above `count(*)`'s in probes on a fresh stack too
+  (+3.72 vs +2.25 ms), with the same view and threads as the anchor: not yet traced.
+  One request, stage by stage (ms from the audit
   middleware, medians of 1,500 `count(*)` on an idle stack, after the cuts above): body
   read 0.07; routing, the bearer token and its cache 0.35-0.4; the admission script in
   Redis 0.35 (0.17 alone: the rest is waiting for a core); the other dependencies and the
@@ -1038,13 +1043,14 @@ probe alternating stacks with and without the code server measured start-up 0.35
   figures the same hour, which first waited for runs to end (none were running): on this
   VM the figure moves by ~2 ms between minutes (early that day the code before these
   cuts measured +5.17 ms with the same bench function, and ~2.7 ms in a probe later).
-- **TPC-H through `/v1/sql` (1.38x at SF 0.1, 1.69x at SF 0.01).** Per query, ~3-4 ms
+- **TPC-H through `/v1/sql` (1.36x at SF 0.1, 1.54x at SF 0.01).** Per query, ~3-4 ms
   lies outside the engine (HTTP, and the client parsing the JSON answer, which the anchor's
   `fetchall` does not do), and the engine adds 0.5-8 ms to DuckDB's time: the socket round
   trip, and for the large answers (Q11, Q16: 2,500+ rows) writing JSON rows in Python.
   Over queries of 8-35 ms that is the ratio; DuckDB itself runs them as fast in a query
   process as in the anchor's (measured side by side: 365 vs 383 ms for the 22).
-- **Small files (acknowledgements ~55/s vs 60 in probes).** An acknowledgement is nine
+- **Small files (acknowledgements 63.8/s to one dataset and 59.6/s to 8 in the bench of
+  14:21; ~55/s in probes; vs 60).** An acknowledgement is nine
   store requests in four round trips (the manifest check; the landing object, two
   duplicate marks and the log's end side by side; the create; the receipt, the queued
   mark and the pending hint side by side), each now signed by the store itself. One
