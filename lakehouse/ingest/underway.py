@@ -15,12 +15,14 @@ object.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 from collections.abc import Callable
 
 from lakehouse.store import ObjectStore, StoreUnavailable
 from lakehouse.store.layout import uploading_key, uploading_prefix
+
+log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60.0
 POLL_SECONDS = 0.05
@@ -31,9 +33,16 @@ def announce(store: ObjectStore, dataset: str, ingest_id: str) -> None:
 
 
 def withdraw(store: ObjectStore, dataset: str, ingest_id: str) -> None:
-    """Best effort: an announcement the store kept only makes a run wait until it is old."""
-    with contextlib.suppress(StoreUnavailable):
+    """Best effort: an announcement the store kept only makes runs of `dataset` wait
+    until it is `MAX_WAIT_SECONDS` old; said in the log, not to the uploader."""
+    try:
         store.delete([uploading_key(dataset, ingest_id)])
+    except StoreUnavailable as exc:
+        log.warning(
+            "upload %s of %s stays announced as under way (%s): runs of %s wait for it "
+            "until it is %.0f s old",
+            ingest_id, dataset, exc, dataset, MAX_WAIT_SECONDS,
+        )  # fmt: skip
 
 
 def await_uploads(

@@ -84,8 +84,9 @@ class SignedRequests:
     ) -> Answer:
         path, query_string = quote(self.root + key, safe="/~"), canonical(query or {})
         url = f"{self.scheme}://{self.host}{path}" + (f"?{query_string}" if query_string else "")
+        payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256  # once, not per try
         for attempt in range(ATTEMPTS):
-            signed = {**(headers or {}), **self.signature(method, path, query_string, body)}
+            signed = {**(headers or {}), **self.signature(method, path, query_string, payload)}
             try:
                 response = self._http().request(
                     method, url, body=body or None, headers=signed, retries=False, redirect=False
@@ -109,12 +110,12 @@ class SignedRequests:
         return self._pool
 
     def signature(
-        self, method: str, path: str, query: str, body: bytes, now: time.struct_time | None = None
+        self, method: str, path: str, query: str, payload: str, now: time.struct_time | None = None
     ) -> dict[str, str]:
-        """The headers that sign a request (`path` and `query` as sent), made at `now`."""
+        """The headers that sign a request (`path` and `query` as sent, `payload` the body's
+        SHA-256 in hex), made at `now`."""
         now = now or time.gmtime()
         stamp, day = time.strftime("%Y%m%dT%H%M%SZ", now), time.strftime("%Y%m%d", now)
-        payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         headers = {"host": self.host, "x-amz-content-sha256": payload, "x-amz-date": stamp}
         names = ";".join(headers)  # already in order, lowercase
         canonical = "\n".join(

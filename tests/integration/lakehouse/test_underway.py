@@ -3,11 +3,16 @@ or refused (`lakehouse.ingest.underway`), so that the run asked for meanwhile wa
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
+from lakehouse.ingest import landing as landing_module
+from lakehouse.ingest import underway
 from lakehouse.ingest.landing import Landing
 from lakehouse.ingest.log import read_receipt
-from lakehouse.store import ObjectStore
+from lakehouse.store import ObjectStore, StoreUnavailable
 from lakehouse.store.layout import landing_key, uploading_key, uploading_prefix
 
 pytestmark = pytest.mark.integration
@@ -56,3 +61,47 @@ def test_an_upload_in_one_part_or_without_pushed_runs_is_never_announced(
         landing.finish(BODY[:1000])
     assert told == []
     assert list(store.list_keys("landing/big/")) == [landing_key("big", landing.ingest_id)]
+
+
+def test_the_store_failing_at_the_announcement_refuses_the_upload_and_leaves_nothing(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told: list[str] = []
+    landing = Landing(store, "big", on_under_way=told.append)
+    monkeypatch.setattr(landing_module, "announce", refuse("announce"))
+    with pytest.raises(StoreUnavailable):
+        landing.take_part(BODY[:PART])
+    landing.abort()  # as the API does on any failure
+    assert told == []  # no run asked for
+    assert list(store.list_keys("landing/big/")) == []
+    assert list(store.list_keys("log/big/")) == []
+
+
+def test_the_store_failing_at_the_withdrawal_still_commits_and_runs_stop_waiting_in_time(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landing = Landing(store, "big", on_under_way=lambda _: None)
+    landing.upload_part(landing.take_part(BODY[:PART]), BODY[:PART])
+    real_delete = store.delete
+    monkeypatch.setattr(
+        store,
+        "delete",
+        lambda keys: (
+            refuse("delete")()
+            if keys == [uploading_key("big", landing.ingest_id)]
+            else real_delete(keys)
+        ),
+    )
+    landed = landing.finish(BODY[PART:])
+    assert read_receipt(store, landed.record.ingest_id).seq == 1  # acknowledged: committed
+    assert under_way(store) == [uploading_key("big", landing.ingest_id)]
+    # A run then waits for it only until it is MAX_WAIT_SECONDS old.
+    later = time.time() + underway.MAX_WAIT_SECONDS
+    assert underway.await_uploads(store, "big", print, clock=lambda: later) == 0
+
+
+def refuse(step: str) -> Callable[..., None]:
+    def fail(*_: object) -> None:
+        raise StoreUnavailable(f"object store unreachable (injected at {step})")
+
+    return fail

@@ -34,7 +34,7 @@ AT = time.strptime("20130524T000000Z", "%Y%m%dT%H%M%SZ")
 )
 def test_the_documented_examples_sign_alike(query: dict[str, str], signature: str) -> None:
     requests = SignedRequests(EXAMPLE)
-    headers = requests.signature("GET", "/", canonical(query), b"", AT)
+    headers = requests.signature("GET", "/", canonical(query), EMPTY_SHA256, AT)
     assert headers["host"] == "examplebucket.s3.amazonaws.com"
     assert headers["x-amz-content-sha256"] == EMPTY_SHA256
     assert headers["authorization"] == (
