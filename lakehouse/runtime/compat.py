@@ -34,7 +34,11 @@ tests/unit/lakehouse/runtime/test_compat.py unless a path is given):
    `max(id)` of the `event_logs` table in the index shard (`path_for_shard("index")`,
    WAL mode) is read over a connection kept open instead (~20 us). Used by
    `api.query.views.CatalogViews` to skip the catalog check of a query while nothing was
-   logged. Test: `test_the_event_logs_high_water_mark_grows_with_every_materialization`.
+   logged, and by `lakehouse.runs.WaitingRuns`, which trusts a run found waiting while the
+   mark stands still: each change of a run's status is an event that moves it (SQLite
+   mirrors run status events into the index shard). Tests:
+   `test_the_event_logs_high_water_mark_grows_with_every_materialization`,
+   `test_a_runs_start_moves_the_event_logs_high_water_mark`.
 8. SQLite event log storage keeps each run's events in its own file,
    `SqliteEventLogStorage.path_for_shard(run_id)`, which the public `delete_run` empties
    but leaves. Used by `lakehouse.publish.pruning` to remove it, so that pruned runs

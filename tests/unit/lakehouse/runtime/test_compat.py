@@ -100,3 +100,27 @@ def test_a_deleted_runs_event_file_is_removed(tmp_path) -> None:
         compat.remove_run_event_file(instance, first)  # already gone: no error
         manifest = latest_manifest(instance, "sales")
         assert manifest is not None and manifest.version == 2
+
+
+def test_a_runs_start_moves_the_event_logs_high_water_mark(tmp_path) -> None:
+    """`WaitingRuns` trusts a run found waiting while the mark stands still: a run's start
+    must move it before the run's code runs (a job of ops alone: no asset event moves it)."""
+    seen: dict[str, object] = {}
+
+    @dg.op
+    def look(context) -> None:  # type: ignore[no-untyped-def]  # Dagster reads the annotation
+        seen["mark"] = compat.event_log_high_water(context.instance)
+        run = context.instance.get_run_by_id(context.run_id)
+        seen["status"] = run.status if run else None
+
+    @dg.job
+    def started() -> None:
+        look()
+
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        before = compat.event_log_high_water(instance)
+        started.execute_in_process(instance=instance)
+        assert seen["status"] == dg.DagsterRunStatus.STARTED
+        assert isinstance(seen["mark"], int) and (before is None or seen["mark"] > before)
+        # And its end (canceled, failed, succeeded) moves it again.
+        assert (compat.event_log_high_water(instance) or 0) > seen["mark"]
