@@ -161,33 +161,6 @@ def running_run(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | N
     return runs[0] if runs else None
 
 
-def push(
-    waiting: WaitingRuns,
-    webserver_url: str,
-    dataset: str,
-    request_id: str | None = None,
-    upload: str | None = None,
-) -> str | None:
-    """Have `dataset`'s pending ingests applied now rather than at the sensor's next tick:
-    the id of a run that will, or None if none could be launched (the sensor will).
-
-    `upload`, the ingest id of an upload announced as under way, asks for that upload's
-    run: a run already pushed for it counts as waiting, and a new one is tagged with it."""
-    instance = waiting.instance
-    try:
-        if (found := waiting.find(dataset)) is not None:
-            return found
-        if upload and (pushed := run_for_upload(instance, dataset, upload)) is not None:
-            return pushed.run_id
-        ensure_partition(instance, dataset)
-        tags = {REQUEST_ID_TAG: request_id} if request_id else {}
-        tags |= {UPLOAD_TAG: upload} if upload else {}
-        return submit(webserver_url, INGEST_JOB, dataset, DatasetConfig(only_if_pending=True), tags)
-    except Exception as exc:  # noqa: BLE001 - a push is only a shortcut: the sensor is the path
-        log.warning("no run pushed for %s (the sensor will launch one): %s", dataset, exc)
-        return None
-
-
 def submit(
     webserver_url: str,
     job: str,
@@ -215,9 +188,11 @@ class Pusher:
     run it found may start before a later commit.)"""
 
     def __init__(self, instance: dg.DagsterInstance, webserver_url: str, threads: int = 2):
-        self.waiting, self.webserver_url = WaitingRuns(instance), webserver_url
+        self.instance, self.webserver_url = instance, webserver_url
+        self._runs = WaitingRuns(instance)
+        self._partitioned: set[str] = set()  # datasets whose partition exists (never removed)
         # dataset -> the request that asked, and the upload it asked for (see `push`)
-        self._waiting: dict[str, tuple[str | None, str | None]] = {}
+        self._asked: dict[str, tuple[str | None, str | None]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="push")
 
@@ -225,15 +200,39 @@ class Pusher:
         self, dataset: str, request_id: str | None = None, upload: str | None = None
     ) -> None:
         with self._lock:
-            if dataset in self._waiting:
+            if dataset in self._asked:
                 return
-            self._waiting[dataset] = (request_id, upload)
-        self._pool.submit(self._push, dataset)
+            self._asked[dataset] = (request_id, upload)
+        self._pool.submit(self._push_asked, dataset)
 
-    def _push(self, dataset: str) -> None:
+    def _push_asked(self, dataset: str) -> None:
         with self._lock:
-            request_id, upload = self._waiting.pop(dataset, (None, None))
-        push(self.waiting, self.webserver_url, dataset, request_id, upload)
+            request_id, upload = self._asked.pop(dataset, (None, None))
+        self.push(dataset, request_id, upload)
+
+    def push(
+        self, dataset: str, request_id: str | None = None, upload: str | None = None
+    ) -> str | None:
+        """Have `dataset`'s pending ingests applied now rather than at the sensor's next
+        tick: the id of a run that will, or None if none could be launched (the sensor will).
+
+        `upload`, the ingest id of an upload announced as under way, asks for that upload's
+        run: a run already pushed for it counts as waiting, and a new one is tagged with it."""
+        try:
+            if (found := self._runs.find(dataset)) is not None:
+                return found
+            if upload and (pushed := run_for_upload(self.instance, dataset, upload)) is not None:
+                return pushed.run_id
+            if dataset not in self._partitioned:
+                ensure_partition(self.instance, dataset)
+                self._partitioned.add(dataset)
+            tags = {REQUEST_ID_TAG: request_id} if request_id else {}
+            tags |= {UPLOAD_TAG: upload} if upload else {}
+            config = DatasetConfig(only_if_pending=True)
+            return submit(self.webserver_url, INGEST_JOB, dataset, config, tags)
+        except Exception as exc:  # noqa: BLE001 - a push is only a shortcut: the sensor is the path
+            log.warning("no run pushed for %s (the sensor will launch one): %s", dataset, exc)
+            return None
 
 
 @lru_cache
