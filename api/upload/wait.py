@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from functools import partial
 
@@ -61,7 +62,7 @@ class MarkWatch:
             self._waiting -= 1
 
     def _join_loop(self) -> None:
-        """State of the running event loop's (a test's app may run under several)."""
+        """Start afresh under a new event loop (a test's app may run under several)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop = loop
@@ -85,18 +86,15 @@ class MarkWatch:
             await asyncio.sleep(WATCH_SECONDS)
 
 
-_watches: dict[int, tuple[dg.DagsterInstance, MarkWatch]] = {}
+_watches: weakref.WeakKeyDictionary[dg.DagsterInstance, MarkWatch] = weakref.WeakKeyDictionary()
 
 
 def mark_watch(instance: dg.DagsterInstance) -> MarkWatch:
     """The watch of `instance`'s event log (one per instance: the API keeps one)."""
-    kept = _watches.get(id(instance))
-    if kept is None or kept[0] is not instance:
-        kept = _watches[id(instance)] = (
-            instance,
-            MarkWatch(partial(event_log_high_water, instance)),
-        )
-    return kept[1]
+    watch = _watches.get(instance)
+    if watch is None:
+        watch = _watches[instance] = MarkWatch(partial(event_log_high_water, instance))
+    return watch
 
 
 async def wait_for_run(
