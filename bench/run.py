@@ -1013,6 +1013,26 @@ SETTINGS_NOTES = """
   It also slows those runs' own start-up (0.27-0.31 s, the cores shared with the upload),
   out of the path a user waits on; run start-up as warm workers promised it is now timed
   on runs pushed at a small upload's commit, each alone (0.22 s in the same probe).
+- **`wait=true` answers as its version is published** (`api/upload/wait.py`): each waiting
+  upload looked where it stood (the catalog and the store) every 0.25 s; now one task per
+  API process reads the event log's high-water mark every 20 ms while any upload waits
+  (one query however many wait), and an upload looks again only when the mark moved. The
+  upload -> queryable figure now does what a client that needs its rows next does: the
+  upload with `wait=true`, then a query. Alternating the two on one stack (5 rounds each,
+  the floor 1.75 s): polling `/v1/sql` every 20 ms after a plain upload 2.23 s = 1.28x
+  the floor, `wait=true` 2.07 s = 1.18x. A failed poll ("no such dataset" until the first
+  version) cost the API ~1.6 ms of CPU, fifty a second: ~8% of a core taken from the
+  conversion it waited for.
+- **Pushes trust a run found waiting while nothing changed** (`lakehouse/runs.py`
+  `WaitingRuns`): a py-spy profile of the API under 8 clients of small files showed 16-20%
+  of its CPU in one query per acknowledgement, the dataset's waiting run (SQLAlchemy
+  building and compiling it, a SQLite connection per call: ~1.7-2 ms). Every change of a
+  run's status is an event that moves the event log's high-water mark (a contract test in
+  `tests/unit/lakehouse/runtime/test_compat.py`), so while the mark stands still, a run
+  found waiting still waits, and the push asks nothing. The API's CPU per acknowledgement
+  went from 11.3-11.5 ms to 9.0-9.7 ms, acknowledgements to 8 datasets from 72-77/s to
+  84-88/s in probes alternating the two (the machine noisy that hour: 63-79/s in a later
+  pair).
 
 ## What holds back the targets not met, or met only on a quiet day
 
@@ -1023,17 +1043,31 @@ a slow day (0.54 s), run start-up (0.43 s), upload -> queryable (1.54x the floor
 probe alternating stacks with and without the code server measured start-up 0.35-0.36 s vs
 0.36-0.37 s and 1.51-1.57x vs 1.52-1.62x the floor: the code server did not move them.
 
-- **Upload throughput (0.73x of boto3 in the bench of 14:21, 0.74-0.91x in probes).** The
+- **Upload throughput (0.72x of boto3 in the bench of 2026-12-06 16:30, 0.73x at 14:21,
+  0.74-0.91x in probes).** The
   S3 server takes ~1.15-2 CPU-s per 71 MB file whoever sends it, so on 2 cores what we
   add is the gap: the API's own ~0.35 CPU-s (the body through HTTP parsing in Python,
   SHA-256 for duplicate detection, the line count, the schema sample, signing each part),
   and since the run starts during the upload, its start-up (the webserver ~0.15 CPU-s,
   the daemon ~0.05) in the same second; boto3's client spends 0.2.
-- **`/v1/sql` overhead over DuckDB (+2.29 ms for `count(*)`, +3.76 ms for the group-by,
-  in the bench of 2026-12-06 14:21; +3.87-4.49 ms for `count(*)` that morning; vs 2 ms).**
-  The group-by's overhead is ~1.5 ms above `count(*)`'s in probes on a fresh stack too
-  (+3.72 vs +2.25 ms), with the same view and threads as the anchor: not yet traced.
-  One request, stage by stage (ms from the audit
+- **`/v1/sql` overhead over DuckDB (+2.11 ms for `count(*)`, +3.06 ms for the group-by, in
+  the bench of 2026-12-06 16:30; +2.29 and +3.76 ms at 14:21; vs 2 ms).** On a fresh stack
+  with only `lineitem` loaded, a probe measured +1.92 and +2.22 ms (4 rounds of 100), the
+  query process's own round trip +0.27 and +0.24 ms over the anchor. So the group-by's
+  extra ~1 ms in the bench comes with the stack the figures before it leave (not traced
+  further), not from the query process itself: its address-space cap and its fetching in
+  batches were each timed against the anchor's `fetchall`, no difference. Calling the app
+  in-process (ASGI, no HTTP; medians of 2,000), `SELECT 1` costs the API 1.59 ms: the
+  admission's Redis round trip on the event loop 0.25 ms and, by turning them off, ~0.41
+  ms for the limits as a whole (the thread that gives the lease back competes for the GIL
+  as the next request starts: ~0.12 ms); FastAPI's dependencies and body ~0.25 ms beyond
+  the admission; the hop to a worker thread and back ~0.23 ms; the query process's round
+  trip ~0.48 ms; routing, the audit record and the answer ~0.2 ms. Over HTTP, uvicorn and
+  the client come on top: httpx costs 0.28 ms a request more than `http.client` on the
+  same keep-alive connection (2.55 vs 2.27 ms a `count(*)`). Giving leases back later, so
+  the next admission takes them, was not done: another API process would see a lease held
+  ~2 ms longer, and a token at its limit would meet 429s it does not meet now. Earlier
+  stage by stage (ms from the audit
   middleware, medians of 1,500 `count(*)` on an idle stack, after the cuts above): body
   read 0.07; routing, the bearer token and its cache 0.35-0.4; the admission script in
   Redis 0.35 (0.17 alone: the rest is waiting for a core); the other dependencies and the
@@ -1046,14 +1080,16 @@ probe alternating stacks with and without the code server measured start-up 0.35
   figures the same hour, which first waited for runs to end (none were running): on this
   VM the figure moves by ~2 ms between minutes (early that day the code before these
   cuts measured +5.17 ms with the same bench function, and ~2.7 ms in a probe later).
-- **TPC-H through `/v1/sql` (1.36x at SF 0.1, 1.54x at SF 0.01).** Per query, ~3-4 ms
+- **TPC-H through `/v1/sql` (1.34x at SF 0.1, 1.60x at SF 0.01 in the bench of 16:30;
+  1.36x and 1.54x at 14:21).** Per query, ~3-4 ms
   lies outside the engine (HTTP, and the client parsing the JSON answer, which the anchor's
   `fetchall` does not do), and the engine adds 0.5-8 ms to DuckDB's time: the socket round
   trip, and for the large answers (Q11, Q16: 2,500+ rows) writing JSON rows in Python.
   Over queries of 8-35 ms that is the ratio; DuckDB itself runs them as fast in a query
   process as in the anchor's (measured side by side: 365 vs 383 ms for the 22).
-- **Small files (acknowledgements 63.8/s to one dataset and 59.6/s to 8 in the bench of
-  14:21; ~55/s in probes; vs 60).** An acknowledgement is nine
+- **Small files (acknowledgements 82.8/s to one dataset and 75.9/s to 8 in the bench of
+  16:30, met; 63.8/s and 59.6/s at 14:21, before pushes trusted a run found waiting).**
+  An acknowledgement is nine
   store requests in four round trips (the manifest check; the landing object, two
   duplicate marks and the log's end side by side; the create; the receipt, the queued
   mark and the pending hint side by side), each now signed by the store itself. One
@@ -1062,8 +1098,11 @@ probe alternating stacks with and without the code server measured start-up 0.35
   webserver ~5 ms (a run pushed per file when none waits), the daemon ~2 ms: ~40 ms of
   a 2-core machine's 33 ms per file at 60/s. A py-spy profile of the API (GIL-holding
   samples) is flat: FastAPI's dependency solving, the ASGI layers, the threadpool hops,
-  pydantic, the Redis admission, each a few per cent.
-- **Upload -> queryable (1.35x the floor in probes).** Before the run started during the
+  pydantic, the Redis admission, each a few per cent; under 8 clients, the push's query
+  for the dataset's waiting run was 16-20% (now asked only when a run may have started).
+- **Upload -> queryable (1.17x the floor in the bench of 16:30, met: the upload with
+  `wait=true`, then a query; 1.32x at 14:21 polling `/v1/sql` every 20 ms).** Before the
+  run started during the
   upload, its timeline for one 500k-row file (a probe; the run's events and log lines):
   acknowledged at 0.88 s (the upload, 0.8x of
   boto3's speed, below); the run planned, queued and started by 1.29 s (the webserver
@@ -1094,6 +1133,11 @@ probe alternating stacks with and without the code server measured start-up 0.35
   each time on a slow day), and the bench's own 10 Hz SQL poll (0.145 cores, 7% of the
   machine). Workers on machines of their own, as in production, are what scale it
   further.
+- **The Postgres endpoint's throughput against `/v1/sql` (0.97x in the bench of
+  2026-12-06 16:30; 1.00-1.20x in the runs before).** The endpoint answered as many
+  queries as before (562/s; 559/s at 14:21) while `/v1/sql`, its anchor in the same run,
+  measured 580/s (533/s at 14:21): two 5 s rounds each side on 2 shared cores, a figure
+  that sits at its bound of 1.0x and swings across it; not changed since.
 """
 
 
