@@ -226,7 +226,9 @@ return {count, 1}
 class _RedisCounts(_Counts):
     """Counts in Redis. A lease is given back off the request's path (the event loop does
     not wait a round trip for it, once the answer is sent): by a thread of its own at once,
-    or by this process's next admission, in its round trip, whichever comes first."""
+    or by this process's next admission, in its round trip, whichever comes first. An
+    admission while the thread's removal is under way removes those leases too, so one
+    client's back-to-back queries never meet their own lease."""
 
     def __init__(self, url: str) -> None:
         self.redis = redis.Redis.from_url(
@@ -234,20 +236,24 @@ class _RedisCounts(_Counts):
         )
         self._admit = self.redis.register_script(ADMIT)  # EVALSHA, loaded when missing
         self._returned: list[_Ask] = []  # leases given back, not yet removed from Redis
+        self._removing: list[_Ask] = []  # those the thread is removing right now
         self._lock = threading.Lock()
         self._wake = threading.Event()
         threading.Thread(target=self._give_back_returned, name="lease-returns", daemon=True).start()
 
     def admit(self, token: str, rate: int, ask: _Ask | None) -> tuple[bool, bool]:
         returned = self._take_returned()  # first: this process's leases given back so far
+        with self._lock:  # and those the thread is removing: they may still be there
+            removing = list(self._removing)
+        gone = returned + removing  # removing one twice is harmless
         keys = [
             f"LAKEHOUSE/rate/{token}/{int(time.time())}" if rate else "",
             f"LAKEHOUSE/leases/{ask.key}" if ask is not None else "",
-            *(f"LAKEHOUSE/leases/{done.key}" for done in returned),
+            *(f"LAKEHOUSE/leases/{done.key}" for done in gone),
         ]
         lease: list[str | float] = [ask.id, ask.seconds, ask.most] if ask else ["", 0, 0]
         try:
-            count, leased = self._admit(keys, [rate, *lease, *(done.id for done in returned)])
+            count, leased = self._admit(keys, [rate, *lease, *(done.id for done in gone)])
         except BaseException:
             self._return(returned)  # the thread tries them again
             raise
@@ -276,14 +282,21 @@ class _RedisCounts(_Counts):
         while True:
             self._wake.wait()
             self._wake.clear()
-            if returned := self._take_returned():
-                try:
-                    self._remove(returned)
-                except (redis.RedisError, OSError) as exc:
-                    # A lease not given back lapses at its time; the outage itself is
-                    # logged by the admissions that meet it (`Quotas._guarded`).
-                    metrics.LIMITS_STORE_ERRORS.inc()
-                    log.debug("could not give back %d leases: %s", len(returned), exc)
+            with self._lock:  # an admission meanwhile removes them too (see `admit`)
+                returned, self._returned = self._returned, []
+                self._removing = returned
+            if not returned:
+                continue
+            try:
+                self._remove(returned)
+            except (redis.RedisError, OSError) as exc:
+                # A lease not given back lapses at its time; the outage itself is
+                # logged by the admissions that meet it (`Quotas._guarded`).
+                metrics.LIMITS_STORE_ERRORS.inc()
+                log.debug("could not give back %d leases: %s", len(returned), exc)
+            finally:
+                with self._lock:
+                    self._removing = []
 
 
 class _LocalCounts(_Counts):

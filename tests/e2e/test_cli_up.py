@@ -99,7 +99,9 @@ def test_the_first_up_makes_secrets_and_an_admin_token_the_cli_finds(tmp_path: P
     refused what readers may not do."""
     up, state_dir, log = start_up(tmp_path)
     try:
-        wait_for(up, log, b"lakehouse is up", 180)
+        # The last line of what `up` prints once the stack is up: the lines above it, the
+        # admin token's among them, are all written by then.
+        wait_for(up, log, b"Ctrl-C stops everything.", 180)
         assert f"admin token in {state_dir / 'admin-token'}".encode() in log.read_bytes()
         for name in ("admin-token", "secrets.json"):
             assert stat.S_IMODE((state_dir / name).stat().st_mode) == 0o600, name

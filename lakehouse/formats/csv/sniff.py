@@ -82,10 +82,12 @@ def sniff(text: str, options: CsvOptions, *, complete: bool, encoding: str, why:
             **{param: "given" for param in options.given() if param != "encoding"},
         },
     )
-    readings = [
-        _read(head, replace(base, delimiter=d, quote=q, escape=e, comment=c), head_complete)
-        for d, q, e, c in _candidates(head, options)
-    ]
+    readings = _without_needless_backslashes(
+        [
+            _read(head, replace(base, delimiter=d, quote=q, escape=e, comment=c), head_complete)
+            for d, q, e, c in _candidates(head, options)
+        ]
+    )
     if options.skip is not None:
         chosen = _with_skip(readings, options.skip)
     elif not base.header:
@@ -114,6 +116,27 @@ def _candidates(head: str, options: CsvOptions) -> Iterator[tuple[str, str, str,
         for escape in escapes:
             for comment in _comments(head, options):
                 yield delimiter, quote, escape, comment
+
+
+def _without_needless_backslashes(readings: list[_Reading]) -> list[_Reading]:
+    """A backslash escape is a guess, made because `\\"` occurs in the sample. Where the
+    RFC 4180 reading with the same delimiter, quote and comment reads every line without
+    an error into as many fields, the file is that: its `\\""` is a backslash before an
+    escaped quote, and the guess must not reshape it (into more columns below a line it
+    would call a preamble, say)."""
+
+    def twin(reading: _Reading) -> tuple[str, str, str]:
+        return reading.dialect.delimiter, reading.dialect.quote, reading.dialect.comment
+
+    clean = {
+        twin(r)
+        for r in readings
+        if r.dialect.escape == r.dialect.quote
+        and r.rows
+        and not r.errors
+        and len({len(row.fields) for row in r.rows}) == 1
+    }
+    return [r for r in readings if not (r.dialect.escape == "\\" and twin(r) in clean)]
 
 
 def _quotes(head: str) -> tuple[str, ...]:

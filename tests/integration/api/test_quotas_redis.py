@@ -56,6 +56,30 @@ def test_a_lease_given_back_is_free_for_the_next_query_at_once(redis_url: str) -
     held.release()
 
 
+def test_a_lease_the_thread_is_still_giving_back_does_not_refuse_the_next_query(
+    redis_url: str,
+) -> None:
+    """The race that refused a back-to-back query now and then: the returning thread took
+    the lease and had not yet removed it from Redis when the next admission ran."""
+    counter = Quotas(redis_url, TokenLimits(0, 0, 1, 0))
+    counts = counter._counts
+    taken, go_on = threading.Event(), threading.Event()
+    remove = counts._remove  # type: ignore[attr-defined]
+
+    def slow_remove(asks: list) -> None:
+        taken.set()
+        go_on.wait(10)
+        remove(asks)
+
+    counts._remove = slow_remove  # type: ignore[attr-defined]
+    try:
+        counter.admit("ann", "queries", 60).release()
+        assert taken.wait(10), "the returning thread never took the lease"
+        counter.admit("ann", "queries", 60).release()  # not refused: its admission removes it
+    finally:
+        go_on.set()
+
+
 def test_another_process_sees_a_lease_given_back(redis_url: str) -> None:
     """Another API process counts in the same Redis: the returning thread removes the lease
     without waiting for this process's next request."""

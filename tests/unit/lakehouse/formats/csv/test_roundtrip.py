@@ -278,6 +278,32 @@ def test_accepted_bytes_convert_to_what_duckdb_reads(
         "final_line_end": False,
     }
 )
+@example(  # `\""` in a quoted value: a backslash, then an escaped quote. Read with a
+    # backslash escape it was 4 columns below a "preamble": 0 rows instead of 2, silently.
+    {
+        "header": ["id"],
+        "rows": [['{"": null, "0": null, "\\"": null, "00": null}'], ['[["", null, null], null]']],
+        "delimiter": ",",
+        "line_end": "\n",
+        "quote_all": False,
+        "bom": False,
+        "final_line_end": False,
+    }
+)
+@example(  # the same, found with a key that is a quote and a control character
+    {
+        "header": ["id"],
+        "rows": [
+            ['{"": null, "0": null, "00": null, "\\"\\u001f": null}'],
+            ['[["", null, null], null]'],
+        ],
+        "delimiter": ",",
+        "line_end": "\n",
+        "quote_all": False,
+        "bom": False,
+        "final_line_end": False,
+    }
+)
 def test_well_formed_csv_round_trips_exactly(
     con: duckdb.DuckDBPyConnection, table: dict[str, Any]
 ) -> None:
