@@ -55,16 +55,15 @@ def test_the_watch_stops_reading_once_nobody_waits() -> None:
     log = _Log()
     watch = MarkWatch(log.read)
 
-    async def scenario() -> tuple[int, int]:
+    async def scenario() -> None:
         log.mark = 1
         assert await watch.after(0, time.monotonic() + 30) == 1
-        await asyncio.sleep(0.5)  # the watch ends at its next tick
-        before = log.reads
-        await asyncio.sleep(0.2)
-        return before, log.reads
+        assert watch._task is not None
+        await asyncio.wait_for(watch._task, 30)  # it ends by itself (30 s: only a hang guard)
 
-    before, after = asyncio.run(scenario())
-    assert before == after
+    asyncio.run(scenario())
+    log.mark = 2  # a new waiter starts it again
+    assert asyncio.run(watch.after(1, time.monotonic() + 30)) == 2
 
 
 def test_a_waiter_returns_at_its_deadline_with_the_mark_unmoved() -> None:
