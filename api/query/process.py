@@ -42,8 +42,8 @@ from api.query.formats import (
     BATCH_WRITERS,
     PIECE_BYTES,
     Budget,
+    JsonRows,
     encodable,
-    json_rows,
     ndjson_lines,
     ndjson_notice,
     pieces,
@@ -61,8 +61,12 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 65_536
 FETCH_ROWS = 2048
+# JSON rows are encoded about this many bytes at a time: one call for many rows, and no
+# more memory than this for a call (a slice's rows are set from the last one's row size).
+SLICE_BYTES = 1024 * 1024
 # Where a result is read from: the connection that executed it, or a converting relation.
 Source = duckdb.DuckDBPyConnection | duckdb.DuckDBPyRelation
+Rows = list[tuple[Any, ...]]
 
 
 class Job(TypedDict):
@@ -188,16 +192,19 @@ class QueryServer:
     ) -> None:
         """Rows as JSON objects, joined by commas, in chunks of about PIECE_BYTES; the
         API wraps them in the answer. Cut before the row that would pass max_bytes."""
+        writer = JsonRows(names, types)
         parts: list[bytes] = []
         size = 0
-        for row in json_rows(names, types, self._rows(relation, budget, watchdog)):
-            if budget.bytes + len(row) + 1 > budget.max_bytes:
-                budget.rows -= 1  # counted when fetched, left out here
-                budget.cut("bytes")
+        for rows, chunk in _encoded(self._row_lists(relation, budget, watchdog), writer):
+            if budget.bytes + len(chunk) + 1 > budget.max_bytes:
+                rows, chunk = _fitting(writer, rows, budget)
+            budget.rows += len(rows)
+            if chunk:
+                budget.bytes += len(chunk) + 1  # as one row's bytes and its comma each
+                parts.append(chunk)
+                size += len(chunk)
+            if budget.reason == "bytes":
                 break
-            budget.bytes += len(row) + 1
-            parts.append(row)
-            size += len(row)
             if size >= PIECE_BYTES:  # no message larger than a piece
                 self.post(("chunk", b",".join(parts)), flush=True)
                 parts, size = [], 0
@@ -232,6 +239,28 @@ class QueryServer:
                 budget.rows += 1
                 yield row
 
+    def _row_lists(self, relation: Source, budget: Budget, watchdog: Watchdog) -> Iterator[Rows]:
+        """The rows as fetched, up to max_rows (truncated when there is one more); a
+        failure is recorded in the budget and ends the rows."""
+        seen = 0
+        while not budget.full():
+            try:
+                with watchdog.fetching():
+                    rows = relation.fetchmany(FETCH_ROWS)
+            except (duckdb.Error, MemoryError, OSError) as exc:
+                budget.fail(*classify(exc, timed_out=watchdog.fired))
+                return
+            if not rows:
+                return
+            if len(rows) > budget.max_rows - seen:
+                rows = rows[: budget.max_rows - seen]
+                budget.cut("rows")
+            seen += len(rows)
+            if rows:
+                yield rows
+            if budget.truncated:
+                return
+
     def _batches(
         self, reader: pa.RecordBatchReader, budget: Budget, watchdog: Watchdog
     ) -> Iterator[pa.RecordBatch]:
@@ -265,6 +294,35 @@ class QueryServer:
                 "message": budget.message,
             }
         return info
+
+
+def _encoded(lists: Iterator[Rows], writer: JsonRows) -> Iterator[tuple[Rows, bytes]]:
+    """The rows of `lists` in slices of about SLICE_BYTES of JSON (a slice's row count set
+    from the row size of the one before), each with its JSON."""
+    step = 16
+    for rows in lists:
+        start = 0
+        while start < len(rows):
+            piece = rows[start : start + step]
+            start += len(piece)
+            chunk = writer.encode(piece)
+            yield piece, chunk
+            step = max(1, min(FETCH_ROWS, SLICE_BYTES * len(piece) // (len(chunk) + 1)))
+
+
+def _fitting(writer: JsonRows, rows: Rows, budget: Budget) -> tuple[Rows, bytes]:
+    """The first of `rows` that fit within max_bytes, and their JSON; the answer is cut
+    after them."""
+    fitted: list[bytes] = []
+    room = budget.max_bytes - budget.bytes
+    for row in rows:
+        encoded = writer.encode([row])
+        if len(encoded) + 1 > room:
+            break
+        fitted.append(encoded)
+        room -= len(encoded) + 1
+    budget.cut("bytes")
+    return rows[: len(fitted)], b",".join(fitted)
 
 
 def _lines_in_chunks(lines: Iterator[bytes], budget: Budget) -> Iterator[bytes]:

@@ -293,6 +293,8 @@ def test_json_answers_stop_at_the_result_byte_cap(unchanged: Settings) -> None:
     assert answer["truncated"] is True
     assert 0 < answer["row_count"] == len(answer["rows"]) < 100
     assert len(json.dumps(answer["rows"], separators=(",", ":"))) <= 10_000
+    # Cut before the first row that would pass the cap: each is {"s":"x...x"} and a comma.
+    assert answer["row_count"] == 10_000 // (len('{"s":""},') + 100)
 
 
 def test_past_the_concurrency_limit_is_503_with_retry_after(unchanged: Settings) -> None:
