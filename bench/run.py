@@ -175,7 +175,11 @@ class Bench:
 
     def upload(self, name: str, path: Path, wait: bool = False, mode: str = "append") -> dict:
         params = {"name": name, "mode": mode, **({"wait": "true"} if wait else {})}
-        response = self.http.post(f"{self.api}/v1/ingest", params=params, content=_chunks(path))
+        # The length declared, as `lakehouse ingest` (and curl, and requests) send a file.
+        length = {"content-length": str(path.stat().st_size)}
+        response = self.http.post(
+            f"{self.api}/v1/ingest", params=params, content=_chunks(path), headers=length
+        )
         response.raise_for_status()
         return response.json()
 

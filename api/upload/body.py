@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -13,6 +15,33 @@ from api import metrics
 from api.upload.streams import Gunzip, MultipartFile, SizeCap, SlowUpload, TooLarge
 from lakehouse.ingest.landing import Landed, Landing
 from lakehouse.settings import Settings
+
+# A large upload's run is asked for when the rest of its body is due within this long: about
+# the run's start-up, which then ends as the bytes do. Earlier, the run would only take cores
+# from the upload and hold a run worker idle (a slow client's upload: up to a minute).
+EARLY_RUN_LEAD_SECONDS = 0.5
+
+
+@dataclass
+class Arrival:
+    """How much of the body, as sent, has arrived, and when the rest is due."""
+
+    declared: int | None  # its Content-Length, if it has one
+    received: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def of(cls, request: Request) -> Arrival:
+        declared = request.headers.get("content-length", "")
+        return cls(int(declared) if declared.isdigit() else None)
+
+    def due_within(self, seconds: float, now: float | None = None) -> bool:
+        """Whether the rest should arrive within `seconds`, at the rate so far; always, for
+        a body of unknown length (a chunked one: its end cannot be foreseen)."""
+        if self.declared is None or self.received == 0:
+            return True
+        elapsed = (time.monotonic() if now is None else now) - self.started
+        return elapsed * (self.declared - self.received) <= seconds * self.received
 
 
 def body_limit(max_bytes: int) -> int:
@@ -26,8 +55,10 @@ async def body_chunks(
     max_bytes: int,
     read_timeout: float,
     on_filename: Callable[[str], None] | None = None,
+    arrival: Arrival | None = None,
 ) -> AsyncIterator[bytes]:
-    """The CSV bytes, decompressed, from the multipart field `file` or the raw body.
+    """The CSV bytes, decompressed, from the multipart field `file` or the raw body (the
+    bytes as sent are counted in `arrival`).
 
     Both stream: a multipart body is parsed as it arrives (never spooled). Both caps, on
     the body as sent and on the CSV it holds, apply as the bytes arrive, so a body without
@@ -42,7 +73,8 @@ async def body_chunks(
     _refuse_declared_size(request, max_bytes, exact=not (gzipped or multipart))
     cap = SizeCap(max_bytes)
     gunzip: Gunzip | None = None
-    async for chunk in _csv_bytes(request, multipart, body_limit(max_bytes), read_timeout):
+    arriving = _arriving(request, read_timeout, arrival or Arrival.of(request))
+    async for chunk in _csv_bytes(arriving, multipart, body_limit(max_bytes)):
         if on_filename is not None and multipart is not None:
             on_filename(multipart.filename)  # its part headers came before these bytes
             on_filename = None
@@ -63,11 +95,11 @@ def _refuse_declared_size(request: Request, max_bytes: int, *, exact: bool) -> N
 
 
 async def _csv_bytes(
-    request: Request, multipart: MultipartFile | None, body_limit: int, read_timeout: float
+    arriving: AsyncIterator[bytes], multipart: MultipartFile | None, body_limit: int
 ) -> AsyncIterator[bytes]:
     """The raw body, or its multipart field's data; the body as sent is capped."""
     cap = SizeCap(body_limit)
-    async for chunk in _arriving(request, read_timeout):
+    async for chunk in arriving:
         cap.check(chunk)
         for piece in multipart.feed(chunk) if multipart else (chunk,):
             yield piece
@@ -75,7 +107,9 @@ async def _csv_bytes(
         multipart.finish()
 
 
-async def _arriving(request: Request, read_timeout: float) -> AsyncIterator[bytes]:
+async def _arriving(
+    request: Request, read_timeout: float, arrival: Arrival
+) -> AsyncIterator[bytes]:
     """The body's chunks as they arrive, each within `read_timeout` of the last."""
     chunks = request.stream().__aiter__()
     while True:
@@ -86,6 +120,7 @@ async def _arriving(request: Request, read_timeout: float) -> AsyncIterator[byte
             return
         except TimeoutError:
             raise SlowUpload(read_timeout) from None
+        arrival.received += len(chunk)
         yield chunk
 
 
@@ -100,7 +135,8 @@ async def land(
     (hashed, counted, the first one's columns checked: in order) and uploaded while the next
     ones arrive, so neither waits for the other and memory stays at a few parts whatever
     the file's size. Each part, and the last bytes, are first charged to the token's
-    allowance (`count_bytes`)."""
+    allowance (`count_bytes`). The upload is announced (its run asked for) with the first
+    part taken once the rest is due within EARLY_RUN_LEAD_SECONDS."""
     part_bytes = settings.ingest_part_bytes
 
     def charge(size: int) -> None:
@@ -110,8 +146,13 @@ async def land(
     buffer = bytearray()
     in_flight: list[asyncio.Task[None]] = []
     taken: asyncio.Future[None] | None = None  # the last part's take-in
+    arrival = Arrival.of(request)
     chunks = body_chunks(
-        request, settings.max_upload_bytes, settings.upload_read_timeout_seconds, on_filename
+        request,
+        settings.max_upload_bytes,
+        settings.upload_read_timeout_seconds,
+        on_filename,
+        arrival,
     )
     try:
         async for chunk in chunks:
@@ -123,7 +164,10 @@ async def land(
                 if len(in_flight) >= settings.ingest_parts_in_flight:
                     await in_flight.pop(0)
                 after, taken = taken, asyncio.get_running_loop().create_future()
-                in_flight.append(asyncio.create_task(_take_then_send(landing, part, after, taken)))
+                announce = arrival.due_within(EARLY_RUN_LEAD_SECONDS)
+                in_flight.append(
+                    asyncio.create_task(_take_then_send(landing, part, announce, after, taken))
+                )
         while in_flight:
             await in_flight.pop(0)
     finally:
@@ -137,14 +181,18 @@ async def land(
 
 
 async def _take_then_send(
-    landing: Landing, part: bytes, after: asyncio.Future[None] | None, taken: asyncio.Future[None]
+    landing: Landing,
+    part: bytes,
+    announce: bool,
+    after: asyncio.Future[None] | None,
+    taken: asyncio.Future[None],
 ) -> None:
     """Take `part` in once the part before it is (`after`), then send it: takes follow the
     bytes' order, sends do not need to."""
     try:
         if after is not None:
             await after
-        number = await run_in_threadpool(landing.take_part, part)
+        number = await run_in_threadpool(landing.take_part, part, announce)
     except BaseException as exc:
         if not taken.done():
             taken.set_exception(exc)

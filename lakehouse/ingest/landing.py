@@ -162,19 +162,21 @@ class Landing:
         the format (`.jsonl`, `.ndjson`, `.parquet`, each perhaps `.gz`)."""
         self.format = self.contract.format = format_of(None, "", filename)
 
-    def take_part(self, part: bytes) -> int:
+    def take_part(self, part: bytes, announce: bool = True) -> int:
         """Account for the next part, in order (hash, size, the schema from the first one,
-        which may refuse the upload before anything is sent); returns its part number."""
+        which may refuse the upload before anything is sent); returns its part number.
+        `announce`: the upload is to be announced as under way now, if it is not yet."""
         self._take(part, complete=False)
         if self._upload is None:
             self._upload = self.store.multipart(self.key, "text/csv")
+        if announce:
             self._announce()
         return self._upload.next_number()
 
     def _announce(self) -> None:
         """An upload of more than one part is announced, then `on_under_way` is told (the
         API asks for its run), so that the run starts while the rest arrives."""
-        if self.on_under_way is not None:
+        if self.on_under_way is not None and not self.announced:
             announce(self.store, self.dataset, self.ingest_id)
             self.announced = True
             self.on_under_way(self.ingest_id)

@@ -38,6 +38,25 @@ def test_an_upload_in_parts_is_under_way_from_its_first_part_until_committed(
     assert read_receipt(store, landed.record.ingest_id).seq == 1
 
 
+def test_an_upload_is_announced_with_the_first_part_taken_once_its_end_is_near(
+    store: ObjectStore,
+) -> None:
+    """The API takes parts in unannounced while the rest of the body is far off (a slow
+    client's upload would hold its run waiting), then announces with the part it takes once
+    the rest is due soon; once only."""
+    told: list[str] = []
+    landing = Landing(store, "big", on_under_way=told.append)
+    first, second = BODY[:PART], BODY[PART : 2 * PART]
+    landing.upload_part(landing.take_part(first, announce=False), first)
+    assert told == [] and under_way(store) == [] and not landing.announced
+    landing.upload_part(landing.take_part(second, announce=True), second)
+    assert told == [landing.ingest_id]
+    assert under_way(store) == [uploading_key("big", landing.ingest_id)]
+    landed = landing.finish(BODY[2 * PART :])
+    assert told == [landing.ingest_id] and under_way(store) == []
+    assert read_receipt(store, landed.record.ingest_id).seq == 1
+
+
 def test_an_upload_refused_after_its_first_part_is_no_longer_under_way(
     store: ObjectStore,
 ) -> None:
