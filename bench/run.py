@@ -971,6 +971,13 @@ SETTINGS_NOTES = """
   built an encoder per row and passed every value through `json_value` (now one encoder,
   and only the columns whose type needs it: 12 to 6.7 ms for TPC-H Q16's 2,762 rows).
   Alternating a stack's API with and without these: 0.15-0.5 ms of ~3 ms per `count(*)`.
+  Then JSON rows are encoded a slice at a time (about 1 MiB of JSON per call, the slice's
+  rows set from the row size of the one before, cut at the byte cap to the row as before)
+  with orjson, the standard library where a value may be an integer past 64 bits: Q16's
+  rows from 6.9 to 1.6 ms in the query process (1.4 ms of it making the rows' dicts);
+  through `/v1/sql` on one stack, Q16 went from 2.39x to 1.82x DuckDB's time and Q11 (2,541
+  rows) from 2.02x to 1.57x (one probe each, the same hour: the 22 queries' geometric mean
+  1.34x before, 1.28x after).
 - **Uploads**: parts are taken in (SHA-256, lines, the first part's columns) and sent
   while the next ones arrive, where the body used to wait for each part's hash; the
   schema sample classifies each distinct value once (0.12 to 0.07 s for the first 8 MiB
@@ -1017,6 +1024,14 @@ SETTINGS_NOTES = """
   It also slows those runs' own start-up (0.27-0.31 s, the cores shared with the upload),
   out of the path a user waits on; run start-up as warm workers promised it is now timed
   on runs pushed at a small upload's commit, each alone (0.22 s in the same probe).
+- **A large upload's run asked for as its end nears** (`api/upload/body.py` `Arrival`): the
+  run is pushed once the rest of the body is due within 0.5 s (its `Content-Length`
+  against the rate so far), not at its first part: a slow client's upload held a run
+  worker idle for up to a minute, and a fast one's run start-up took the cores from its
+  own last bytes. `lakehouse ingest` and the bench now declare the file's length (a chunked
+  body still asks at its first part). On one stack, alternating the two kinds of body (5
+  rounds each): throughput 0.73x boto3's with the length declared vs 0.66x chunked, upload
+  -> queryable 2.44 vs 2.74 s.
 - **`wait=true` answers as its version is published** (`api/upload/wait.py`): each waiting
   upload looked where it stood (the catalog and the store) every 0.25 s; now one task per
   API process reads the event log's high-water mark every 20 ms while any upload waits
@@ -1040,22 +1055,36 @@ SETTINGS_NOTES = """
 
 ## What holds back the targets not met, or met only on a quiet day
 
-This VM's speed varies by ~2-3x between days (a 10^7-step Python loop: 0.25 s on the day
+The bench of 2026-12-06 19:49 took 1,918 s (1,352 s at 16:30, the same figures): every
+figure of the API was slower through it, the code server averaged 10% of a core and the
+kernel's memory monitor (`kdamond`) 3.5%; a 10^7-step Python loop took 0.27 s right after
+it, idle. This VM's speed varies by ~2-3x between days (a 10^7-step Python loop: 0.25 s on the day
 of the figures above, 0.19-0.54 s on others); figures near their bound move with it. On
 a slow day (0.54 s), run start-up (0.43 s), upload -> queryable (1.54x the floor) and the
 /v1/sql latencies missed bounds they met on 2026-11-23 (0.21 s, 1.41x); the same day, a
 probe alternating stacks with and without the code server measured start-up 0.35-0.36 s vs
 0.36-0.37 s and 1.51-1.57x vs 1.52-1.62x the floor: the code server did not move them.
 
-- **Upload throughput (0.72x of boto3 in the bench of 2026-12-06 16:30, 0.73x at 14:21,
-  0.74-0.91x in probes).** The
+- **Upload throughput (0.73x of boto3 in the bench of 2026-12-06 19:49, 0.72x at 16:30,
+  0.73x at 14:21, 0.66-0.91x in probes).** The
   S3 server takes ~1.15-2 CPU-s per 71 MB file whoever sends it, so on 2 cores what we
   add is the gap: the API's own ~0.35 CPU-s (the body through HTTP parsing in Python,
   SHA-256 for duplicate detection, the line count, the schema sample, signing each part),
   and since the run starts during the upload, its start-up (the webserver ~0.15 CPU-s,
   the daemon ~0.05) in the same second; boto3's client spends 0.2.
-- **`/v1/sql` overhead over DuckDB (+2.11 ms for `count(*)`, +3.06 ms for the group-by, in
-  the bench of 2026-12-06 16:30; +2.29 and +3.76 ms at 14:21; vs 2 ms).** On a fresh stack
+- **`/v1/sql` overhead over DuckDB (+5.68 ms for `count(*)`, +6.89 ms for the group-by, in
+  the bench of 2026-12-06 19:49, on an hour when every figure of the API was slow: its
+  small-file acknowledgements 39/s against 83/s at 16:30; +2.11 and +3.06 ms at 16:30;
+  +2.29 and +3.76 ms at 14:21; vs 2 ms).** Timed stage by stage on one idle stack (marks
+  in the client, the app and the query process on one clock, medians of 150), a
+  `count(*)` (DuckDB 0.64 ms in the query process, 0.56 in the anchor) spends 1.7 ms
+  around DuckDB: client to app 0.30, app to handler (routing, token, the admission's
+  Redis script, body) 0.60, the hop to a worker thread 0.10, the catalog check and the
+  guard's remembered verdict 0.05, to the query process 0.06, fetching and encoding 0.08,
+  back 0.09, the hop back 0.06, the answer out 0.20, to the client 0.13. The group-by
+  (DuckDB 11.1 ms, 11.0 in the anchor) spends 3.4 ms on the same stages, each 1.5-2.2x
+  slower: right after DuckDB has used both cores for 11 ms, the Python around it runs on
+  cold caches. The anchor has no Python around its query. On a fresh stack
   with only `lineitem` loaded, a probe measured +1.92 and +2.22 ms (4 rounds of 100), the
   query process's own round trip +0.27 and +0.24 ms over the anchor. So the group-by's
   extra ~1 ms in the bench comes with the stack the figures before it leave (not traced
@@ -1084,15 +1113,17 @@ probe alternating stacks with and without the code server measured start-up 0.35
   figures the same hour, which first waited for runs to end (none were running): on this
   VM the figure moves by ~2 ms between minutes (early that day the code before these
   cuts measured +5.17 ms with the same bench function, and ~2.7 ms in a probe later).
-- **TPC-H through `/v1/sql` (1.34x at SF 0.1, 1.60x at SF 0.01 in the bench of 16:30;
-  1.36x and 1.54x at 14:21).** Per query, ~3-4 ms
+- **TPC-H through `/v1/sql` (1.27x at SF 0.1, 1.72x at SF 0.01 in the bench of 19:49;
+  1.34x and 1.60x at 16:30; 1.36x and 1.54x at 14:21).** Per query, ~3-4 ms
   lies outside the engine (HTTP, and the client parsing the JSON answer, which the anchor's
   `fetchall` does not do), and the engine adds 0.5-8 ms to DuckDB's time: the socket round
-  trip, and for the large answers (Q11, Q16: 2,500+ rows) writing JSON rows in Python.
+  trip, and for the large answers (Q11, Q16: 2,500+ rows) making the rows' dicts in Python
+  (their encoding, now orjson's, is ~0.2 ms).
   Over queries of 8-35 ms that is the ratio; DuckDB itself runs them as fast in a query
   process as in the anchor's (measured side by side: 365 vs 383 ms for the 22).
-- **Small files (acknowledgements 82.8/s to one dataset and 75.9/s to 8 in the bench of
-  16:30, met; 63.8/s and 59.6/s at 14:21, before pushes trusted a run found waiting).**
+- **Small files (acknowledgements 39.4/s to one dataset and 35.1/s to 8 in the bench of
+  19:49, an hour when the API's every figure was slow, not met; 82.8/s and 75.9/s at 16:30,
+  met; 63.8/s and 59.6/s at 14:21, before pushes trusted a run found waiting).**
   An acknowledgement is nine
   store requests in four round trips (the manifest check; the landing object, two
   duplicate marks and the log's end side by side; the create; the receipt, the queued
