@@ -221,15 +221,7 @@ class QueryServer:
     ) -> Iterator[tuple[Any, ...]]:
         """The rows, up to max_rows (truncated when there is one more); a failure is
         recorded in the budget and ends the rows."""
-        while not budget.full():
-            try:
-                with watchdog.fetching():
-                    rows = relation.fetchmany(FETCH_ROWS)
-            except (duckdb.Error, MemoryError, OSError) as exc:
-                budget.fail(*classify(exc, timed_out=watchdog.fired))
-                return
-            if not rows:
-                return
+        while not budget.full() and (rows := self._fetch(relation, budget, watchdog)):
             for row in rows:
                 if budget.full():
                     return
@@ -243,15 +235,7 @@ class QueryServer:
         """The rows as fetched, up to max_rows (truncated when there is one more); a
         failure is recorded in the budget and ends the rows."""
         seen = 0
-        while not budget.full():
-            try:
-                with watchdog.fetching():
-                    rows = relation.fetchmany(FETCH_ROWS)
-            except (duckdb.Error, MemoryError, OSError) as exc:
-                budget.fail(*classify(exc, timed_out=watchdog.fired))
-                return
-            if not rows:
-                return
+        while not budget.full() and (rows := self._fetch(relation, budget, watchdog)):
             if len(rows) > budget.max_rows - seen:
                 rows = rows[: budget.max_rows - seen]
                 budget.cut("rows")
@@ -260,6 +244,16 @@ class QueryServer:
                 yield rows
             if budget.truncated:
                 return
+
+    def _fetch(self, relation: Source, budget: Budget, watchdog: Watchdog) -> Rows:
+        """The next FETCH_ROWS rows; none at the end, or when the fetch failed (recorded in
+        the budget)."""
+        try:
+            with watchdog.fetching():
+                return relation.fetchmany(FETCH_ROWS)
+        except (duckdb.Error, MemoryError, OSError) as exc:
+            budget.fail(*classify(exc, timed_out=watchdog.fired))
+            return []
 
     def _batches(
         self, reader: pa.RecordBatchReader, budget: Budget, watchdog: Watchdog
