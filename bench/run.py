@@ -1028,10 +1028,11 @@ SETTINGS_NOTES = """
   run is pushed once the rest of the body is due within 0.5 s (its `Content-Length`
   against the rate so far), not at its first part: a slow client's upload held a run
   worker idle for up to a minute, and a fast one's run start-up took the cores from its
-  own last bytes. `lakehouse ingest` and the bench now declare the file's length (a chunked
-  body still asks at its first part). On one stack, alternating the two kinds of body (5
-  rounds each): throughput 0.73x boto3's with the length declared vs 0.66x chunked, upload
-  -> queryable 2.44 vs 2.74 s.
+  own last bytes. `lakehouse ingest` and the bench now declare the file's length. On one
+  stack, alternating the two kinds of body (5 rounds each; a chunked body then still asked
+  at its first part): throughput 0.73x boto3's with the length declared vs 0.66x chunked,
+  upload -> queryable 2.44 vs 2.74 s. A chunked body's run is now asked for at its commit:
+  its end cannot be foreseen, and a slow one held a run worker idle for up to a minute.
 - **`wait=true` answers as its version is published** (`api/upload/wait.py`): each waiting
   upload looked where it stood (the catalog and the store) every 0.25 s; now one task per
   API process reads the event log's high-water mark every 20 ms while any upload waits

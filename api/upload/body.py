@@ -36,9 +36,12 @@ class Arrival:
         return cls(int(declared) if declared.isdigit() else None)
 
     def due_within(self, seconds: float, now: float | None = None) -> bool:
-        """Whether the rest should arrive within `seconds`, at the rate so far; always, for
-        a body of unknown length (a chunked one: its end cannot be foreseen)."""
-        if self.declared is None or self.received == 0:
+        """Whether the rest should arrive within `seconds`, at the rate so far; never, for
+        a body of unknown length (a chunked one): its end cannot be foreseen, and a run
+        asked for too early holds a run worker idle while a slow client trickles on."""
+        if self.declared is None:
+            return False
+        if self.received == 0:
             return True
         elapsed = (time.monotonic() if now is None else now) - self.started
         return elapsed * (self.declared - self.received) <= seconds * self.received
@@ -135,8 +138,8 @@ async def land(
     (hashed, counted, the first one's columns checked: in order) and uploaded while the next
     ones arrive, so neither waits for the other and memory stays at a few parts whatever
     the file's size. Each part, and the last bytes, are first charged to the token's
-    allowance (`count_bytes`). The upload is announced (its run asked for) with the first
-    part taken once the rest is due within EARLY_RUN_LEAD_SECONDS."""
+    allowance (`count_bytes`). An upload with a declared length is announced (its run asked
+    for) with the first part taken once the rest is due within EARLY_RUN_LEAD_SECONDS."""
     part_bytes = settings.ingest_part_bytes
 
     def charge(size: int) -> None:

@@ -82,18 +82,27 @@ def test_an_upload_in_one_part_or_without_pushed_runs_is_never_announced(
     assert list(store.list_keys("landing/big/")) == [landing_key("big", landing.ingest_id)]
 
 
+@pytest.mark.parametrize("sent_before", [0, 1], ids=["first-part", "after-an-unannounced-part"])
 def test_the_store_failing_at_the_announcement_refuses_the_upload_and_leaves_nothing(
-    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, sent_before: int
 ) -> None:
+    """At the first part, or at a later one when the parts before it were taken in and sent
+    unannounced (their end was far off): the upload is refused and leaves no object, no
+    part and no log entry behind."""
     told: list[str] = []
     landing = Landing(store, "big", on_under_way=told.append)
+    for number in range(sent_before):
+        part = BODY[number * PART : (number + 1) * PART]
+        landing.upload_part(landing.take_part(part, announce=False), part)
     monkeypatch.setattr(landing_module, "announce", refuse("announce"))
     with pytest.raises(StoreUnavailable):
-        landing.take_part(BODY[:PART])
+        landing.take_part(BODY[sent_before * PART : (sent_before + 1) * PART])
     landing.abort()  # as the API does on any failure
     assert told == []  # no run asked for
     assert list(store.list_keys("landing/big/")) == []
     assert list(store.list_keys("log/big/")) == []
+    uploads = store.client.list_multipart_uploads(Bucket=store.bucket, Prefix="landing/big/")
+    assert uploads.get("Uploads", []) == []
 
 
 def test_the_store_failing_at_the_withdrawal_still_commits_and_runs_stop_waiting_in_time(

@@ -1,6 +1,6 @@
 """A large upload's run is asked for as the rest of its body comes due
-(`api.upload.body.Arrival`): at once when its end cannot be foreseen, otherwise once the
-rate so far says the rest arrives within the lead."""
+(`api.upload.body.Arrival`): once the rate so far says the rest of its declared length
+arrives within the lead; never before its end when that cannot be foreseen."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from api.upload.body import EARLY_RUN_LEAD_SECONDS, Arrival
 MIB = 1024 * 1024
 
 
-def test_a_body_of_unknown_length_is_always_due() -> None:
+def test_a_body_of_unknown_length_is_never_due() -> None:
+    """A chunked body's run is asked for at its commit: one asked for at its first part
+    would hold a run worker idle for as long as a slow client takes (up to a minute)."""
     arrival = Arrival(declared=None, received=8 * MIB, started=0.0)
-    assert arrival.due_within(EARLY_RUN_LEAD_SECONDS, now=3600.0)
+    assert not arrival.due_within(EARLY_RUN_LEAD_SECONDS, now=0.001)
+    arrival.received = 1024 * MIB
+    assert not arrival.due_within(EARLY_RUN_LEAD_SECONDS, now=3600.0)
 
 
 def test_a_fast_upload_is_due_from_its_first_part() -> None:
