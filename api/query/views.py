@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import dagster as dg
@@ -44,7 +44,6 @@ class CatalogSnapshot:
     views: Mapping[str, str] = field(default_factory=dict)  # view name -> CREATE VIEW
     seen: int | None = None
     audit_view: str = ""  # the `_audit` view's CREATE VIEW, offered to admins only
-    marker: int | None = None  # the event log's high-water mark when it was taken
 
     @cached_property
     def views_with_audit(self) -> Mapping[str, str]:
@@ -117,6 +116,10 @@ class CatalogViews:
             audit_view=f"CREATE OR REPLACE VIEW {AUDIT_VIEW} AS SELECT * FROM read_parquet("
             f"{audit}, union_by_name = true, hive_partitioning = false)"
         )
+        # The event log's high-water mark when the catalog was last looked at. Kept beside
+        # the snapshot, not in it: a mark that moved with no new version (any run's events
+        # move it) keeps the snapshot, and with it the guard's remembered verdicts.
+        self._marker: int | None = None
         # The views each grant sees of the current snapshot (see `_granted_views`).
         self._granted: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._granted_catalog: CatalogSnapshot | None = None
@@ -147,15 +150,15 @@ class CatalogViews:
         marker = event_log_high_water(self.instance)  # before the read, so nothing slips by
         with self._refreshing:  # refreshes wait for one another, never for queries
             catalog = self._catalog
-            if catalog.seen is not None and marker == catalog.marker:
+            if catalog.seen is not None and marker == self._marker:
                 return catalog
             if catalog.seen is None:
                 new = latest_published(self.instance)
             else:
                 new = published_since(self.instance, catalog.seen)
+            self._marker = marker
             if not new and catalog.seen is not None:
-                self._catalog = replace(catalog, marker=marker)
-                return self._catalog
+                return catalog
             manifests = dict(catalog.manifests)
             views = dict(catalog.views)
             for published in new:  # oldest first; a dataset's versions only grow
@@ -164,7 +167,7 @@ class CatalogViews:
                     manifests[published.manifest.name] = published.manifest
                     views |= view_statements(published.manifest, self.bucket_url)
             seen = max([catalog.seen or 0, *(p.storage_id for p in new)])
-            self._catalog = CatalogSnapshot(manifests, views, seen, catalog.audit_view, marker)
+            self._catalog = CatalogSnapshot(manifests, views, seen, catalog.audit_view)
             return self._catalog
 
     def _granted_views(self, catalog: CatalogSnapshot, reader: Principal) -> Mapping[str, str]:
