@@ -1056,18 +1056,20 @@ SETTINGS_NOTES = """
 
 ## What holds back the targets not met, or met only on a quiet day
 
-The bench of 2026-12-06 19:49 took 1,918 s (1,352 s at 16:30, the same figures): every
-figure of the API was slower through it, the code server averaged 10% of a core and the
-kernel's memory monitor (`kdamond`) 3.5%; a 10^7-step Python loop took 0.27 s right after
-it, idle. This VM's speed varies by ~2-3x between days (a 10^7-step Python loop: 0.25 s on the day
-of the figures above, 0.19-0.54 s on others); figures near their bound move with it. On
-a slow day (0.54 s), run start-up (0.43 s), upload -> queryable (1.54x the floor) and the
-/v1/sql latencies missed bounds they met on 2026-11-23 (0.21 s, 1.41x); the same day, a
-probe alternating stacks with and without the code server measured start-up 0.35-0.36 s vs
-0.36-0.37 s and 1.51-1.57x vs 1.52-1.62x the floor: the code server did not move them.
+The bench of 2026-12-06 22:33 took 2,374 s, that of 19:49 1,918 s and that of 16:30 1,352
+s, for the same figures: every figure of the API was slower through the later two; a
+10^7-step Python loop took 0.39-0.44 s right after the one of 22:33 (0.27 s after 19:49).
+Through the one of 19:49 the code server averaged 10% of a core and the kernel's memory
+monitor (`kdamond`) 3.5%. This VM's speed varies by ~2-3x between days (a 10^7-step
+Python loop: 0.25 s on the day of the figures above, 0.19-0.54 s on others); figures near
+their bound move with it. On a slow day (0.54 s), run start-up (0.43 s), upload ->
+queryable (1.54x the floor) and the /v1/sql latencies missed bounds they met on 2026-11-23
+(0.21 s, 1.41x); the same day, a probe alternating stacks with and without the code
+server measured start-up 0.35-0.36 s vs 0.36-0.37 s and 1.51-1.57x vs 1.52-1.62x the
+floor: the code server did not move them.
 
-- **Upload throughput (0.73x of boto3 in the bench of 2026-12-06 19:49, 0.72x at 16:30,
-  0.73x at 14:21, 0.66-0.91x in probes).** The
+- **Upload throughput (0.60x of boto3 in the bench of 2026-12-06 22:33, 0.73x at 19:49,
+  0.72x at 16:30, 0.73x at 14:21, 0.58-0.91x in probes).** The
   S3 server takes ~1.15-2 CPU-s per 71 MB file whoever sends it, so on 2 cores what we
   add is the gap: the API's own ~0.35 CPU-s (the body through HTTP parsing in Python,
   SHA-256 for duplicate detection, the line count, the schema sample, signing each part),
@@ -1080,9 +1082,10 @@ probe alternating stacks with and without the code server measured start-up 0.35
   ~0.7 CPU-s of the machine (Dagster creating, queueing and starting it), and on 2 cores
   that is 0.81x against 0.62x. It is kept for upload -> queryable, which it brings within
   1.3x the floor.
-- **`/v1/sql` overhead over DuckDB (+5.68 ms for `count(*)`, +6.89 ms for the group-by, in
-  the bench of 2026-12-06 19:49, on an hour when every figure of the API was slow: its
-  small-file acknowledgements 39/s against 83/s at 16:30; +2.11 and +3.06 ms at 16:30;
+- **`/v1/sql` overhead over DuckDB (+6.61 ms for `count(*)`, +6.18 ms for the group-by, in
+  the bench of 2026-12-06 22:33; +5.68 and +6.89 ms at 19:49, both hours when every figure
+  of the API was slow: small-file acknowledgements 39/s against 83/s at 16:30; +2.11 and
+  +3.06 ms at 16:30;
   +2.29 and +3.76 ms at 14:21; vs 2 ms).** Timed stage by stage on one idle stack (marks
   in the client, the app and the query process on one clock, medians of 150), a
   `count(*)` (DuckDB 0.64 ms in the query process, 0.56 in the anchor) spends 1.7 ms
@@ -1138,22 +1141,23 @@ probe alternating stacks with and without the code server measured start-up 0.35
   the request took 0.3-1 ms less (not a change: the limits hold across API processes).
   The catalog snapshot now outlives a moved event-log mark with no new version, so a
   query during any run no longer loses the guard's remembered verdict (~0.5 ms).
-- **TPC-H through `/v1/sql` (1.27x at SF 0.1, 1.72x at SF 0.01 in the bench of 19:49;
-  1.34x and 1.60x at 16:30; 1.36x and 1.54x at 14:21).** Per query, ~3-4 ms
-  lies outside the engine (HTTP, and the client parsing the JSON answer, which the anchor's
-  `fetchall` does not do), and the engine adds 0.5-8 ms to DuckDB's time: the socket round
-  trip, and for the large answers (Q11, Q16: 2,500+ rows) making the rows' dicts in Python
-  (their encoding, now orjson's, is ~0.2 ms).
-  Over queries of 8-35 ms that is the ratio; DuckDB itself runs them as fast in a query
-  process as in the anchor's (measured side by side: 365 vs 383 ms for the 22). Split
+- **TPC-H through `/v1/sql` (1.28x at SF 0.1, 1.58x at SF 0.01 in the bench of 22:33;
+  1.27x and 1.72x at 19:49; 1.34x and 1.60x at 16:30; 1.36x and 1.54x at 14:21).** Per
+  query, ~3-4 ms lies outside the engine (HTTP, and the client parsing the JSON answer,
+  which the anchor's `fetchall` does not do), and the engine adds 0.5-8 ms to DuckDB's
+  time: the socket round trip, and for the large answers (Q11, Q16: 2,500+ rows) making
+  the rows' dicts in Python (their encoding, now orjson's, is ~0.2 ms). Over queries of
+  8-35 ms that is the ratio; DuckDB itself runs them as fast in a query process as in the
+  anchor's (measured side by side: 365 vs 383 ms for the 22). Split
   per query at SF 0.01 (the answer's `elapsed_ms` against the client's time, 6 runs
   each): 3.0-3.7 ms outside the engine whatever the query (a `SELECT 1` too), and the
   engine inside the API 1.17x DuckDB's time (geometric mean), where a `QueryEngine` in a
   plain process, interleaved with the anchor, was within 0-2 ms of it: the query
   processes start cold after each request's HTTP work (see the overhead above).
-- **Small files (acknowledgements 39.4/s to one dataset and 35.1/s to 8 in the bench of
-  19:49, an hour when the API's every figure was slow, not met; 82.8/s and 75.9/s at 16:30,
-  met; 63.8/s and 59.6/s at 14:21, before pushes trusted a run found waiting).**
+- **Small files (acknowledgements 39.5/s to one dataset and 27.6/s to 8 in the bench of
+  22:33 and 39.4/s and 35.1/s at 19:49, hours when the API's every figure was slow, not
+  met; 82.8/s and 75.9/s at 16:30, met; 63.8/s and 59.6/s at 14:21, before pushes trusted a
+  run found waiting).**
   An acknowledgement is nine
   store requests in four round trips (the manifest check; the landing object, two
   duplicate marks and the log's end side by side; the create; the receipt, the queued
@@ -1165,7 +1169,8 @@ probe alternating stacks with and without the code server measured start-up 0.35
   samples) is flat: FastAPI's dependency solving, the ASGI layers, the threadpool hops,
   pydantic, the Redis admission, each a few per cent; under 8 clients, the push's query
   for the dataset's waiting run was 16-20% (now asked only when a run may have started).
-- **Upload -> queryable (1.17x the floor in the bench of 16:30, met: the upload with
+- **Upload -> queryable (1.37x the floor in the bench of 22:33, not met, the floor itself
+  2.48 s against 1.91 s at 19:49; 1.26x at 19:49 and 1.17x at 16:30, met: the upload with
   `wait=true`, then a query; 1.32x at 14:21 polling `/v1/sql` every 20 ms).** Before the
   run started during the
   upload, its timeline for one 500k-row file (a probe; the run's events and log lines):
