@@ -26,10 +26,12 @@ test-fast: install
 
 install: $(STAMP) $(CADDY) $(PSQL) $(JDBC)
 
+# --no-compile: Python compiles what a process imports when it first imports it;
+# byte-compiling every installed module up front took about half of this step.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
 	touch $(STAMP)
 
 # Caddy, the reverse proxy docs/Caddyfile configures for the Dagster UI (the tests run it):
