@@ -1056,92 +1056,92 @@ SETTINGS_NOTES = """
 
 ## What holds back the targets not met, or met only on a quiet day
 
-The bench of 2026-12-06 22:33 took 2,374 s, that of 19:49 1,918 s and that of 16:30 1,352
-s, for the same figures: every figure of the API was slower through the later two; a
-10^7-step Python loop took 0.39-0.44 s right after the one of 22:33 (0.27 s after 19:49).
-Through the one of 19:49 the code server averaged 10% of a core and the kernel's memory
-monitor (`kdamond`) 3.5%. This VM's speed varies by ~2-3x between days (a 10^7-step
-Python loop: 0.25 s on the day of the figures above, 0.19-0.54 s on others); figures near
-their bound move with it. On a slow day (0.54 s), run start-up (0.43 s), upload ->
-queryable (1.54x the floor) and the /v1/sql latencies missed bounds they met on 2026-11-23
-(0.21 s, 1.41x); the same day, a probe alternating stacks with and without the code
-server measured start-up 0.35-0.36 s vs 0.36-0.37 s and 1.51-1.57x vs 1.52-1.62x the
-floor: the code server did not move them.
+The bench of 2026-12-06 23:58 took 1,881 s (a 10^7-step Python loop: 0.24-0.26 s just
+before it); that of 22:33 2,374 s, 19:49 1,918 s and 16:30 1,352 s, for the same figures:
+every figure of the API was slower at 22:33 and 19:49; a 10^7-step Python loop took
+0.39-0.44 s right after the one of 22:33 (0.27 s after 19:49). Through the one of 19:49
+the code server averaged 10% of a core and the kernel's memory monitor (`kdamond`) 3.5%.
+This VM's speed varies by ~2-3x between days (a 10^7-step Python loop: 0.25 s on the day
+of the figures above, 0.19-0.54 s on others); figures near their bound move with it. On a
+slow day (0.54 s), run start-up (0.43 s), upload -> queryable (1.54x the floor) and the
+/v1/sql latencies missed bounds they met on 2026-11-23 (0.21 s, 1.41x); the same day, a
+probe alternating stacks with and without the code server measured start-up 0.35-0.36 s vs
+0.36-0.37 s and 1.51-1.57x vs 1.52-1.62x the floor: the code server did not move them.
 
-- **Upload throughput (0.60x of boto3 in the bench of 2026-12-06 22:33, 0.73x at 19:49,
-  0.72x at 16:30, 0.73x at 14:21, 0.58-0.91x in probes).** The
-  S3 server takes ~1.15-2 CPU-s per 71 MB file whoever sends it, so on 2 cores what we
-  add is the gap: the API's own ~0.35 CPU-s (the body through HTTP parsing in Python,
-  SHA-256 for duplicate detection, the line count, the schema sample, signing each part),
-  and since the run starts during the upload, its start-up (the webserver ~0.15 CPU-s,
-  the daemon ~0.05) in the same second; boto3's client spends 0.2. Timed on one stack
-  (4 alternating rounds, each upload alone, the machine's CPU from `/proc/stat`): a 68 MiB
-  file took 0.87 s through boto3 (1.67 CPU-s of the machine), 1.08 s through `/v1/ingest`
-  sent chunked (its run asked for at the commit: 1.93 CPU-s), 1.40 s with its length
-  declared (its run started during its last 0.5 s: 2.67 CPU-s). The run's start-up costs
-  ~0.7 CPU-s of the machine (Dagster creating, queueing and starting it), and on 2 cores
-  that is 0.81x against 0.62x. It is kept for upload -> queryable, which it brings within
-  1.3x the floor.
-- **`/v1/sql` overhead over DuckDB (+6.61 ms for `count(*)`, +6.18 ms for the group-by, in
-  the bench of 2026-12-06 22:33; +5.68 and +6.89 ms at 19:49, both hours when every figure
-  of the API was slow: small-file acknowledgements 39/s against 83/s at 16:30; +2.11 and
-  +3.06 ms at 16:30;
-  +2.29 and +3.76 ms at 14:21; vs 2 ms).** Timed stage by stage on one idle stack (marks
-  in the client, the app and the query process on one clock, medians of 150), a
-  `count(*)` (DuckDB 0.64 ms in the query process, 0.56 in the anchor) spends 1.7 ms
-  around DuckDB: client to app 0.30, app to handler (routing, token, the admission's
-  Redis script, body) 0.60, the hop to a worker thread 0.10, the catalog check and the
-  guard's remembered verdict 0.05, to the query process 0.06, fetching and encoding 0.08,
-  back 0.09, the hop back 0.06, the answer out 0.20, to the client 0.13. The group-by
-  (DuckDB 11.1 ms, 11.0 in the anchor) spends 3.4 ms on the same stages, each 1.5-2.2x
-  slower: right after DuckDB has used both cores for 11 ms, the Python around it runs on
-  cold caches. The anchor has no Python around its query. On a fresh stack
-  with only `lineitem` loaded, a probe measured +1.92 and +2.22 ms (4 rounds of 100), the
-  query process's own round trip +0.27 and +0.24 ms over the anchor. So the group-by's
-  extra ~1 ms in the bench comes with the stack the figures before it leave (not traced
-  further), not from the query process itself: its address-space cap and its fetching in
-  batches were each timed against the anchor's `fetchall`, no difference. Calling the app
-  in-process (ASGI, no HTTP; medians of 2,000), `SELECT 1` costs the API 1.59 ms: the
-  admission's Redis round trip on the event loop 0.25 ms and, by turning them off, ~0.41
-  ms for the limits as a whole (the thread that gives the lease back competes for the GIL
-  as the next request starts: ~0.12 ms); FastAPI's dependencies and body ~0.25 ms beyond
-  the admission; the hop to a worker thread and back ~0.23 ms; the query process's round
-  trip ~0.48 ms; routing, the audit record and the answer ~0.2 ms. Over HTTP, uvicorn and
-  the client come on top: httpx costs 0.28 ms a request more than `http.client` on the
-  same keep-alive connection (2.55 vs 2.27 ms a `count(*)`). Giving leases back later, so
-  the next admission takes them, was not done: another API process would see a lease held
-  ~2 ms longer, and a token at its limit would meet 429s it does not meet now. Earlier
-  stage by stage (ms from the audit
-  middleware, medians of 1,500 `count(*)` on an idle stack, after the cuts above): body
-  read 0.07; routing, the bearer token and its cache 0.35-0.4; the admission script in
-  Redis 0.35 (0.17 alone: the rest is waiting for a core); the other dependencies and the
-  body's validation 0.18; the hop to a worker thread 0.12-0.16; the catalog check 0.08;
-  the query process's round trip 1.3-1.5 (DuckDB itself 0.6-0.9 of it); the hop back
-  0.09; the answer out 0.2; outside the app (uvicorn, the socket, httpx) ~0.6. Taking
-  the hops out entirely (an event-loop-only path, tried and not kept: it would block the
-  loop whenever a catalog refresh, a guard parse or a busy pool blocks) saved a further
+- **Upload throughput (0.78x of boto3 in the bench of 2026-12-06 23:58, 0.60x at 22:33,
+  0.73x at 19:49, 0.72x at 16:30, 0.73x at 14:21, 0.58-0.91x in probes).** The S3 server
+  takes ~1.15-2 CPU-s per 71 MB file whoever sends it, so on 2 cores what we add is the
+  gap: the API's own ~0.35 CPU-s (the body through HTTP parsing in Python, SHA-256 for
+  duplicate detection, the line count, the schema sample, signing each part), and since
+  the run starts during the upload, its start-up (the webserver ~0.15 CPU-s, the daemon
+  ~0.05) in the same second; boto3's client spends 0.2. Timed on one stack (4 alternating
+  rounds, each upload alone, the machine's CPU from `/proc/stat`): a 68 MiB file took 0.87
+  s through boto3 (1.67 CPU-s of the machine), 1.08 s through `/v1/ingest` sent chunked
+  (its run asked for at the commit: 1.93 CPU-s), 1.40 s with its length declared (its run
+  started during its last 0.5 s: 2.67 CPU-s). The run's start-up costs ~0.7 CPU-s of the
+  machine (Dagster creating, queueing and starting it), and on 2 cores that is 0.81x
+  against 0.62x. It is kept for upload -> queryable, which it brings within 1.3x the
+  floor.
+- **`/v1/sql` overhead over DuckDB (+3.36 ms for `count(*)`, +4.11 ms for the group-by, in
+  the bench of 2026-12-06 23:58; +6.61 and +6.18 ms at 22:33; +5.68 and +6.89 ms at 19:49,
+  both hours when every figure of the API was slow: small-file acknowledgements 39/s
+  against 83/s at 16:30; +2.11 and +3.06 ms at 16:30; +2.29 and +3.76 ms at 14:21; vs 2
+  ms).** Timed stage by stage on one idle stack (marks in the client, the app and the
+  query process on one clock, medians of 150), a `count(*)` (DuckDB 0.64 ms in the query
+  process, 0.56 in the anchor) spends 1.7 ms around DuckDB: client to app 0.30, app to
+  handler (routing, token, the admission's Redis script, body) 0.60, the hop to a worker
+  thread 0.10, the catalog check and the guard's remembered verdict 0.05, to the query
+  process 0.06, fetching and encoding 0.08, back 0.09, the hop back 0.06, the answer out
+  0.20, to the client 0.13. The group-by (DuckDB 11.1 ms, 11.0 in the anchor) spends 3.4
+  ms on the same stages, each 1.5-2.2x slower: right after DuckDB has used both cores for
+  11 ms, the Python around it runs on cold caches. The anchor has no Python around its
+  query. On a fresh stack with only `lineitem` loaded, a probe measured +1.92 and +2.22 ms
+  (4 rounds of 100), the query process's own round trip +0.27 and +0.24 ms over the
+  anchor. So the group-by's extra ~1 ms in the bench comes with the stack the figures
+  before it leave (not traced further), not from the query process itself: its
+  address-space cap and its fetching in batches were each timed against the anchor's
+  `fetchall`, no difference. Calling the app in-process (ASGI, no HTTP; medians of 2,000),
+  `SELECT 1` costs the API 1.59 ms: the admission's Redis round trip on the event loop
+  0.25 ms and, by turning them off, ~0.41 ms for the limits as a whole (the thread that
+  gives the lease back competes for the GIL as the next request starts: ~0.12 ms);
+  FastAPI's dependencies and body ~0.25 ms beyond the admission; the hop to a worker
+  thread and back ~0.23 ms; the query process's round trip ~0.48 ms; routing, the audit
+  record and the answer ~0.2 ms. Over HTTP, uvicorn and the client come on top: httpx
+  costs 0.28 ms a request more than `http.client` on the same keep-alive connection (2.55
+  vs 2.27 ms a `count(*)`). Giving leases back later, so the next admission takes them,
+  was not done: another API process would see a lease held ~2 ms longer, and a token at
+  its limit would meet 429s it does not meet now. Earlier stage by stage (ms from the
+  audit middleware, medians of 1,500 `count(*)` on an idle stack, after the cuts above):
+  body read 0.07; routing, the bearer token and its cache 0.35-0.4; the admission script
+  in Redis 0.35 (0.17 alone: the rest is waiting for a core); the other dependencies and
+  the body's validation 0.18; the hop to a worker thread 0.12-0.16; the catalog check
+  0.08; the query process's round trip 1.3-1.5 (DuckDB itself 0.6-0.9 of it); the hop back
+  0.09; the answer out 0.2; outside the app (uvicorn, the socket, httpx) ~0.6. Taking the
+  hops out entirely (an event-loop-only path, tried and not kept: it would block the loop
+  whenever a catalog refresh, a guard parse or a busy pool blocks) saved a further
   0.15-0.25 ms. The bench measured +3.87 ms, and +4.49 ms in a second run of its fast
   figures the same hour, which first waited for runs to end (none were running): on this
-  VM the figure moves by ~2 ms between minutes (early that day the code before these
-  cuts measured +5.17 ms with the same bench function, and ~2.7 ms in a probe later).
-  Then, that evening: the engine alone (a `QueryEngine` in a plain process, the stack's
+  VM the figure moves by ~2 ms between minutes (early that day the code before these cuts
+  measured +5.17 ms with the same bench function, and ~2.7 ms in a probe later). Then,
+  that evening: the engine alone (a `QueryEngine` in a plain process, the stack's
   settings) answered the `count(*)` in 1.0 ms, back to back; with 1.5 ms of sleep between
   queries, 1.7-2.0 ms. DuckDB in one process does the same: 0.6 ms back to back, 0.9-1.1
   ms after 1.5 ms idle, 1.6-2.0 ms after 4 ms. This machine is a nested Firecracker VM
   whose idle vCPUs halt without polling (`haltpoll.guest_halt_poll_ns=0`): a socket ping
-  between two processes takes 17-29 us back to back and 69 us after 5 ms idle, and a
-  query wakes several threads and processes. The API's queries never come back to back
-  (HTTP and FastAPI lie between them), so its query processes always start cold, while
-  the anchor's rounds of 50 run warm. Interleaving the two sides one query for one,
-  both slowed alike (+4.78 ms against +4.88 ms in rounds, the same hour), so the
-  figure's method stands and the gap is what a client with pauses meets either way.
-  What the API's event loop spends (in-process ASGI driver, the thread's CPU time): ~1.5
-  ms of CPU per `count(*)`, FastAPI's dependency solving (15 dependency calls a request)
-  ~25% of it, uvicorn ~10%, the access line ~8%; without the admission's Redis script
-  the request took 0.3-1 ms less (not a change: the limits hold across API processes).
-  The catalog snapshot now outlives a moved event-log mark with no new version, so a
-  query during any run no longer loses the guard's remembered verdict (~0.5 ms).
-- **TPC-H through `/v1/sql` (1.28x at SF 0.1, 1.58x at SF 0.01 in the bench of 22:33;
+  between two processes takes 17-29 us back to back and 69 us after 5 ms idle, and a query
+  wakes several threads and processes. The API's queries never come back to back (HTTP and
+  FastAPI lie between them), so its query processes always start cold, while the anchor's
+  rounds of 50 run warm. Interleaving the two sides one query for one, both slowed alike
+  (+4.78 ms against +4.88 ms in rounds, the same hour), so the figure's method stands and
+  the gap is what a client with pauses meets either way. What the API's event loop spends
+  (in-process ASGI driver, the thread's CPU time): ~1.5 ms of CPU per `count(*)`,
+  FastAPI's dependency solving (15 dependency calls a request) ~25% of it, uvicorn ~10%,
+  the access line ~8%; without the admission's Redis script the request took 0.3-1 ms less
+  (not a change: the limits hold across API processes). The catalog snapshot now outlives
+  a moved event-log mark with no new version, so a query during any run no longer loses
+  the guard's remembered verdict (~0.5 ms).
+- **TPC-H through `/v1/sql` (1.29x at SF 0.1, 1.71x at SF 0.01 in the bench of 23:58;
+  1.28x and 1.58x at 22:33;
   1.27x and 1.72x at 19:49; 1.34x and 1.60x at 16:30; 1.36x and 1.54x at 14:21).** Per
   query, ~3-4 ms lies outside the engine (HTTP, and the client parsing the JSON answer,
   which the anchor's `fetchall` does not do), and the engine adds 0.5-8 ms to DuckDB's
@@ -1154,38 +1154,36 @@ floor: the code server did not move them.
   engine inside the API 1.17x DuckDB's time (geometric mean), where a `QueryEngine` in a
   plain process, interleaved with the anchor, was within 0-2 ms of it: the query
   processes start cold after each request's HTTP work (see the overhead above).
-- **Small files (acknowledgements 39.5/s to one dataset and 27.6/s to 8 in the bench of
-  22:33 and 39.4/s and 35.1/s at 19:49, hours when the API's every figure was slow, not
-  met; 82.8/s and 75.9/s at 16:30, met; 63.8/s and 59.6/s at 14:21, before pushes trusted a
-  run found waiting).**
-  An acknowledgement is nine
-  store requests in four round trips (the manifest check; the landing object, two
-  duplicate marks and the log's end side by side; the create; the receipt, the queued
-  mark and the pending hint side by side), each now signed by the store itself. One
-  client's acknowledgements, one after another, cost (from /proc, per file): the API
-  ~13 ms of CPU, the S3 server ~10.5 ms, the run worker applying them ~9 ms, the
-  webserver ~5 ms (a run pushed per file when none waits), the daemon ~2 ms: ~40 ms of
-  a 2-core machine's 33 ms per file at 60/s. A py-spy profile of the API (GIL-holding
-  samples) is flat: FastAPI's dependency solving, the ASGI layers, the threadpool hops,
-  pydantic, the Redis admission, each a few per cent; under 8 clients, the push's query
-  for the dataset's waiting run was 16-20% (now asked only when a run may have started).
-- **Upload -> queryable (1.37x the floor in the bench of 22:33, not met, the floor itself
-  2.48 s against 1.91 s at 19:49; 1.26x at 19:49 and 1.17x at 16:30, met: the upload with
-  `wait=true`, then a query; 1.32x at 14:21 polling `/v1/sql` every 20 ms).** Before the
-  run started during the
-  upload, its timeline for one 500k-row file (a probe; the run's events and log lines):
-  acknowledged at 0.88 s (the upload, 0.8x of
+- **Small files (acknowledgements 63.6/s to one dataset, met, and 42.1/s to 8 in the bench
+  of 23:58; 39.5/s and 27.6/s at 22:33 and 39.4/s and 35.1/s at 19:49, hours when the
+  API's every figure was slow, not met; 82.8/s and 75.9/s at 16:30, met; 63.8/s and 59.6/s
+  at 14:21, before pushes trusted a run found waiting).** An acknowledgement is nine store
+  requests in four round trips (the manifest check; the landing object, two duplicate
+  marks and the log's end side by side; the create; the receipt, the queued mark and the
+  pending hint side by side), each now signed by the store itself. One client's
+  acknowledgements, one after another, cost (from /proc, per file): the API ~13 ms of CPU,
+  the S3 server ~10.5 ms, the run worker applying them ~9 ms, the webserver ~5 ms (a run
+  pushed per file when none waits), the daemon ~2 ms: ~40 ms of a 2-core machine's 33 ms
+  per file at 60/s. A py-spy profile of the API (GIL-holding samples) is flat: FastAPI's
+  dependency solving, the ASGI layers, the threadpool hops, pydantic, the Redis admission,
+  each a few per cent; under 8 clients, the push's query for the dataset's waiting run was
+  16-20% (now asked only when a run may have started).
+- **Upload -> queryable (1.32x the floor in the bench of 23:58 and 1.37x at 22:33, not
+  met, the floor itself 2.48 s against 1.91 s at 19:49; 1.26x at 19:49 and 1.17x at 16:30,
+  met: the upload with `wait=true`, then a query; 1.32x at 14:21 polling `/v1/sql` every
+  20 ms).** Before the run started during the upload, its timeline for one 500k-row file
+  (a probe; the run's events and log lines): acknowledged at 0.88 s (the upload, 0.8x of
   boto3's speed, below); the run planned, queued and started by 1.29 s (the webserver
   writes the run and its 7 planned-event records, the daemon hands it to Celery, the
   worker writes ~10 start-up events of 10-30 ms each); the file decided and converted by
-  2.38 s and the version published at 2.61-2.64 s, queryable at 2.69 s. The floor is
-  1.82 s: its upload ~0.6-0.7 s and its `COPY` ~1.1 s. Ours converts as fast (1.07 s +
-  0.23 s to write and commit); the gap was the upload's speed and Dagster's run start-up.
-  With the run pushed as the first part is accepted, a later probe's timeline: run planned
-  at 0.20 s, its step begun at 1.07 s, the upload acknowledged at 1.06 s; the file
-  decided and converted by 2.59 s (1.5 s: the conversion shares the cores with what
-  finishes the acknowledgement), the version at 2.83 s, queryable at 2.90 s. What is left
-  is the upload's speed and the conversion under load.
+  2.38 s and the version published at 2.61-2.64 s, queryable at 2.69 s. The floor is 1.82
+  s: its upload ~0.6-0.7 s and its `COPY` ~1.1 s. Ours converts as fast (1.07 s + 0.23 s
+  to write and commit); the gap was the upload's speed and Dagster's run start-up. With
+  the run pushed as the first part is accepted, a later probe's timeline: run planned at
+  0.20 s, its step begun at 1.07 s, the upload acknowledged at 1.06 s; the file decided
+  and converted by 2.59 s (1.5 s: the conversion shares the cores with what finishes the
+  acknowledgement), the version at 2.83 s, queryable at 2.90 s. What is left is the
+  upload's speed and the conversion under load.
 - **Run tier, 2 workers vs 1 (1.18-1.69x a round; its 1.6x target is withdrawn, CPU per
   file replaces it).** On 2 cores the run tier
   is CPU-bound, and the figure is at what the cores allow in the same run. The same work
