@@ -16,12 +16,11 @@ up: install
 	$(BIN)/lakehouse up
 
 # pytest exits 5 when a selection holds no test: not a failure.
-# Two workers, a test file (or a package sharing one stack) per worker at a time, so that
-# module- and package-scoped stacks start once (tests/conftest.py names the groups), in the
-# order tests/conftest.py gives (the slowest files first); the 20 slowest steps are listed
-# at the end, to keep CI's time in view.
+# Two workers, a test file per worker at a time (module-scoped stacks stay in one process),
+# in the order tests/conftest.py gives (the slowest files first); the 20 slowest steps are
+# listed at the end, to keep CI's time in view.
 test: install
-	$(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=20 $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=20 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The inner loop: only tests that start no process (no S3 server, Dagster or Postgres).
 test-fast: install

@@ -40,22 +40,9 @@ def _slowness_rank(item: pytest.Item) -> int:
     return next((i for i, prefix in enumerate(SLOWEST_FIRST) if path.startswith(prefix)), 99)
 
 
-# Each test file is one unit of work for xdist (`--dist loadgroup` in the Makefile), so a
-# module-scoped stack starts once; a package whose tests share a package-scoped stack is
-# one unit too, else each worker would start that stack for its share of the files.
-SHARED_PACKAGES = ("tests/e2e/postgres/",)
-
-
-def _work_unit(item: pytest.Item) -> str:
-    path = item.nodeid.split("::")[0]
-    return next((package for package in SHARED_PACKAGES if path.startswith(package)), path)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_slowness_rank)  # stable: a file's tests keep their order
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
         started = PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         if started and item.get_closest_marker("integration") is None:
             raise pytest.UsageError(
