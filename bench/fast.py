@@ -192,7 +192,7 @@ def small_files_cpu(bench: Bench) -> None:
         list(pool.map(lambda i: bench._small_file(name, i), range(count)))
     bench.stack.start_workers(bench.settings.workers)
     started, cpu_before = time.perf_counter(), stack_cpu_seconds(bench)
-    queryable, _ = bench._wait_queryable({name: 100 * count})
+    queryable = bench._wait_queryable({name: 100 * count})
     cpu = stack_cpu_seconds(bench) - cpu_before
     anchor = _batched_read_cpu(bench, count)
     bench.report.add(

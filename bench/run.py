@@ -31,7 +31,6 @@ import boto3
 import dagster
 import duckdb
 import httpx
-import psutil
 import pyarrow
 
 from devstack.instance import write_instance_yaml
@@ -78,11 +77,10 @@ class Size:
     throughput_seconds: float
     small_files: int  # 100-row files sent by 8 clients
     versions: int  # versions of one dataset when its manifest is read
-    tier_rounds: int  # rounds of 2 run workers, then 1, for the run tier's medians
 
 
-FULL = Size(500_000, 5, 20, (100_000, 1_000_000, 10_000_000), 1024 * MIB, 5.0, 200, 10_000, 5)
-SMALL = Size(5_000, 1, 2, (1_000, 5_000), 8 * MIB, 0.5, 16, 200, 1)
+FULL = Size(500_000, 5, 20, (100_000, 1_000_000, 10_000_000), 1024 * MIB, 5.0, 200, 10_000)
+SMALL = Size(5_000, 1, 2, (1_000, 5_000), 8 * MIB, 0.5, 16, 200)
 
 
 @dataclass
@@ -583,59 +581,8 @@ class Bench:
             )
         )
 
-    def worker_scaling(self) -> None:
-        """The run tier alone, with 2 run workers and with 1, in alternating rounds (medians:
-        one round swings by a third on this shared machine): small files to 8 datasets are
-        committed while no worker runs, then the workers start; from then until every row
-        is queryable (each dataset applies its files in one run, on whichever worker is
-        free). End to end, the small-files figures above are bounded by the uploads."""
-        assert self.settings.workers == 2
-        rates: dict[int, list[float]] = {2: [], 1: []}  # files/s
-        busy: dict[int, list[float]] = {2: [], 1: []}  # cores the machine kept busy meanwhile
-        for round_ in range(self.size.tier_rounds):
-            for workers in (2, 1):
-                rate, cores = self._run_tier(workers, f"workers_{workers}_{round_}")
-                rates[workers].append(rate)
-                busy[workers].append(cores)
-        if missing := 2 - len(self._workers()):  # the stack's own, for what comes next
-            self.stack.start_workers(missing)
-        two, one = statistics.median(rates[2]), statistics.median(rates[1])
-        busy_two = statistics.median(busy[2])
-        runs = ", ".join(f"{a / b:.2f}" for a, b in zip(rates[2], rates[1], strict=True))
-        self.report.add(
-            Figure(
-                f"run tier: {self.size.small_files} committed small files to 8 datasets, "
-                f"2 run workers vs 1 (median of {self.size.tier_rounds} rounds)",
-                f"{two:.1f} vs {one:.1f} files/s = {two / one:.2f}x (rounds: {runs}; cores "
-                f"busy: {busy_two:.2f} vs {statistics.median(busy[1]):.2f} of {_cpus()}; the "
-                f"2-worker run with every core busy: {two / one * _cpus() / busy_two:.2f}x)",
-                "1 worker, same run",
-                "- (withdrawn: a 2-core machine; see CPU per file)",
-                None,
-            )
-        )
-
     def _workers(self) -> list[str]:
         return [p.name for p in self.stack.processes if p.name.startswith("worker-")]
-
-    def _run_tier(self, workers: int, prefix: str) -> tuple[float, float]:
-        """Files/s and cores busy while `workers` run workers apply committed small files."""
-        for name in self._workers():
-            self.stack.stop(name)
-        names = [f"{prefix}_{i}" for i in range(8)]
-        files = [(names[i % 8], i) for i in range(self.size.small_files)]
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda file: self._small_file(*file), files))
-        self.stack.start_workers(workers)
-        started, cpu_before = time.perf_counter(), _cpu_seconds()
-        expected = {
-            name: 100 * len(range(i, self.size.small_files, 8)) for i, name in enumerate(names)
-        }
-        queryable, cpu_after = self._wait_queryable(expected)
-        return (
-            self.size.small_files / (queryable - started),
-            (cpu_after - cpu_before) / (queryable - started),
-        )
 
     def _send_small_files(self, prefix: str, datasets: int) -> tuple[float, float, float, int]:
         """Files/s until all queryable, uploads acknowledged/s, seconds, versions made."""
@@ -650,7 +597,7 @@ class Bench:
         elapsed = (
             self._wait_queryable(
                 {name: 100 * len(range(i, count, datasets)) for i, name in enumerate(names)}
-            )[0]
+            )
             - started
         )
         versions = sum(
@@ -669,9 +616,9 @@ class Bench:
         response.raise_for_status()
         return time.perf_counter()
 
-    def _wait_queryable(self, expected: dict[str, int]) -> tuple[float, float]:
-        """Until each dataset has exactly its expected rows, each once; the clock and the
-        machine's CPU seconds when they all first counted right.
+    def _wait_queryable(self, expected: dict[str, int]) -> float:
+        """Until each dataset has exactly its expected rows, each once; the clock when
+        they all first counted right.
 
         The wait polls one `count(*)` over the datasets not yet complete, four times a
         second, and checks that no row is there twice at the end: the figures it times are
@@ -687,7 +634,7 @@ class Bench:
                 pass  # a dataset has no version yet
             if waiting:
                 time.sleep(0.25)
-        queryable = time.perf_counter(), _cpu_seconds()
+        queryable = time.perf_counter()
         for name, rows in expected.items():
             found = self.sql(f"SELECT count(*) AS n, count(DISTINCT worker_id) AS d FROM {name}")
             if found["rows"] != [{"n": rows, "d": rows}]:
@@ -879,13 +826,6 @@ def write_report(report: Report, path: Path, size: Size, elapsed: float) -> None
 
 def _cpus() -> int:
     return os.cpu_count() or 0
-
-
-def _cpu_seconds() -> float:
-    """CPU time used so far by this machine's processes (all of them: the stack's, and
-    anything else that shares the machine)."""
-    times = psutil.cpu_times()
-    return times.user + times.nice + times.system + times.irq + times.softirq
 
 
 SETTINGS_NOTES = """
@@ -1198,23 +1138,15 @@ probe alternating stacks with and without the code server measured start-up 0.35
   and converted by 2.59 s (1.5 s: the conversion shares the cores with what finishes the
   acknowledgement), the version at 2.83 s, queryable at 2.90 s. What is left is the
   upload's speed and the conversion under load.
-- **Run tier, 2 workers vs 1 (1.18-1.69x a round; its 1.6x target is withdrawn, CPU per
-  file replaces it).** On 2 cores the run tier
-  is CPU-bound, and the figure is at what the cores allow in the same run. The same work
-  costs the same CPU with 1 worker or 2 (~16.8 CPU-s per 200 files in probes), so the
-  ratio is cores busy with 2 workers / cores busy with 1. One worker's run is a chain of
-  its own CPU and the S3 server's (each request waits for its answer): about one core.
-  Beside it the machine spends ~0.25 of a core on work that does not grow with the
-  workers (the daemon: launching runs, the queue, the sensor; the code server; the API's
-  view refreshes and the bench's poll; the kernel), so one worker keeps ~1.27-1.32 of 2
-  cores busy, and no second worker can give more than 2 / 1.27 = 1.57x. Two keep ~1.8-1.9
-  busy. The figure prints the ratio "with every core busy" (the measured ratio x 2 /
-  cores busy with 2 workers). Less CPU per file in the worker makes both runs faster but
-  not the ratio (the worker is on the critical path of both); what raised it was CPU
-  beside the runs: the daemon's code server that was replaced every minute (~4 CPU-s
-  each time on a slow day), and the bench's own 10 Hz SQL poll (0.145 cores, 7% of the
-  machine). Workers on machines of their own, as in production, are what scale it
-  further.
+- **Run tier, 2 workers vs 1 (1.18-1.69x a round; its 1.6x target was withdrawn for CPU
+  per file, and the figure is no longer measured).** On 2 cores the run tier is
+  CPU-bound: the same work costs the same CPU with 1 worker or 2 (~16.8 CPU-s per 200
+  files then), so the ratio was cores busy with 2 workers / cores busy with 1. One
+  worker's run is a chain of its own CPU and the S3 server's (each request waits for its
+  answer): about one core; beside it the machine spent ~0.25 of a core on work that does
+  not grow with the workers (daemon, code server, the API's view refreshes, the kernel),
+  so one worker kept ~1.27-1.32 of 2 cores busy and no second worker could give more
+  than 2 / 1.27 = 1.57x. Workers on machines of their own, as in production, scale it.
 - **The Postgres endpoint's throughput against `/v1/sql` (0.97x in the bench of
   2026-12-06 16:30; 1.00-1.20x in the runs before).** The endpoint answered as many
   queries as before (562/s; 559/s at 14:21) while `/v1/sql`, its anchor in the same run,
@@ -1281,7 +1213,6 @@ def main() -> None:
             bench.manifest_reads()
             bench.small_files(datasets=1)
             bench.small_files(datasets=8)
-            bench.worker_scaling()
             fast.small_files_cpu(bench)
             fast.measure(bench, FAST_TPCH_SCALES[size is SMALL])
             from bench import identity, limits  # they build on this module's report

@@ -42,6 +42,8 @@ from lakehouse.settings import Settings
 
 STOP_GRACE_SECONDS = 15
 STOP_POLL_SECONDS = 0.05  # how often a stop looks whether the process exited, or a kill
+# What the other processes lean on (their object store, their queue): stopped after them.
+BACKING = frozenset({"s3", "broker"})
 
 
 @dataclass
@@ -210,26 +212,26 @@ class Stack:
     # -- stopping -------------------------------------------------------------------------
 
     def stop(self, name: str | None = None) -> None:
-        """Stop every process (or the one named), newest first: TERM, then KILL after
-        `STOP_GRACE_SECONDS`, or at once for all of them once a kill is asked for (a second
-        Ctrl-C while this waits)."""
+        """Stop every process (or the one named): TERM to the processes that serve, all
+        at once, then to what they lean on (S3, the broker), so that a run or a request
+        finishing in its grace still reaches them; KILL what outlives `STOP_GRACE_SECONDS`,
+        or everything at once when a kill is asked for (a second Ctrl-C while this waits)."""
         chosen = [p for p in self.processes if name in (None, p.name)]
+        if not chosen:
+            return
+        serving = [p for p in reversed(chosen) if p.name not in BACKING]
+        backing = [p for p in reversed(chosen) if p.name in BACKING]
         killed = False
-        for process in reversed(chosen):
-            if process.alive() and not self.interrupts.kill_requested():
-                process.signal_group(signal.SIGTERM)
-                deadline = time.monotonic() + STOP_GRACE_SECONDS
-                while process.alive() and time.monotonic() < deadline:
-                    if self.interrupts.kill_requested():
-                        break
-                    time.sleep(STOP_POLL_SECONDS)
+        for tier in (serving, backing):
+            terminate(tier, self.interrupts)
             if self.interrupts.kill_requested() and not killed:
                 self.kill(chosen)
                 killed = True
-            # What it spawned (a run worker's run, a code server) may outlive it briefly.
-            process.signal_group(signal.SIGKILL)
-            process.popen.wait()
-            self.processes.remove(process)
+            for process in tier:
+                # What it spawned (a run worker's run, a code server) may outlive it briefly.
+                process.signal_group(signal.SIGKILL)
+                process.popen.wait()
+                self.processes.remove(process)
 
     def kill(self, processes: list[Process] | None = None) -> None:
         """Kill every process (or those given) and what it spawned at once (SIGKILL),
@@ -295,6 +297,19 @@ class Stack:
     def _check_interrupts(self) -> None:
         if self.interrupts.stop_requested():
             raise StartInterrupted("interrupted while starting")
+
+
+def terminate(processes: list[Process], interrupts: Interrupts) -> None:
+    """TERM each process, in the order given, and wait until all have exited, the grace has
+    run out, or a kill is asked for."""
+    for process in processes:
+        if process.alive() and not interrupts.kill_requested():
+            process.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while not interrupts.kill_requested() and time.monotonic() < deadline:
+        if not any(process.alive() for process in processes):
+            return
+        time.sleep(STOP_POLL_SECONDS)
 
 
 def await_ready(starting: list[Starting], interrupts: Interrupts) -> None:

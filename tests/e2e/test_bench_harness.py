@@ -29,7 +29,6 @@ FIGURES = [
     "small files: uploads acknowledged, 1 dataset(s)",
     "small files: 16 x 100 rows, 8 clients, 8 dataset(s)",
     "small files: uploads acknowledged, 8 dataset(s)",
-    "run tier: 16 committed small files to 8 datasets, 2 run workers vs 1",
     "small files: CPU of the whole stack to apply 16 committed 100-row files",
     "TPC-H SF 0.01, 22 queries through /v1/sql",
     "/v1/sql overhead over DuckDB, count(*) on lineitem",
