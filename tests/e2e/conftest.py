@@ -56,7 +56,10 @@ def create_token(stack: Stack, name: str, role: str, **fields: Any) -> str:
 
 
 def e2e_settings(state_dir: Path, **settings: Any) -> Settings:
-    """A stack's settings: its own state directory and free ports, then `settings`."""
+    """A stack's settings: its own state directory and free ports, then `settings`. No
+    Postgres endpoint unless `settings` give it a port (its tests do): each stack would
+    spend ~8 CPU-s starting one that only they use."""
+    settings = {"pg_port": 0, **settings}
     return Settings(
         state_dir=state_dir,
         s3_endpoint=f"http://127.0.0.1:{free_port()}",
@@ -65,7 +68,6 @@ def e2e_settings(state_dir: Path, **settings: Any) -> Settings:
         api_port=free_port(),
         webserver_port=free_port(),
         broker_port=free_port(),
-        pg_port=free_port(),
         **settings,
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.instance import PROJECT_ROOT
+from devstack.ports import free_port
 from devstack.stack import Stack
 from tests.e2e.conftest import create_token, http, start_stack, wait_for_ingest
 
@@ -56,7 +57,7 @@ def ingest(stack: Stack, name: str, body: bytes) -> dict[str, Any]:
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("postgres"))
+    stack = start_stack(tmp_path_factory.mktemp("postgres"), pg_port=free_port())
     try:
         receipt = ingest(stack, "typed", TYPED_CSV)
         inferred = {c["name"]: c["type"] for c in receipt["inferred_schema"]["columns"]}
