@@ -16,7 +16,8 @@ up: install
 	$(BIN)/lakehouse up
 
 # pytest exits 5 when a selection holds no test: not a failure.
-# Two workers, a test file per worker at a time (module-scoped stacks stay in one process),
+# Two workers, a test file (or a package sharing one stack: tests/conftest.py) per worker at
+# a time, so module- and package-scoped stacks start once,
 # in the order tests/conftest.py gives (the slowest files first); the 20 slowest steps are
 # listed at the end, to keep CI's time in view.
 test: install

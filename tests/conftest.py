@@ -40,6 +40,26 @@ def _slowness_rank(item: pytest.Item) -> int:
     return next((i for i, prefix in enumerate(SLOWEST_FIRST) if path.startswith(prefix)), 99)
 
 
+# A package whose files share one package-scoped stack: one unit of work for xdist, as a
+# file is under `--dist loadfile` (the Makefile's), so that one worker starts that stack,
+# not each worker for its share of the files.
+SHARED_STACK_PACKAGES = ("tests/e2e/postgres/",)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadfile":
+        return None  # xdist's own
+    from xdist.scheduler import LoadFileScheduling
+
+    class LoadFileOrSharedStack(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((p for p in SHARED_STACK_PACKAGES if path.startswith(p)), path)
+
+    return LoadFileOrSharedStack(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_slowness_rank)  # stable: a file's tests keep their order
     for item in items:
