@@ -17,9 +17,9 @@ up: install
 
 # pytest exits 5 when a selection holds no test: not a failure.
 # Two workers, a test file (or a package sharing one stack: tests/conftest.py) per worker at
-# a time, so module- and package-scoped stacks start once,
-# in the order tests/conftest.py gives (the slowest files first); the 20 slowest steps are
-# listed at the end, to keep CI's time in view.
+# a time, so module- and package-scoped stacks start once, in the order tests/conftest.py
+# gives (the slowest files first); the 20 slowest steps are listed at the end, to keep CI's
+# time in view.
 test: install
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=20 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
