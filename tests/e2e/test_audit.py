@@ -7,12 +7,12 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from devstack.stack import Stack
+from lakehouse.settings import Settings
 from tests.e2e.conftest import bearer, create_token, start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -25,13 +25,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack.stop()
 
 
-CRASH_SETTINGS = ("api_workers", "audit_batch_records", "audit_flush_seconds")
-
-
-def restart_api(stack: Stack, **settings: Any) -> None:
-    """Start the stack's API again with `settings` changed (the other processes keep theirs)."""
+def restart_api(stack: Stack, settings: Settings) -> None:
+    """Start the stack's API again with `settings` (the other processes keep theirs)."""
     stack.stop("api")
-    stack.settings = stack.settings.model_copy(update=settings)
+    stack.settings = settings
     stack.start_api()
 
 
@@ -92,9 +89,10 @@ def test_every_request_of_a_mixed_thousand_is_audited_once(stack: Stack) -> None
 
 def test_a_crash_of_the_api_loses_at_most_its_last_batch(stack: Stack) -> None:
     batch = 50
-    before = {name: getattr(stack.settings, name) for name in CRASH_SETTINGS}
+    shared = stack.settings
     # One API process that writes only full batches: the rest of its records are lost.
-    restart_api(stack, api_workers=1, audit_batch_records=batch, audit_flush_seconds=3600)
+    crashing = {"api_workers": 1, "audit_batch_records": batch, "audit_flush_seconds": 3600}
+    restart_api(stack, shared.model_copy(update=crashing))
     try:
         reader = create_token(stack, "reader", "reader")
         api = stack.api_url
@@ -111,12 +109,11 @@ def test_a_crash_of_the_api_loses_at_most_its_last_batch(stack: Stack) -> None:
         unwritten = requests(batch // 2)
         api_process = next(p for p in stack.processes if p.name == "api")
         api_process.signal_group(signal.SIGKILL)
-        stack.stop("api")
-        stack.start_api()
+        restart_api(stack, stack.settings)
         found = audited(stack, written | unwritten, timeout=5)
         lost = len(written | unwritten) - found.pop("_count")["n"]
         assert set(found) >= written  # what was written stays
         assert lost <= batch  # at most the last batch
         print(f"crash of the API: {lost} of {len(unwritten)} unwritten records lost")
     finally:
-        restart_api(stack, **before)
+        restart_api(stack, shared)
