@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from bench.report import Figure
 from lakehouse.runs import DatasetConfig, submit
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from bench.run import Bench
+    from bench.harness import Bench
 
 NAME = "keyed"
 OBJECT_MB = 16
 
 
 def measure(bench: Bench, rows: int, change: int, repeats: int) -> None:
-    from bench.run import Figure  # after bench.run has loaded (it imports this lazily)
 
     full = _csv(bench.workdir / "keyed.csv", 0, rows)
     post(bench, full, {})

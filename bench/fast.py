@@ -18,10 +18,11 @@ import psutil
 
 from api.query.formats import json_value
 from bench import tpch
+from bench.report import Figure
 from lakehouse.duck import sql_string
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 ROUNDS = 4  # alternating rounds of each side
 # Q1's shape: real work over every row of lineitem.
@@ -43,7 +44,6 @@ def measure(bench: Bench, scales: list[float]) -> None:
 def overhead(bench: Bench) -> None:
     """Median and p99 of `/v1/sql` and of DuckDB in this process over the same objects, in
     alternating rounds; the figure is the difference."""
-    from bench.run import Figure
 
     duck = tpch.duck_over_datasets(bench, ["lineitem"])
     (rows,) = duck.execute("SELECT count(*) FROM lineitem").fetchone() or (0,)
@@ -89,7 +89,6 @@ def tpch_through_sql(bench: Bench, scale: float) -> None:
     objects: equal answers (DuckDB's values written as the API writes them), and the
     geometric mean of the time ratios (each side's median of TIMED_RUNS). A query the API
     refuses is named in the figure, with the API's answer, and the others still timed."""
-    from bench.run import Figure
 
     queries = tpch.load(bench, scale)
     duck = tpch.duck_over_datasets(bench, tpch.tables())
@@ -183,7 +182,6 @@ def small_files_cpu(bench: Bench) -> None:
     """The CPU the whole stack spends applying `small_files` committed 100-row files to one
     dataset (uploaded while no run worker runs, then the workers start), against one
     batched DuckDB read of the same files (this process and the S3 server)."""
-    from bench.run import Figure
 
     count, name = bench.size.small_files, "cpu_small"
     for worker in bench._workers():

@@ -28,7 +28,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from bench.run import Figure, Report
+from bench.report import Figure, Report
 from devstack.ports import free_port
 from devstack.sample_data import write_sample_csv
 from devstack.stack import Stack

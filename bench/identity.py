@@ -19,28 +19,27 @@ from typing import TYPE_CHECKING
 import httpx
 
 from api.audit import AuditLog
+from bench.report import Figure
 from bench.variants import median_ms, start_variant
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 ROUNDS = 4  # alternating rounds of each side
 
 
 def measure(bench: Bench) -> None:
-    from bench.run import Figure  # after bench.run has loaded (it imports this lazily)
-
     other = start_variant(bench, "bench.noauth:app")
     try:
-        _latency(bench, other.url, Figure)
-        _acknowledgements(bench, other.url, Figure)
+        _latency(bench, other.url)
+        _acknowledgements(bench, other.url)
     finally:
         other.stop()
-    _audit_cost(bench, Figure)
-    _refusal_timing(bench, Figure)
+    _audit_cost(bench)
+    _refusal_timing(bench)
 
 
-def _latency(bench: Bench, without: str, figure: type) -> None:
+def _latency(bench: Bench, without: str) -> None:
     query = {"sql": "SELECT count(*) FROM sqlbench"}
     runs = 10 * bench.size.repeats
     with_token: list[float] = []
@@ -53,7 +52,7 @@ def _latency(bench: Bench, without: str, figure: type) -> None:
             no_check.append(median_ms(bare, f"{without}/v1/sql", query, runs))
     ours, anchor = statistics.median(with_token), statistics.median(no_check)
     bench.report.add(
-        figure(
+        Figure(
             "/v1/sql count(*) median latency with a token",
             f"{ours:.2f} ms ({ours - anchor:+.2f} ms)",
             f"the same API without the token check: {anchor:.2f} ms",
@@ -64,7 +63,7 @@ def _latency(bench: Bench, without: str, figure: type) -> None:
     )
 
 
-def _acknowledgements(bench: Bench, without: str, figure: type) -> None:
+def _acknowledgements(bench: Bench, without: str) -> None:
     per_round = max(bench.size.small_files // 2, 16)
     rates: dict[str, list[float]] = {"with": [], "without": []}
     for n in range(ROUNDS):
@@ -72,7 +71,7 @@ def _acknowledgements(bench: Bench, without: str, figure: type) -> None:
             rates[side].append(_ack_rate(bench, url, headers, f"acks_{side}_{n}", per_round))
     ours, anchor = statistics.median(rates["with"]), statistics.median(rates["without"])
     bench.report.add(
-        figure(
+        Figure(
             "ingest acknowledgements/s with a token, 8 clients, 100-row files",
             f"{ours:.1f}/s = {ours / anchor:.2f}x",
             f"the same API without the token check: {anchor:.1f}/s",
@@ -98,7 +97,7 @@ def _ack_rate(bench: Bench, url: str, headers: dict[str, str], name: str, count:
     return count / (time.perf_counter() - started)
 
 
-def _audit_cost(bench: Bench, figure: type) -> None:
+def _audit_cost(bench: Bench) -> None:
     settings = bench.settings
     audit = AuditLog(bench.store, flush_seconds=3600, batch_records=10**9)  # flush by hand
     record = {
@@ -117,7 +116,7 @@ def _audit_cost(bench: Bench, figure: type) -> None:
     batch_ms = (time.perf_counter() - started) * 1000
     audit.close()
     bench.report.add(
-        figure(
+        Figure(
             f"audit trail: cost per request (batches of {count})",
             f"{append_us:.1f} us on the request path + {batch_ms / count * 1000:.0f} us off it",
             f"one batch of {count} written as Parquet: {batch_ms:.0f} ms",
@@ -129,7 +128,7 @@ def _audit_cost(bench: Bench, figure: type) -> None:
     )
 
 
-def _refusal_timing(bench: Bench, figure: type) -> None:
+def _refusal_timing(bench: Bench) -> None:
     response = bench.http.post(
         f"{bench.api}/v1/tokens",
         json={"name": "bench-reader", "role": "reader", "datasets": ["other_*"]},  # fmt: skip
@@ -147,7 +146,7 @@ def _refusal_timing(bench: Bench, figure: type) -> None:
                 assert answer.status_code == 403, answer.text
             medians[label] = statistics.median(times) * 1000
     bench.report.add(
-        figure(
+        Figure(
             "a reader's 403 for a dataset outside its grants: existing vs missing",
             f"{medians['exists']:.2f} ms vs {medians['missing']:.2f} ms",
             "-",

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from bench.report import Figure
 from bench.variants import median_ms, start_variant
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 ROUNDS = 4  # alternating rounds of each side
 
 
 def measure(bench: Bench) -> None:
-    from bench.run import Figure  # after bench.run has loaded (it imports this lazily)
 
     other = start_variant(bench, "bench.nolimits:app")
     query = {"sql": "SELECT count(*) FROM sqlbench"}

@@ -16,10 +16,11 @@ import httpx
 import psycopg
 
 from bench import tpch as tpch_data
+from bench.report import Figure
 from devstack.processes import PeakMemory
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 MIB = 1024 * 1024
 ROUNDS = 4  # alternating rounds of each side
@@ -57,7 +58,6 @@ def _median_ms(run: Any, times: int) -> float:
 
 
 def latency(bench: Bench) -> None:
-    from bench.run import Figure
 
     runs = 10 * bench.size.repeats
     sides: dict[str, list[float]] = {"pg": [], "http": []}
@@ -88,7 +88,6 @@ def latency(bench: Bench) -> None:
 
 
 def throughput(bench: Bench) -> None:
-    from bench.run import Figure
 
     def pg_client(deadline: float) -> int:
         done = 0
@@ -133,7 +132,6 @@ def throughput(bench: Bench) -> None:
 
 
 def streaming(bench: Bench, rows: int) -> None:
-    from bench.run import Figure
 
     endpoint = next(p.popen.pid for p in bench.stack.processes if p.name == "postgres-endpoint")
     time.sleep(1)
@@ -165,7 +163,6 @@ def streaming(bench: Bench, rows: int) -> None:
 def tpch(bench: Bench, scale: float) -> None:
     """TPC-H's 22 queries through psycopg, and through DuckDB over the same Parquet
     objects: equal answers, and the time ratio."""
-    from bench.run import Figure
 
     queries = tpch_data.load(bench, scale)
     duck = tpch_data.duck_over_datasets(bench, tpch_data.tables())

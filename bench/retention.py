@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from bench.report import Figure
 from lakehouse.ingest.landing import Landing
 from lakehouse.ingest.log import LogTails
 from lakehouse.ingest.marks import datasets_with_log
@@ -29,7 +30,7 @@ from lakehouse.publish.retention import apply_cleanup, plan_cleanup
 from lakehouse.store import layout
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 DATASETS = 4
 RETENTION = timedelta(days=7)
@@ -38,7 +39,6 @@ PROTOCOL += [layout.COMMITS, layout.PENDING]
 
 
 def measure(bench: Bench, ingests: int) -> None:
-    from bench.run import Figure  # after bench.run has loaded (it imports this lazily)
 
     names = [f"retained_{d}" for d in range(DATASETS)]
     started = time.perf_counter()

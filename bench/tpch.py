@@ -13,7 +13,7 @@ import duckdb_extension_tpch
 from lakehouse.duck import extension_path, sql_string
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 
 def load(bench: Bench, scale: float) -> list[tuple[int, str]]:

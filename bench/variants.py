@@ -15,7 +15,7 @@ from devstack.instance import PROJECT_ROOT, settings_env
 from devstack.ports import free_port
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 
 class Variant:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from bench.run import HOSTILE_SQL
+from bench.harness import HOSTILE_SQL
 from devstack.processes import PeakMemory
 from devstack.stack import Stack
 from tests.e2e.conftest import http, sql_rows, start_stack
