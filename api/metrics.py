@@ -35,10 +35,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from api.query.views import catalog_views
 from lakehouse.ingest.log import read_entry
 from lakehouse.ingest.marks import datasets_with_log
 from lakehouse.ingest.records import received_at_of
-from lakehouse.publish.catalog import latest_manifests
 from lakehouse.store import ObjectStore, layout
 
 SCRAPE_CACHE_SECONDS = 10
@@ -131,7 +131,7 @@ class _Backlog(Collector):
             "The newest version's newest ingest: from its upload to its version.",
             labels=["dataset"],
         )
-        manifests = latest_manifests(self.instance)
+        manifests = catalog_views(self.instance, self.store.bucket).refresh().manifests
         now = datetime.now(UTC)
         for name in datasets_with_log(self.store):
             manifest = manifests.get(name)

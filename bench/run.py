@@ -76,6 +76,7 @@ def main() -> None:
             bench.small_files(datasets=1)
             bench.small_files(datasets=8)
             fast.small_files_cpu(bench)
+            bench.catalog_listing()
             fast.measure(bench, FAST_TPCH_SCALES[size is SMALL])
             identity.measure(bench)
             limits.measure(bench)

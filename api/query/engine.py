@@ -28,7 +28,7 @@ from api.query.processes import (
     QueryPool,
     QueryProcess,
 )
-from api.query.views import CatalogViews, dataset_of
+from api.query.views import catalog_views, dataset_of
 from lakehouse.auth.grants import Principal, Privilege
 from lakehouse.errors import InvalidInput
 from lakehouse.settings import Settings
@@ -181,7 +181,7 @@ class QueryEngine:
         self._parser_lock = threading.Lock()
         self._verdicts = Verdicts()
         self.pool = QueryPool(settings, processes)
-        self.views = CatalogViews(instance, settings.s3_bucket)
+        self.views = catalog_views(instance, settings.s3_bucket)
 
     def close(self) -> None:
         self.pool.close()

@@ -14,6 +14,7 @@ refresh never waits for running queries (nor they for it).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -102,6 +103,24 @@ def _view(
         urls = ", ".join(sql_string(f"{bucket_url}/{key}") for key in keys)
         body = f"SELECT * FROM read_parquet([{urls}])"
     return f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS {body}"
+
+
+# Each instance's views, by bucket (see `catalog_views`).
+_views: weakref.WeakKeyDictionary[dg.DagsterInstance, dict[str, CatalogViews]] = (
+    weakref.WeakKeyDictionary()
+)
+_views_lock = threading.Lock()
+
+
+def catalog_views(instance: dg.DagsterInstance, bucket: str) -> CatalogViews:
+    """This process's views of `instance`'s catalog: one kept current for the queries,
+    the catalog's listing and the metrics alike (while nothing is published, a look costs
+    the event log's high-water mark, not a read per dataset)."""
+    with _views_lock:
+        per_bucket = _views.setdefault(instance, {})
+        if bucket not in per_bucket:
+            per_bucket[bucket] = CatalogViews(instance, bucket)
+        return per_bucket[bucket]
 
 
 class CatalogViews:

@@ -1,4 +1,6 @@
-"""GET /v1/catalog: the datasets, read from the Dagster instance (the catalog itself)."""
+"""GET /v1/catalog: the datasets, read from the Dagster instance (the catalog itself). The
+current versions come from the process's views of it, kept current as the queries' are
+(`api.query.views.catalog_views`): while nothing is published, no read per dataset."""
 
 from __future__ import annotations
 
@@ -9,15 +11,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.auth import PrincipalDep
-from api.deps import InstanceDep
+from api.deps import InstanceDep, SettingsDep
+from api.query.views import catalog_views
 from lakehouse.auth.grants import Privilege
 from lakehouse.errors import NotFound
 from lakehouse.manifest import Manifest
 from lakehouse.names import validate_name
 from lakehouse.publish.catalog import (
     HISTORY_PAGE,
-    latest_manifest,
-    latest_manifests,
     manifest_history,
 )
 
@@ -47,19 +48,27 @@ class VersionHistory(BaseModel):
 
 
 @router.get("")
-def list_datasets(instance: InstanceDep, principal: PrincipalDep) -> CatalogListing:
+def list_datasets(
+    instance: InstanceDep, settings: SettingsDep, principal: PrincipalDep
+) -> CatalogListing:
     """Every dataset the token is granted, with its current version and row count."""
-    manifests = latest_manifests(instance).values()
+    manifests = catalog_views(instance, settings.s3_bucket).refresh().manifests
     return CatalogListing(
-        datasets=[DatasetSummary(**m.model_dump()) for m in manifests if principal.granted(m.name)]
+        datasets=[
+            DatasetSummary(**manifests[name].model_dump())
+            for name in sorted(manifests)
+            if principal.granted(name)
+        ]
     )
 
 
 @router.get("/{name}")
-def get_dataset(name: str, instance: InstanceDep, principal: PrincipalDep) -> Manifest:
+def get_dataset(
+    name: str, instance: InstanceDep, settings: SettingsDep, principal: PrincipalDep
+) -> Manifest:
     """The dataset's manifest: its latest materialization's metadata."""
     principal.require(Privilege.READ, validate_name(name))
-    manifest = latest_manifest(instance, name)
+    manifest = catalog_views(instance, settings.s3_bucket).refresh().manifests.get(name)
     if manifest is None:
         raise _not_found(name)
     return manifest

@@ -30,6 +30,7 @@ FIGURES = [
     "small files: 16 x 100 rows, 8 clients, 8 dataset(s)",
     "small files: uploads acknowledged, 8 dataset(s)",
     "small files: CPU of the whole stack to apply 16 committed 100-row files",
+    "GET /v1/catalog, ",
     "TPC-H SF 0.01, 22 queries through /v1/sql",
     "/v1/sql overhead over DuckDB, count(*) on lineitem",
     "/v1/sql overhead over DuckDB, group-by on lineitem",

@@ -14,6 +14,10 @@ pytestmark = pytest.mark.integration
 def test_list_get_and_versions(client: TestClient, settings: Settings) -> None:
     assert client.get("/v1/catalog").json() == {"datasets": []}
     first = materialize_csv(settings, "people", b"id,name\n1,Ann\n")
+    listed = client.get("/v1/catalog").json()["datasets"]
+    assert [(d["name"], d["version"]) for d in listed] == [("people", 1)]
+    # Listed from the process's views of the catalog: what is published next is in the
+    # next listing.
     second = materialize_csv(settings, "people", b"id,name\n2,Bo\n3,Cy\n")
     materialize_csv(settings, "items", b"sku\nA1\n")
 
