@@ -1,6 +1,6 @@
 """The catalog as the SQL engine offers it: one view per dataset (and its `__rejects`
 view), pointing at exactly the objects of its current manifest, seen through a reader's
-grants.
+grants. The same snapshot answers `GET /v1/catalog` and the metrics (`catalog_views`).
 
 Before each query the views ask the Dagster instance for the versions published since the
 last they took in (one indexed query of its public API, empty while nothing changed), so a
