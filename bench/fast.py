@@ -44,7 +44,6 @@ def measure(bench: Bench, scales: list[float]) -> None:
 def overhead(bench: Bench) -> None:
     """Median and p99 of `/v1/sql` and of DuckDB in this process over the same objects, in
     alternating rounds; the figure is the difference."""
-
     duck = tpch.duck_over_datasets(bench, ["lineitem"])
     (rows,) = duck.execute("SELECT count(*) FROM lineitem").fetchone() or (0,)
     runs = 10 * bench.size.repeats
@@ -89,7 +88,6 @@ def tpch_through_sql(bench: Bench, scale: float) -> None:
     objects: equal answers (DuckDB's values written as the API writes them), and the
     geometric mean of the time ratios (each side's median of TIMED_RUNS). A query the API
     refuses is named in the figure, with the API's answer, and the others still timed."""
-
     queries = tpch.load(bench, scale)
     duck = tpch.duck_over_datasets(bench, tpch.tables())
     waited = bench.wait_quiet()
@@ -182,7 +180,6 @@ def small_files_cpu(bench: Bench) -> None:
     """The CPU the whole stack spends applying `small_files` committed 100-row files to one
     dataset (uploaded while no run worker runs, then the workers start), against one
     batched DuckDB read of the same files (this process and the S3 server)."""
-
     count, name = bench.size.small_files, "cpu_small"
     for worker in bench._workers():
         bench.stack.stop(worker)

@@ -34,7 +34,12 @@ from lakehouse.formats.csv.convert import csv_to_parquet
 from lakehouse.formats.csv.schema import infer_schema
 from lakehouse.ingest.landing import LineCounter
 from lakehouse.manifest import Manifest
-from lakehouse.publish.catalog import latest_manifest, manifest_history, manifest_metadata
+from lakehouse.publish.catalog import (
+    latest_manifest,
+    latest_manifests,
+    manifest_history,
+    manifest_metadata,
+)
 from lakehouse.runs import DATASET_ASSET_KEY, IN_PROGRESS, PARTITION_TAG
 from lakehouse.settings import Settings
 from lakehouse.store import ObjectStore
@@ -639,7 +644,9 @@ class Bench:
 
     def catalog_listing(self) -> None:
         """GET /v1/catalog with every dataset the bench has made so far, against GET
-        /v1/catalog/{name} of one: the listing must not cost a read per dataset."""
+        /v1/catalog/{name} of one, and against the read per dataset the listing did before
+        (`latest_manifests` on the same instance, in this process, no HTTP): the listing
+        must not grow with the number of datasets."""
         if not self.http.get(f"{self.api}/v1/catalog").json()["datasets"]:  # run alone
             path = self.workdir / "listed.csv"
             path.write_bytes(self.small_csv(first_id=0, rows=100))
@@ -652,12 +659,17 @@ class Bench:
 
             listing = median_time(lambda: get("/v1/catalog"), 20)
             one = median_time(lambda: get(f"/v1/catalog/{names[0]}"), 20)
+        home = str(self.settings.resolved_dagster_home)
+        with dagster.DagsterInstance.from_config(home) as instance:
+            per_dataset = median_time(lambda: latest_manifests(instance), 5)
         self.report.add(
             Figure(
                 f"GET /v1/catalog, {len(names)} datasets (median of 20)",
-                f"{listing * 1000:.1f} ms = {listing / one:.2f}x one dataset's manifest",
-                f"GET /v1/catalog/{{name}}: {one * 1000:.1f} ms; before the listing read the "
-                "catalog's views: 83 ms for 30 datasets (a read per dataset)",
+                f"{listing * 1000:.1f} ms = {listing / one:.2f}x one dataset's manifest, "
+                f"{listing / per_dataset:.2f}x a read per dataset",
+                f"GET /v1/catalog/{{name}}: {one * 1000:.1f} ms; a read per dataset (the "
+                f"listing before it used the catalog's views), in process: "
+                f"{per_dataset * 1000:.1f} ms",
                 "<= 2x one dataset's manifest",
                 listing <= 2 * one,
             )

@@ -163,7 +163,6 @@ def streaming(bench: Bench, rows: int) -> None:
 def tpch(bench: Bench, scale: float) -> None:
     """TPC-H's 22 queries through psycopg, and through DuckDB over the same Parquet
     objects: equal answers, and the time ratio."""
-
     queries = tpch_data.load(bench, scale)
     duck = tpch_data.duck_over_datasets(bench, tpch_data.tables())
     different, ratios = [], []
