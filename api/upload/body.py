@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -134,21 +134,18 @@ async def land(
     count_bytes: Callable[[int], None],
     on_filename: Callable[[str], None] | None = None,
 ) -> Landed:
-    """Stream the body into the store: up to `ingest_parts_in_flight` parts are taken in
-    (hashed, counted, the first one's columns checked: in order) and uploaded while the next
+    """Stream the body into the store: up to `ingest_parts_in_flight` parts are uploaded
+    and taken in (hashed, counted, the first one's columns checked: in order) while the next
     ones arrive, so neither waits for the other and memory stays at a few parts whatever
-    the file's size. Each part, and the last bytes, are first charged to the token's
-    allowance (`count_bytes`). An upload with a declared length is announced (its run asked
-    for) with the first part taken once the rest is due within EARLY_RUN_LEAD_SECONDS."""
-    part_bytes = settings.ingest_part_bytes
+    the file's size; the last part goes out beside those still in flight. Each part, and
+    the last bytes, are first charged to the token's allowance (`count_bytes`). An upload
+    with a declared length is announced (its run asked for) with the first part taken once
+    the rest is due within EARLY_RUN_LEAD_SECONDS."""
 
     def charge(size: int) -> None:
         count_bytes(size)  # 429 past the token's allowance, before the bytes are sent on
         metrics.UPLOAD_BYTES.inc(size)
 
-    buffer = bytearray()
-    in_flight: list[asyncio.Task[None]] = []
-    taken: asyncio.Future[None] | None = None  # the last part's take-in
     arrival = Arrival.of(request)
     chunks = body_chunks(
         request,
@@ -157,48 +154,112 @@ async def land(
         on_filename,
         arrival,
     )
+    parts = Parts(settings.ingest_part_bytes)
+    sending = PartsInFlight(landing, settings.ingest_parts_in_flight, charge)
     try:
         async for chunk in chunks:
-            buffer += chunk
-            if len(buffer) >= part_bytes:
-                part = bytes(memoryview(buffer)[:part_bytes])
-                del buffer[:part_bytes]
-                charge(len(part))
-                if len(in_flight) >= settings.ingest_parts_in_flight:
-                    await in_flight.pop(0)
-                after, taken = taken, asyncio.get_running_loop().create_future()
-                announce = arrival.due_within(EARLY_RUN_LEAD_SECONDS)
-                in_flight.append(
-                    asyncio.create_task(_take_then_send(landing, part, announce, after, taken))
-                )
-        while in_flight:
-            await in_flight.pop(0)
+            for part in parts.cut(chunk):
+                await sending.send(part, arrival.due_within(EARLY_RUN_LEAD_SECONDS))
+        rest = parts.rest()
+        if sending.started and rest:
+            # The rest is the last part of an upload under way: sent beside the parts still
+            # in flight, not after them (the commit then only completes the upload).
+            await sending.send(rest, False, last=True)
+            rest = b""
+        await sending.all_sent()
     finally:
-        # Whatever stopped the body, the parts under way finish first (a take-in half done
-        # would race the abort that follows): a few parts at most. Their errors are seen.
-        await asyncio.gather(*in_flight, return_exceptions=True)
-        if taken is not None and taken.done() and not taken.cancelled():
-            taken.exception()
-    charge(len(buffer))
-    return await run_in_threadpool(landing.finish, bytes(buffer))
+        await sending.settled()
+    charge(len(rest))
+    return await run_in_threadpool(landing.finish, rest)
 
 
-async def _take_then_send(
+class Parts:
+    """The body's bytes cut into parts of exactly `size` bytes, each part's bytes copied
+    once (a chunk split where a part ends is viewed, not copied)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._held: list[bytes | memoryview] = []
+        self._held_bytes = 0
+
+    def cut(self, chunk: bytes) -> Iterator[bytes]:
+        """The parts `chunk` completes; its bytes past them are held for the next."""
+        piece: bytes | memoryview = chunk
+        while self._held_bytes + len(piece) >= self.size:
+            cut = self.size - self._held_bytes
+            self._held.append(memoryview(piece)[:cut])
+            piece, self._held_bytes = memoryview(piece)[cut:], 0
+            part = b"".join(self._held)
+            self._held.clear()
+            yield part
+        if piece:
+            self._held.append(piece)
+            self._held_bytes += len(piece)
+
+    def rest(self) -> bytes:
+        """The bytes held once the body ended (fewer than a part)."""
+        rest = b"".join(self._held)
+        self._held.clear()
+        return rest
+
+
+class PartsInFlight:
+    """An upload's parts being sent and taken in: at most `most` at once (the last part, held
+    already, does not wait for a place); takes follow the parts' order, sends need not."""
+
+    def __init__(self, landing: Landing, most: int, charge: Callable[[int], None]) -> None:
+        self.landing, self.most, self.charge = landing, most, charge
+        self.tasks: list[asyncio.Task[None]] = []
+        self.taken: asyncio.Future[None] | None = None  # the latest part's take-in
+        self.started = False
+
+    async def send(self, part: bytes, announce: bool, *, last: bool = False) -> None:
+        self.charge(len(part))
+        if not last and len(self.tasks) >= self.most:
+            await self.tasks.pop(0)
+        number = await run_in_threadpool(self.landing.open_part)
+        self.started = True
+        after, self.taken = self.taken, asyncio.get_running_loop().create_future()
+        self.tasks.append(
+            asyncio.create_task(
+                _take_and_send(self.landing, number, part, announce, after, self.taken)
+            )
+        )
+
+    async def all_sent(self) -> None:
+        """Wait for every part; the first failure is raised."""
+        while self.tasks:
+            await self.tasks.pop(0)
+
+    async def settled(self) -> None:
+        """Whatever stopped the body, the parts under way finish first (a take-in half done
+        would race the abort that follows): a few parts at most. Their errors are seen."""
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.taken is not None and self.taken.done() and not self.taken.cancelled():
+            self.taken.exception()
+
+
+async def _take_and_send(
     landing: Landing,
+    number: int,
     part: bytes,
     announce: bool,
     after: asyncio.Future[None] | None,
     taken: asyncio.Future[None],
 ) -> None:
-    """Take `part` in once the part before it is (`after`), then send it: takes follow the
-    bytes' order, sends do not need to."""
+    """Send `part` at once, and take it in (hash, count, the first part's columns checked)
+    once the part before it is: takes follow the bytes' order, sends need not. The first
+    part's columns are checked while it is sent (~60 ms of sampling off the store's path);
+    a refused upload is aborted, so nothing of it stays."""
+    sending = asyncio.ensure_future(run_in_threadpool(landing.upload_part, number, part))
     try:
         if after is not None:
             await after
-        number = await run_in_threadpool(landing.take_part, part, announce)
+        await run_in_threadpool(landing.take_part, part, announce)
     except BaseException as exc:
         if not taken.done():
             taken.set_exception(exc)
+        await asyncio.gather(sending, return_exceptions=True)  # done before the abort
         raise
     taken.set_result(None)
-    await run_in_threadpool(landing.upload_part, number, part)
+    await sending

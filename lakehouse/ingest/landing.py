@@ -103,7 +103,8 @@ class Landing:
 
     The caller hands over parts of at least the store's minimum part size (the last may be
     smaller). The schema is inferred from the first part and checked against the dataset's
-    current version before anything is written, so a refused upload leaves nothing behind.
+    current version while the parts are sent; nothing is visible before `finish`, and a
+    refused upload is aborted (`abort`), so it leaves nothing behind.
     """
 
     def __init__(
@@ -162,16 +163,20 @@ class Landing:
         the format (`.jsonl`, `.ndjson`, `.parquet`, each perhaps `.gz`)."""
         self.format = self.contract.format = format_of(None, "", filename)
 
-    def take_part(self, part: bytes, announce: bool = True) -> int:
-        """Account for the next part, in order (hash, size, the schema from the first one,
-        which may refuse the upload before anything is sent); returns its part number.
-        `announce`: the upload is to be announced as under way now, if it is not yet."""
-        self._take(part, complete=False)
+    def open_part(self) -> int:
+        """The next part's number, in the body's order; the first starts the multipart
+        upload (one round trip), whose parts stay invisible until `finish`."""
         if self._upload is None:
             self._upload = self.store.multipart(self.key, "text/csv")
+        return self._upload.next_number()
+
+    def take_part(self, part: bytes, announce: bool = True) -> None:
+        """Account for the next part, in order (hash, size, the schema from the first one,
+        which may refuse the upload). `announce`: the upload is to be announced as under
+        way now, if it is not yet."""
+        self._take(part, complete=False)
         if announce:
             self._announce()
-        return self._upload.next_number()
 
     def _announce(self) -> None:
         """An upload of more than one part is announced, then `on_under_way` is told (the
@@ -182,7 +187,8 @@ class Landing:
             self.on_under_way(self.ingest_id)
 
     def upload_part(self, number: int, part: bytes) -> None:
-        """Send a part taken by `take_part`; parts may be sent concurrently, in any order."""
+        """Send part `number` (from `open_part`), before or while it is taken in; parts may
+        be sent concurrently, in any order."""
         assert self._upload is not None
         self._upload.write_part(number, landed_bytes(part) if number == 1 else part)
 

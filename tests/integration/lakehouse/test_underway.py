@@ -21,6 +21,13 @@ PART = 5 * 1024 * 1024
 BODY = b"n,text\n" + b"".join(b"%d,row number %d\n" % (i, i) for i in range(400_000))
 
 
+def send(landing: Landing, part: bytes, announce: bool = True) -> None:
+    """A part as the API hands it over: numbered, taken in, sent."""
+    number = landing.open_part()
+    landing.take_part(part, announce)
+    landing.upload_part(number, part)
+
+
 def under_way(store: ObjectStore) -> list[str]:
     return list(store.list_keys(uploading_prefix("big")))
 
@@ -30,7 +37,7 @@ def test_an_upload_in_parts_is_under_way_from_its_first_part_until_committed(
 ) -> None:
     told: list[str] = []
     landing = Landing(store, "big", on_under_way=told.append)
-    landing.upload_part(landing.take_part(BODY[:PART]), BODY[:PART])
+    send(landing, BODY[:PART])
     assert told == [landing.ingest_id]
     assert under_way(store) == [uploading_key("big", landing.ingest_id)]
     landed = landing.finish(BODY[PART:])
@@ -47,9 +54,9 @@ def test_an_upload_is_announced_with_the_first_part_taken_once_its_end_is_near(
     told: list[str] = []
     landing = Landing(store, "big", on_under_way=told.append)
     first, second = BODY[:PART], BODY[PART : 2 * PART]
-    landing.upload_part(landing.take_part(first, announce=False), first)
+    send(landing, first, announce=False)
     assert told == [] and under_way(store) == [] and not landing.announced
-    landing.upload_part(landing.take_part(second, announce=True), second)
+    send(landing, second, announce=True)
     assert told == [landing.ingest_id]
     assert under_way(store) == [uploading_key("big", landing.ingest_id)]
     landed = landing.finish(BODY[2 * PART :])
@@ -61,7 +68,7 @@ def test_an_upload_refused_after_its_first_part_is_no_longer_under_way(
     store: ObjectStore,
 ) -> None:
     landing = Landing(store, "big", on_under_way=lambda _: None)
-    landing.upload_part(landing.take_part(BODY[:PART]), BODY[:PART])
+    send(landing, BODY[:PART])
     landing.abort()
     assert under_way(store) == []
     assert list(store.list_keys("landing/big/")) == []
@@ -74,7 +81,7 @@ def test_an_upload_in_one_part_or_without_pushed_runs_is_never_announced(
     told: list[str] = []
     landing = Landing(store, "big", on_under_way=told.append if asked else None)
     if not asked:
-        landing.upload_part(landing.take_part(BODY[:PART]), BODY[:PART])
+        send(landing, BODY[:PART])
         landing.finish(BODY[PART:])
     else:
         landing.finish(BODY[:1000])
@@ -93,7 +100,7 @@ def test_the_store_failing_at_the_announcement_refuses_the_upload_and_leaves_not
     landing = Landing(store, "big", on_under_way=told.append)
     for number in range(sent_before):
         part = BODY[number * PART : (number + 1) * PART]
-        landing.upload_part(landing.take_part(part, announce=False), part)
+        send(landing, part, announce=False)
     monkeypatch.setattr(landing_module, "announce", refuse("announce"))
     with pytest.raises(StoreUnavailable):
         landing.take_part(BODY[sent_before * PART : (sent_before + 1) * PART])
@@ -109,7 +116,7 @@ def test_the_store_failing_at_the_withdrawal_still_commits_and_runs_stop_waiting
     store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     landing = Landing(store, "big", on_under_way=lambda _: None)
-    landing.upload_part(landing.take_part(BODY[:PART]), BODY[:PART])
+    send(landing, BODY[:PART])
     real_delete = store.delete
     monkeypatch.setattr(
         store,
