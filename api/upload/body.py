@@ -161,7 +161,7 @@ async def land(
             for part in parts.cut(chunk):
                 await sending.send(part, arrival.due_within(EARLY_RUN_LEAD_SECONDS))
         rest = parts.rest()
-        if sending.started and rest:
+        if sending.taken is not None and rest:
             # The rest is the last part of an upload under way: sent beside the parts still
             # in flight, not after them (the commit then only completes the upload).
             await sending.send(rest, False, last=True)
@@ -169,7 +169,8 @@ async def land(
         await sending.all_sent()
     finally:
         await sending.settled()
-    charge(len(rest))
+    if rest:  # the last bytes, when they did not go as a part
+        charge(len(rest))
     return await run_in_threadpool(landing.finish, rest)
 
 
@@ -210,15 +211,14 @@ class PartsInFlight:
     def __init__(self, landing: Landing, most: int, charge: Callable[[int], None]) -> None:
         self.landing, self.most, self.charge = landing, most, charge
         self.tasks: list[asyncio.Task[None]] = []
-        self.taken: asyncio.Future[None] | None = None  # the latest part's take-in
-        self.started = False
+        # The latest part's take-in; None until a part is sent.
+        self.taken: asyncio.Future[None] | None = None
 
     async def send(self, part: bytes, announce: bool, *, last: bool = False) -> None:
         self.charge(len(part))
         if not last and len(self.tasks) >= self.most:
             await self.tasks.pop(0)
         number = await run_in_threadpool(self.landing.open_part)
-        self.started = True
         after, self.taken = self.taken, asyncio.get_running_loop().create_future()
         self.tasks.append(
             asyncio.create_task(

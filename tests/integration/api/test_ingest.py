@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from lakehouse.ingest.log import read_receipt
 from lakehouse.settings import Settings, get_settings
-from lakehouse.store import ObjectStore
+from lakehouse.store import MultipartUpload, ObjectStore, StoreUnavailable
 from lakehouse.store.layout import LANDING, LOG
 from tests.integration.api.conftest import admin_headers
 
@@ -152,6 +152,52 @@ def test_a_duplicate_lands_and_leaves_nothing(
         f"landing/twice/{first.json()['ingest_id']}.csv"
     ]
     assert len(list(store.list_keys("log/twice/"))) == 1
+
+
+@pytest.mark.parametrize("failing", ["first-part", "middle-part", "last-part", "completion"])
+def test_the_store_failing_while_parts_are_sent_leaves_nothing_and_a_retry_lands_once(
+    settings: Settings, store: ObjectStore, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Each part goes out as soon as it is whole (the last beside those in flight): the
+    store failing at any of those sends, or at the upload's completion, answers 503 and
+    leaves no object, no unfinished multipart upload and no log entry; the same upload
+    sent again is committed once."""
+    small_parts = settings.model_copy(update={"ingest_part_bytes": 5 * 1024 * 1024})
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: small_parts
+    body = b"n,text\n" + b"".join(b"%d,row number %d\n" % (i, i) for i in range(700_000))
+    parts = -(-len(body) // small_parts.ingest_part_bytes)
+    assert parts == 4  # three whole parts, then the last
+    failing_part = {"first-part": 1, "middle-part": 2, "last-part": parts}.get(failing)
+    real_write, real_complete = MultipartUpload.write_part, MultipartUpload.complete
+
+    def write_part(upload: MultipartUpload, number: int, data: bytes) -> None:
+        if number == failing_part:
+            raise StoreUnavailable(f"object store unreachable (injected at part {number})")
+        real_write(upload, number, data)
+
+    def complete(upload: MultipartUpload) -> None:
+        if failing == "completion":
+            raise StoreUnavailable("object store unreachable (injected at the completion)")
+        real_complete(upload)
+
+    monkeypatch.setattr(MultipartUpload, "write_part", write_part)
+    monkeypatch.setattr(MultipartUpload, "complete", complete)
+    with TestClient(app, headers=admin_headers(small_parts)) as client:
+        failed = client.post("/v1/ingest?name=big", content=body)
+        assert failed.status_code == 503, failed.text
+        assert "injected" in failed.json()["detail"]
+        assert stored_keys(store) == []
+        uploads = store.client.list_multipart_uploads(Bucket=store.bucket, Prefix="landing/")
+        assert not uploads.get("Uploads")
+        monkeypatch.undo()
+        again = client.post("/v1/ingest?name=big", content=body)
+    assert again.status_code == 202, again.text
+    assert again.json()["seq"] == 1
+    assert stored_keys(store) == [
+        f"landing/big/{again.json()['ingest_id']}.csv",
+        "log/big/000000000001.json",
+    ]
 
 
 def test_a_refused_upload_in_parts_leaves_nothing(settings: Settings, store: ObjectStore) -> None:
