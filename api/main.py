@@ -16,6 +16,7 @@ from api.audit import AuditLog, AuditMiddleware
 from api.auth import authenticate
 from api.deps import app_settings, close_engines, get_engine, store_of
 from api.limits import RequestCaps
+from api.parameters import known_parameters
 from api.quotas import admitted, quotas
 from api.routes import catalog, datasets, health, ingest, metrics, sql, tokens
 from api.upload.slots import UploadSlots
@@ -60,7 +61,11 @@ def create_app() -> FastAPI:
     )
     # Every /v1 route names its caller (401 without a live token); each checks what the
     # caller may do where it knows the dataset.
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(admitted)])
+    # Each takes the query parameters it declares, and no others (api/parameters.py).
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(authenticate), Depends(admitted), Depends(known_parameters)],
+    )
     for module in (ingest, sql, catalog, datasets, tokens):
         v1.include_router(module.router)
     app.include_router(v1)

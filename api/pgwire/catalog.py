@@ -170,6 +170,8 @@ def _column(name: str, duckdb_type: str) -> pg_mimic.ResultColumn:
 
 def _state(exc: duckdb.Error) -> str:
     text = str(exc)
+    if "unrecognized configuration parameter" in text:
+        return "42704"
     if "Catalog Error" in text:
         return "42883" if "Function" in text else "42P01"
     return "42601" if "Parser Error" in text else "XX000"

@@ -129,6 +129,19 @@ SETTINGS = {
     "lc_ctype": "C.UTF-8",
     "default_transaction_read_only": "on",
     "transaction_read_only": "on",
+    "transaction_isolation": "read committed",
+    "default_transaction_isolation": "read committed",
+    # What SQLAlchemy's reflection and other tools read through current_setting().
+    "default_table_access_method": "heap",
+    "default_tablespace": "",
+    "application_name": "",
+    "extra_float_digits": "1",
+    "client_min_messages": "notice",
+    "bytea_output": "hex",
+    "statement_timeout": "0",
+    "lock_timeout": "0",
+    "is_superuser": "off",
+    "max_connections": "100",
 }
 
 

@@ -260,8 +260,14 @@ MACROS = {
     "current_database()": "'{database}'",
     "current_schema()": "'public'",
     "current_schemas(implicit)": "CASE WHEN implicit THEN ['pg_catalog', 'public'] ELSE ['public'] END",
-    "current_setting(setting_name)": "(SELECT setting FROM pg_settings WHERE name = lower(setting_name))",
-    "current_setting(setting_name, missing_ok)": "(SELECT setting FROM pg_settings WHERE name = lower(setting_name))",
+    "current_setting(setting_name)": """COALESCE(
+        (SELECT setting FROM pg_settings WHERE name = lower(setting_name)),
+        error('unrecognized configuration parameter "' || setting_name || '"'))""",
+    "current_setting(setting_name, missing_ok)": """CASE WHEN missing_ok
+        THEN (SELECT setting FROM pg_settings WHERE name = lower(setting_name))
+        ELSE COALESCE(
+            (SELECT setting FROM pg_settings WHERE name = lower(setting_name)),
+            error('unrecognized configuration parameter "' || setting_name || '"')) END""",
     "version()": "'PostgreSQL 16.0 (lakehouse: the Postgres endpoint of a DuckDB lakehouse)'",
     "quote_ident(name)": """CASE WHEN regexp_matches(name, '^[a-z_][a-z0-9_]*$') THEN name
         ELSE '"' || replace(name, '"', '""') || '"' END""",

@@ -18,17 +18,27 @@ import pg_mimic
 from pg_mimic import PgError
 from pg_mimic.middleware import MiddlewareContext
 
-from api.pgwire import compat
+from api.pgwire import compat, settings
 from api.pgwire.catalog import reads_catalog
 from api.pgwire.types import parameters
 
 if TYPE_CHECKING:
     from api.pgwire.session import LakehouseSession
 
-AS_OF = "lakehouse.as_of"
+AS_OF = settings.AS_OF
+_SETTING = r'(?:"(?P<quoted>(?:[^"]|"")+)"|(?P<bare>[\w.]+))'
 _SET = re.compile(
-    r"^\s*(?:SET\s+(?:SESSION\s+)?(lakehouse\.\w+)\s*(?:TO|=)\s*(.*?)|RESET\s+(lakehouse\.\w+))"
-    r"\s*;?\s*$",
+    rf"^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?(?:{_SETTING}\s*(?:TO|=)|TIME\s+ZONE)\s*"
+    r"(?P<value>.*?)\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_RESET = re.compile(rf"^\s*RESET\s+(?:(?P<all>ALL)|{_SETTING})\s*;?\s*$", re.IGNORECASE)
+# A transaction's modes: BEGIN / START TRANSACTION with modes, SET TRANSACTION, and SET
+# SESSION CHARACTERISTICS AS TRANSACTION.
+_MODES = re.compile(
+    r"^\s*(?:BEGIN(?:\s+WORK|\s+TRANSACTION)?|START\s+TRANSACTION"
+    r"|(?P<set>SET\s+(?:SESSION\s+CHARACTERISTICS\s+AS\s+)?TRANSACTION))"
+    r"\s+(?P<modes>\w.*?)\s*;?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 _VERSION = re.compile(r"^\s*SELECT\s+(?:pg_catalog\.)?version\(\)\s*;?\s*$", re.IGNORECASE)
@@ -75,10 +85,11 @@ def _name(quoted: str | None, bare: str | None) -> str:
 
 
 async def session_statements(ctx: MiddlewareContext) -> pg_mimic.Statement | None:
-    """`SET lakehouse.as_of = '{"sales": 3}'` (earlier versions to read; `RESET` or `TO
-    DEFAULT` for the current ones; `SHOW lakehouse.as_of` and `SHOW lakehouse.datasets`,
-    the versions the last query read, are plain session settings), `SELECT version()`,
-    and the SHOWs Postgres spells in several words."""
+    """`SELECT version()`, the SHOWs Postgres spells in several words, `SHOW` of a setting
+    the server does not have (42704), and every `SET`/`RESET`, checked as Postgres checks
+    them (`settings`): `SET lakehouse.as_of = '{"sales": 3}'` pins earlier versions
+    (`RESET` or `TO DEFAULT`: the current ones); `SHOW lakehouse.as_of` and `SHOW
+    lakehouse.datasets`, the versions the last query read, are plain session settings."""
     if _VERSION.match(ctx.sql):
         column = pg_mimic.ResultColumn("version", pg_mimic.TEXT)
         return pg_mimic.StaticStatement(ctx.sql, [column], [(VERSION,)])
@@ -94,22 +105,84 @@ async def session_statements(ctx: MiddlewareContext) -> pg_mimic.Statement | Non
         # Never an empty value for a name the server does not have (as pg_mimic would):
         # Postgres's own answer.
         raise PgError("42704", f'unrecognized configuration parameter "{show[1]}"')
-    match = _SET.match(ctx.sql)
-    if match is None:
-        return None
-    name = (match[1] or match[3]).lower()
-    if name != AS_OF:
-        raise PgError("42704", f'unrecognized setting "{name}": the one to set is {AS_OF}')
-    text = (match[2] or "DEFAULT").strip()
-    as_of = {} if text.upper() == "DEFAULT" or match[3] else parse_as_of(text)
+    if modes := _MODES.match(ctx.sql):
+        settings.check_modes(modes["modes"])
+        if modes["set"]:
+            return pg_mimic.StaticStatement(ctx.sql, None, [])
+        return None  # BEGIN / START TRANSACTION: pg_middleware.transaction_control
+    if match := _SET.match(ctx.sql):
+        named = match["bare"] or match["quoted"]
+        name = _name(match["quoted"], match["bare"]) if named else "timezone"  # SET TIME ZONE
+        value = match["value"]
+        return set_statement(ctx, name, None if _is_default(value) else value)
+    if match := _RESET.match(ctx.sql):
+        if match["all"]:
+            return set_statement(ctx, None, None)
+        return set_statement(ctx, _name(match["quoted"], match["bare"]), None)
+    return None
+
+
+def set_statement(
+    ctx: MiddlewareContext,
+    name: str | None,
+    value: str | None,
+    answer: pg_mimic.ResultColumn | None = None,
+) -> pg_mimic.StaticStatement:
+    """`SET name = value`, `RESET name` (value None) or `RESET ALL` (name None), checked
+    now and applied when executed (a Parse must not change the session); with `answer`,
+    as `SELECT set_config(...)`, whose one row is the value set."""
+    names = [n for n in ctx.connection.session_vars if n not in settings.SERVER_SET]
+    checked = [settings.check(n, value) for n in ([name] if name is not None else names)]
+    as_of = None
+    if name is not None and checked[0].name == AS_OF and value is not None:
+        as_of = parse_as_of(value)
     session = _session(ctx)
 
     def apply() -> None:
-        session.as_of = as_of
-        shown = json.dumps(as_of, separators=(",", ":")) if as_of else ""
-        ctx.connection.session_vars[AS_OF] = shown
+        for one in checked:
+            if one.name == AS_OF:
+                session.as_of = as_of or {}
+                shown = json.dumps(as_of, separators=(",", ":")) if as_of else ""
+                ctx.connection.session_vars[AS_OF] = shown
+            elif value is None:
+                settings.reset(ctx.connection.session_vars, one.name)
+            else:
+                ctx.connection.session_vars[one.name] = settings.unquoted(value)
+            if one.notice:
+                compat.notice(ctx.connection.stream, one.notice)
 
-    return pg_mimic.StaticStatement(ctx.sql, None, [], apply)
+    if answer is None:
+        return pg_mimic.StaticStatement(ctx.sql, None, [], apply)
+    return pg_mimic.StaticStatement(ctx.sql, [answer], [(settings.unquoted(value or ""),)], apply)
+
+
+async def setting_functions(ctx: MiddlewareContext) -> pg_mimic.Statement | None:
+    """`SELECT current_setting(name [, missing_ok])` and `SELECT set_config(name, value,
+    is_local)` alone, answered as Postgres answers them (42704 for a name the session does
+    not have, unless missing_ok: NULL); `set_config` checked as `SET` is. Inside a larger
+    table-less SELECT their names are checked the same way, and pg_mimic answers."""
+    select = ctx.select_without_tables()
+    calls = settings.calls(select) if select is not None else []
+    if not calls:
+        return None
+    kept = ctx.connection.session_vars
+    alone = select is not None and len(select.expressions) == 1 and len(calls) == 1
+    for call in calls:
+        if call.function == "current_setting":
+            value = settings.current(kept, call.name, call.flag)
+            if alone:
+                column = pg_mimic.ResultColumn(call.column, pg_mimic.TEXT)
+                return pg_mimic.StaticStatement(ctx.sql, [column], [(value,)])
+        elif alone:
+            column = pg_mimic.ResultColumn(call.column, pg_mimic.TEXT)
+            return set_statement(ctx, call.name, call.value, column)
+        elif settings.check(call.name, call.value).name == AS_OF:
+            raise PgError("0A000", f"set {AS_OF} with SET, or set_config() alone in a SELECT")
+    return None
+
+
+def _is_default(value: str) -> bool:
+    return value.strip().upper() == "DEFAULT"
 
 
 def parse_as_of(text: str) -> dict[str, int]:

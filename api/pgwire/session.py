@@ -25,32 +25,11 @@ from api.pgwire.catalog import CatalogDatabase
 from api.pgwire.context import Context
 from api.pgwire.errors import pg_error
 from api.pgwire.results import Answer, Audited
+from api.pgwire.settings import DEFAULT_SETTINGS
 from api.pgwire.types import Column, columns_of, parameter_types, parameters
 from api.query.views import REJECT_COLUMNS, rejects_view
 from lakehouse.auth.grants import Principal
 from lakehouse.errors import LakehouseError
-
-# Session settings a client reads at connect, as a Postgres 16 server answers them.
-DEFAULT_SETTINGS = {
-    "search_path": '"$user", public',
-    "datestyle": "ISO, MDY",
-    "intervalstyle": "postgres",
-    "client_encoding": "UTF8",
-    "server_encoding": "UTF8",
-    "extra_float_digits": "1",
-    "application_name": "",
-    "timezone": "UTC",
-    "transaction_isolation": "read committed",
-    "default_transaction_read_only": "on",
-    "transaction_read_only": "on",
-    "max_identifier_length": "63",
-    "server_version": "16.0",
-    "standard_conforming_strings": "on",
-    "integer_datetimes": "on",
-    "is_superuser": "off",
-    commands.AS_OF: "",
-    "lakehouse.datasets": "",
-}
 
 
 class LakehouseSession(pg_mimic.Session):
@@ -58,6 +37,7 @@ class LakehouseSession(pg_mimic.Session):
     # the emulated catalog (`api.pgwire.catalog`), which answers what it cannot.
     middleware = (
         commands.session_statements,
+        commands.setting_functions,
         commands.cursors,
         copy_out.copy_out,
         pg_middleware.transaction_control,

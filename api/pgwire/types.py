@@ -50,16 +50,67 @@ DUCKDB_OIDS = {
 }
 _NESTED = re.compile(r"\[\]$|\[\d+\]$|^(STRUCT|MAP|UNION)\(")
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+
+
+class OutOfRange(ValueError):
+    """A parameter's value is past what its declared type holds (22003)."""
+
+
+def _integer(bits: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        value = int(text)
+        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise OutOfRange(f"parameter {text!r} is out of range for a {bits}-bit integer")
+        return value
+
+    return convert
+
+
+# Postgres's spellings of a boolean (and, as it accepts, any unique prefix of the words).
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _boolean(text: str) -> bool:
+    word = text.strip().lower()
+    true = bool(word) and any(t.startswith(word) for t in _TRUE)
+    false = bool(word) and any(f.startswith(word) for f in _FALSE)
+    if true == false:  # neither, or both (`o`)
+        raise ValueError(f"parameter {text!r} is not a boolean: send true or false")
+    return true
+
+
+def _bytea(text: str) -> bytes:
+    """Postgres's text form of bytea: hex (`\\x0102`), or the escape form (`a\\001\\\\`)."""
+    if text.startswith("\\x"):
+        return bytes.fromhex(text[2:])
+    out, i = bytearray(), 0
+    while i < len(text):
+        if text[i] != "\\":
+            out += text[i].encode()
+            i += 1
+        elif text[i + 1 : i + 2] == "\\":
+            out.append(0x5C)
+            i += 2
+        elif re.fullmatch(r"[0-3][0-7]{2}", text[i + 1 : i + 4]):
+            out.append(int(text[i + 1 : i + 4], 8))
+            i += 4
+        else:
+            raise ValueError(f"parameter {text[:40]!r} is not bytea: send \\x and hex digits")
+    return bytes(out)
+
+
 # Parameter OIDs a client may declare -> how the value becomes what DuckDB binds.
 _PARAMETERS: dict[int, Callable[[str], Any]] = {
-    pg.INT2: int,
-    pg.INT4: int,
-    pg.INT8: int,
-    pg.OID: int,
+    pg.INT2: _integer(16),
+    pg.INT4: _integer(32),
+    pg.INT8: _integer(64),
+    pg.OID: _integer(33),  # 0 .. 2^32 - 1 in Postgres; the sign is DuckDB's to refuse
     pg.FLOAT4: float,
     pg.FLOAT8: float,
     pg.NUMERIC: Decimal,
-    pg.BOOL: lambda text: text.lower() in ("t", "true", "on", "1", "yes", "y"),
+    pg.BOOL: _boolean,
+    pg.BYTEA: _bytea,
     pg.DATE: date.fromisoformat,
     pg.TIME: time.fromisoformat,
     pg.TIMESTAMP: datetime.fromisoformat,
@@ -127,6 +178,8 @@ def parameter(oid: int | None, value: Any) -> Any:
         return value
     try:
         return convert(value)
+    except OutOfRange:
+        raise
     except ValueError as exc:
         raise ValueError(f"parameter {value!r} is not a valid {_type_name(oid)}") from exc
 
@@ -136,6 +189,8 @@ def parameters(oids: Sequence[int], values: Sequence[Any]) -> list[Any]:
     one that is not of its type."""
     try:
         return [parameter(oid, value) for oid, value in zip(oids, values, strict=False)]
+    except OutOfRange as exc:
+        raise PgError("22003", str(exc)) from exc
     except ValueError as exc:
         raise PgError("22P02", str(exc)) from exc
 

@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import PrincipalDep
@@ -19,13 +19,16 @@ router = APIRouter(prefix="/sql", tags=["sql"])
 
 
 class SqlRequest(BaseModel):
+    # A misspelt field (`asof`) would otherwise read the current versions, unsaid.
+    model_config = ConfigDict(extra="forbid")
+
     sql: str = Field(
         min_length=1, max_length=MAX_SQL_CHARS, description="One SELECT; each dataset is a view."
     )
-    max_rows: int | None = Field(
+    max_rows: StrictInt | None = Field(
         None, ge=1, description="Rows to return at most (default and cap set by the server)."
     )
-    as_of: dict[str, int] = Field(
+    as_of: dict[str, StrictInt] = Field(
         {}, description='Earlier versions to read, e.g. {"workers_500k": 3}.'
     )
 

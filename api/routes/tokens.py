@@ -6,19 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import PrincipalDep, token_cache
 from api.deps import SettingsDep
-from lakehouse.auth.grants import Privilege, Role, parse_patterns, parse_privileges
-from lakehouse.auth.tokens import Token
+from lakehouse.auth.grants import Privilege, Role, grant_patterns, parse_privileges
+from lakehouse.auth.tokens import DAY, MAX_EXPIRY_DAYS, Token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
-DAY = 86_400
 
 
 class TokenRequest(BaseModel):
+    # A misspelt field (`dataset`) would otherwise leave its default, every dataset.
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(description="Who or what uses it: it names the caller in the audit trail.")
     role: Role = Field(description="reader, writer or admin.")
     datasets: list[str] = Field(
@@ -27,7 +29,9 @@ class TokenRequest(BaseModel):
     allow: list[str] = Field(
         [], description="Privileges on top of the role: replace, merge, delete, evolve, purge."
     )
-    expires_in_days: float | None = Field(None, gt=0, description="None: never expires.")
+    expires_in_days: float | None = Field(
+        None, gt=0, le=MAX_EXPIRY_DAYS, description="None: never expires."
+    )
 
 
 class TokenInfo(BaseModel):
@@ -72,7 +76,7 @@ async def create_token(
 ) -> CreatedToken:
     """Create a token; a name may have two live tokens at once, for rotation."""
     principal.require(Privilege.ADMIN)
-    datasets, allowed = parse_patterns(body.datasets), parse_privileges(body.allow)
+    datasets, allowed = grant_patterns(body.role, body.datasets), parse_privileges(body.allow)
     expires = body.expires_in_days * DAY if body.expires_in_days else None
     store = token_cache(settings).store
     token, secret = await run_in_threadpool(
@@ -94,7 +98,9 @@ async def revoke_token(
     name: str,
     principal: PrincipalDep,
     settings: SettingsDep,
-    ending: str | None = Query(None, description="Revoke only the token ending so."),
+    ending: str | None = Query(
+        None, min_length=4, max_length=4, description="Revoke only the token ending so."
+    ),
 ) -> Revoked:
     """Revoke a name's tokens (or one of them): refused everywhere within
     LAKEHOUSE_TOKEN_CACHE_SECONDS."""

@@ -66,7 +66,24 @@ def parse_patterns(text: str | Iterable[str]) -> tuple[str, ...]:
                 f"dataset pattern {pattern!r} is not a dataset name with `*` wildcards "
                 "(lower-case letters, digits and `_`, e.g. sales_*)"
             )
-    return patterns or ("*",)
+    if not patterns:
+        raise InvalidInput(
+            "no dataset pattern given: name the datasets (e.g. sales_*,hr_people), or `*` "
+            "for every dataset"
+        )
+    return patterns
+
+
+def grant_patterns(role: Role, text: str | Iterable[str]) -> tuple[str, ...]:
+    """`parse_patterns` for a token of `role`: an admin's token is granted every dataset,
+    so patterns that would narrow it are refused rather than shown and ignored."""
+    patterns = parse_patterns(text)
+    if role is Role.ADMIN and patterns != ("*",):
+        raise InvalidInput(
+            f"an admin token is granted every dataset, not only {', '.join(patterns)}: leave "
+            "the datasets out (or `*`), or make it a reader or writer token"
+        )
+    return patterns
 
 
 def parse_privileges(text: str | Iterable[str]) -> frozenset[Privilege]:

@@ -32,7 +32,10 @@ from lakehouse.errors import Conflict, InvalidInput, NotFound
 from lakehouse.settings import Settings, sqlalchemy_url
 
 PREFIX = "lh_"
+DAY = 86_400
 LIVE_PER_NAME = 2
+# The longest a token may live: its expiry must stay a date every reader can write.
+MAX_EXPIRY_DAYS = 36_500
 TOKEN_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
 TOKEN_SHAPE = re.compile(r"lh_[A-Za-z0-9_-]{43}")
 
@@ -120,6 +123,11 @@ class TokenStore:
                 f"token name {name!r}: use 1-63 lower-case letters, digits, '_', '.' or '-', "
                 "starting with a letter"
             )
+        if expires_in_seconds is not None and not 0 < expires_in_seconds <= MAX_EXPIRY_DAYS * DAY:
+            raise InvalidInput(
+                f"a token expires after more than 0 and at most {MAX_EXPIRY_DAYS} days, "
+                "or never: leave the expiry out for a token that never expires"
+            )
         now = time.time()
         secret = PREFIX + secrets.token_urlsafe(32)
         row = {
@@ -153,12 +161,12 @@ class TokenStore:
     def revoke(self, name: str, ending: str | None = None) -> int:
         """Revoke the live tokens of `name` (or the one ending in `ending`): how many."""
         where = sa.and_(TOKENS.c.name == name, TOKENS.c.revoked_at.is_(None))
-        if ending:
+        if ending is not None:
             where = sa.and_(where, TOKENS.c.ending == ending)
         with self._begin() as conn:
             count = conn.execute(TOKENS.update().where(where).values(revoked_at=time.time()))
         if not count.rowcount:
-            which = f" ending {ending!r}" if ending else ""
+            which = f" ending {ending!r}" if ending is not None else ""
             raise NotFound(f"no live token {name!r}{which}: `lakehouse token list` shows them")
         return int(count.rowcount)
 

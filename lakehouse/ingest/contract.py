@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from lakehouse.duck import s3_connection
 from lakehouse.errors import Conflict, InvalidInput
-from lakehouse.formats.csv.options import CsvOptions
+from lakehouse.formats.csv.options import CsvOptions, InvalidOption
 from lakehouse.formats.csv.schema import CsvSchema, infer_schema, schema_diff
 from lakehouse.formats.csv.types import Column
 from lakehouse.formats.evolution import Evolve, by_name, evolved
@@ -103,6 +103,17 @@ class UploadContract:
         if self.mode != "replace" and self.current is not None and self.current.columns:
             return self.current
         return None
+
+    def check_options(self) -> None:
+        """The CSV dialect parameters apply to CSV alone: a JSON Lines or Parquet upload
+        that names one is refused rather than read without it."""
+        given = self.options.given()
+        if self.format != "csv" and given:
+            name = "JSON Lines" if self.format == "jsonl" else "Parquet"
+            raise InvalidOption(
+                f"{', '.join(given)} apply only to CSV uploads, and this one is {name} (its "
+                "types and values are the file's own): leave them out"
+            )
 
     def of_csv(self, data: bytes, *, complete: bool) -> CsvSchema:
         """A CSV's columns, from its first part (`complete`: the whole file)."""

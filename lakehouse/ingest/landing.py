@@ -317,6 +317,7 @@ class Landing:
 
     def _take(self, data: bytes, *, complete: bool) -> None:
         if self.size == 0:
+            self.contract.check_options()
             data = landed_bytes(data)
         if self.format == "csv" and self.schema is None and (data or complete):
             self.schema = self.contract.of_csv(data, complete=complete)

@@ -235,21 +235,27 @@ def manifest_history(
 def published_history(
     instance: dg.DagsterInstance, name: str, limit: int = HISTORY_PAGE, cursor: str | None = None
 ) -> tuple[list[Published], str | None]:
-    """`manifest_history`, with each version's place in the event log and its run."""
-    try:
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name]),
-            limit=limit,
-            cursor=cursor,
-        )
-    except (ValueError, KeyError, TypeError) as exc:  # how Dagster fails to decode a cursor
-        if cursor is None:
-            raise
-        raise InvalidInput(
-            f"invalid cursor {cursor[:40]!r}: send the `next_cursor` of the page before, "
-            "or no cursor for the newest versions"
-        ) from exc
-    return _trusted(page.records), page.cursor if page.has_more else None
+    """`manifest_history`, with each version's place in the event log and its run. The
+    cursor is the event log's storage id of the last version given (the next page is the
+    versions before it): ours to read, so a client's cursor is checked, never decoded by
+    Dagster."""
+    before = None if cursor is None else _storage_id(cursor)
+    page = instance.fetch_materializations(
+        dg.AssetRecordsFilter(DATASET_ASSET_KEY, asset_partitions=[name], before_storage_id=before),
+        limit=limit,
+    )
+    last = page.records[-1].storage_id if page.has_more and page.records else None
+    return _trusted(page.records), None if last is None else str(last)
+
+
+def _storage_id(cursor: str) -> int:
+    """A page's cursor as the storage id it names; 400 for anything else."""
+    if cursor.isdecimal() and cursor.isascii() and 0 < int(cursor) < 2**63:
+        return int(cursor)
+    raise InvalidInput(
+        f"invalid cursor {cursor[:40]!r}: send the `next_cursor` of the page before, "
+        "or no cursor for the newest versions"
+    )
 
 
 def current_since(instance: dg.DagsterInstance, name: str, since: datetime) -> list[Published]:

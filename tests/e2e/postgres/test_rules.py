@@ -98,7 +98,10 @@ def test_writes_and_settings_are_refused_with_v1_sqls_messages(
                 assert answer.status_code in (400, 403), answer.text
                 assert str(refused.value) == answer.json()["detail"]
         # DuckDB's own settings are never shown: the session's are.
-        assert conn.execute("SELECT current_setting('memory_limit')").fetchone() == ("",)
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            conn.execute("SELECT current_setting('memory_limit')")
+        missing_ok = "SELECT current_setting('memory_limit', true)"
+        assert conn.execute(missing_ok).fetchone() == (None,)
         assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
         with pytest.raises(psycopg.errors.UndefinedObject):
             conn.execute("SHOW memory_limit")
@@ -129,6 +132,58 @@ def test_as_of_reads_an_earlier_version_and_says_which(stack: Stack) -> None:
         conn.execute("RESET lakehouse.as_of")
         assert conn.execute("SELECT count(*) FROM history").fetchone() == (2,)
     assert notices == ["read history at version 1 (lakehouse.as_of)"]
+
+
+def test_settings_are_checked_as_postgres_checks_them(stack: Stack) -> None:
+    """Attack class: settings taken and silently not applied. Each is refused with
+    Postgres's SQLSTATE, or kept with a NOTICE saying it is not applied."""
+    ingest(stack, "pinned", b"id\n1\n")
+    ingest(stack, "pinned", b"id\n2\n")
+    refused = {
+        "SET no_such_setting = 1": psycopg.errors.UndefinedObject,
+        "SET lakehouse.nothing = 1": psycopg.errors.UndefinedObject,
+        "SET lakehouse.datasets = '{}'": psycopg.errors.CantChangeRuntimeParam,
+        "SET server_version = '17'": psycopg.errors.CantChangeRuntimeParam,
+        "SET client_encoding = 'LATIN1'": psycopg.errors.InvalidParameterValue,
+        "SET default_transaction_read_only = off": psycopg.errors.ReadOnlySqlTransaction,
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE": (
+            psycopg.errors.ReadOnlySqlTransaction
+        ),
+        "BEGIN ISOLATION LEVEL SERIALIZABLE": psycopg.errors.FeatureNotSupported,
+        "SET transaction_isolation = 'repeatable read'": psycopg.errors.FeatureNotSupported,
+        "SELECT set_config('no_such_setting', '1', false)": psycopg.errors.UndefinedObject,
+        "SELECT set_config('application_name', 'x', true)": psycopg.errors.FeatureNotSupported,
+        "SELECT current_setting('no_such_setting')": psycopg.errors.UndefinedObject,
+    }
+    notices: list[str] = []
+    with connect(stack, stack.admin_token) as conn:
+        conn.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
+        for sql, kind in refused.items():
+            with pytest.raises(kind):
+                conn.execute(sql)
+        assert conn.execute("SELECT current_setting('no_such', true)").fetchone() == (None,)
+        # What is given is kept; what Postgres has but changes nothing here is said.
+        conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        conn.execute("SET myapp.team = 'sales'")
+        assert conn.execute("SHOW myapp.team").fetchone() == ("sales",)
+        conn.execute("SET statement_timeout = '5s'")
+        conn.execute("SET TIME ZONE 'Europe/Paris'")
+        assert conn.execute("SHOW timezone").fetchone() == ("Europe/Paris",)
+        conn.execute("RESET ALL")
+        assert conn.execute("SHOW timezone").fetchone() == ("UTC",)
+        # set_config pins versions as SET does, and says so.
+        pin = """SELECT set_config('lakehouse.as_of', '{"pinned": 1}', false)"""
+        assert conn.execute(pin).fetchone() == ('{"pinned": 1}',)
+        assert conn.execute("SHOW lakehouse.as_of").fetchone() == ('{"pinned":1}',)
+        assert conn.execute("SELECT id FROM pinned").fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SELECT set_config('lakehouse.as_of', 'yesterday', false)")
+    assert notices == [
+        "statement_timeout is kept for SHOW, but this server does not apply it",
+        "timezone = 'Europe/Paris' is kept for SHOW, but not applied: timestamps with a time "
+        "zone are sent in UTC (+00): the same instants",
+        "read pinned at version 1 (lakehouse.as_of)",
+    ]
 
 
 def test_every_query_is_in_the_audit_trail(stack: Stack, reader_token: str) -> None:

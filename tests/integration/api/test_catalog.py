@@ -71,7 +71,22 @@ def test_invalid_name_is_422_with_a_suggestion(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "cursor",
-    ["garbage", "e30=", "eyJ4IjoxfQ==", "%%%", "MTIz", "W10=", "bnVsbA==", "\u00e9" * 50],
+    [
+        "garbage",
+        "e30=",
+        "eyJ4IjoxfQ==",
+        "%%%",
+        "MTIz",
+        "W10=",
+        "bnVsbA==",
+        "\u00e9" * 50,
+        "eyJ0eXBlIjoiT0ZGU0VUIiwidmFsdWUiOjB9",
+        "eyJ0eXBlIjoiU1RPUkFHRV9JRCIsInZhbHVlIjoxZTk5OX0=",
+        str(10**23),
+        "0",
+        "-1",
+        "\u0663",
+    ],
     ids=[
         "not-base64",
         "empty-object",
@@ -81,6 +96,12 @@ def test_invalid_name_is_422_with_a_suggestion(client: TestClient) -> None:
         "a-list",
         "null",
         "non-ascii",
+        "dagster-offset-cursor",
+        "dagster-cursor-past-float-range",
+        "storage-id-past-64-bits",
+        "storage-id-zero",
+        "negative",
+        "arabic-indic-digit",
     ],
 )
 def test_a_malformed_versions_cursor_is_a_400_not_a_500(

@@ -98,6 +98,7 @@ def test_parquet_by_file_name_round_trips_with_its_types(
         ("not_json", "format=jsonl", b"{not json\n", "cannot be read as JSON Lines"),
         ("empty_json", "format=jsonl", b"", "the body is empty: send a JSON Lines"),
         ("bad_format", "format=xml", b"<a/>", "format"),
+        ("csv_options", "format=jsonl&null=NA&delimiter=;", JSONL, "delimiter, null apply only"),
     ],
 )
 def test_a_file_that_is_not_what_it_says_is_a_400_and_lands_nothing(

@@ -82,10 +82,28 @@ def test_user_errors_are_400_with_duckdbs_message(
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b'{"query": "SELECT 1"}', b'{"sql": ""}', b'{"sql": "SELECT 1", "max_rows": 0}'],
-    ids=["malformed-json", "missing-sql", "empty-sql", "zero-max-rows"],
+    [
+        b"{not json",
+        b'{"query": "SELECT 1"}',
+        b'{"sql": ""}',
+        b'{"sql": "SELECT 1", "max_rows": 0}',
+        b'{"sql": "SELECT 1", "asof": {"people": 1}}',
+        b'{"sql": "SELECT 1", "as_of": {"people": true}}',
+        b'{"sql": "SELECT 1", "max_rows": true}',
+    ],
+    ids=[
+        "malformed-json",
+        "missing-sql",
+        "empty-sql",
+        "zero-max-rows",
+        "misspelt-field",
+        "boolean-version",
+        "boolean-max-rows",
+    ],
 )
 def test_a_malformed_request_body_is_422(client: TestClient, body: bytes) -> None:
+    """Attack class: fields that would be silently dropped or coerced (`asof` read nothing,
+    `true` was version 1)."""
     response = client.post("/v1/sql", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["detail"]

@@ -83,7 +83,12 @@ def test_duckdbs_own_catalog_and_settings_stay_hidden(catalog: CatalogDatabase) 
         catalog.query("SELECT * FROM duckdb_settings()")
     with pytest.raises(PgError, match="one SELECT"):
         catalog.query("SET threads = 8")
-    assert rows(catalog, "SELECT current_setting('memory_limit')") == [(None,)]
+    with pytest.raises(PgError) as unknown:  # DuckDB's own setting, as Postgres answers
+        catalog.query("SELECT current_setting('memory_limit') FROM pg_catalog.pg_class")
+    assert unknown.value.sqlstate == "42704"
+    assert 'unrecognized configuration parameter "memory_limit"' in unknown.value.message
+    missing_ok = "SELECT current_setting('memory_limit', true) FROM pg_class LIMIT 1"
+    assert rows(catalog, missing_ok) == [(None,)]
     names = rows(catalog, "SELECT nspname FROM pg_catalog.pg_namespace ORDER BY 1")
     assert names == [("information_schema",), ("pg_catalog",), ("public",)]
 

@@ -13,7 +13,7 @@ from pg_mimic import types as pg
 
 from api.pgwire.commands import parameter_count, parse_as_of
 from api.pgwire.copy_out import _options
-from api.pgwire.types import DUCKDB_OIDS, Column, parameter, parameter_types
+from api.pgwire.types import DUCKDB_OIDS, Column, parameter, parameter_types, parameters
 from api.query.formats import PG_NATIVE
 
 
@@ -51,6 +51,62 @@ def test_parameters_are_bound_as_the_type_the_client_declared() -> None:
     assert parameter(None, "as is") == "as is"
     with pytest.raises(ValueError, match="not a valid int8"):
         parameter(pg.INT8, "forty-two")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("t", True),
+        (" TRUE ", True),
+        ("yes", True),
+        ("on", True),
+        ("1", True),
+        ("f", False),
+        ("No", False),
+        ("off", False),
+        ("0", False),
+        ("fal", False),
+    ],
+)
+def test_a_boolean_parameter_takes_postgres_spellings(text: str, value: bool) -> None:
+    assert parameter(pg.BOOL, text) is value
+
+
+@pytest.mark.parametrize(
+    ("oid", "text", "state"),
+    [
+        (pg.BOOL, "maybe", "22P02"),
+        (pg.BOOL, "o", "22P02"),
+        (pg.BOOL, "", "22P02"),
+        (pg.INT2, "40000", "22003"),
+        (pg.INT4, str(2**31), "22003"),
+        (pg.INT8, str(2**63), "22003"),
+        (pg.BYTEA, "\\xzz", "22P02"),
+        (pg.BYTEA, "a\\9", "22P02"),
+    ],
+    ids=[
+        "maybe",
+        "ambiguous-o",
+        "empty",
+        "int2-past",
+        "int4-past",
+        "int8-past",
+        "bad-hex",
+        "bad-escape",
+    ],
+)
+def test_a_parameter_its_type_cannot_hold_is_refused_not_coerced(
+    oid: int, text: str, state: str
+) -> None:
+    """Attack class: coerced parameters (`maybe` was false, 40000 an int2)."""
+    with pytest.raises(PgError) as refused:
+        parameters([oid], [text])
+    assert refused.value.sqlstate == state
+
+
+def test_a_bytea_parameter_is_its_bytes_not_its_text() -> None:
+    assert parameter(pg.BYTEA, "\\x0102ff") == b"\x01\x02\xff"
+    assert parameter(pg.BYTEA, "a\\001\\\\b") == b"a\x01\\b"
 
 
 def test_as_of_takes_a_json_object_of_versions_or_says_what_to_send() -> None:

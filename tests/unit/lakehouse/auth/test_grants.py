@@ -1,6 +1,13 @@
 import pytest
 
-from lakehouse.auth.grants import Principal, Privilege, Role, parse_patterns, parse_privileges
+from lakehouse.auth.grants import (
+    Principal,
+    Privilege,
+    Role,
+    grant_patterns,
+    parse_patterns,
+    parse_privileges,
+)
 from lakehouse.errors import Forbidden, InvalidInput
 
 
@@ -39,3 +46,18 @@ def test_a_refusal_names_the_missing_grant_before_the_privilege() -> None:
 def test_only_replace_can_be_granted_on_top_of_a_role() -> None:
     with pytest.raises(InvalidInput, match="cannot grant 'admin'"):
         parse_privileges("admin")
+
+
+@pytest.mark.parametrize(
+    "given", ["", " , ", [], [""]], ids=["empty", "blanks", "no-item", "blank"]
+)
+def test_no_pattern_at_all_is_refused_not_read_as_every_dataset(given: str | list[str]) -> None:
+    with pytest.raises(InvalidInput, match=r"no dataset pattern given.*`\*` for every dataset"):
+        parse_patterns(given)
+
+
+def test_an_admin_token_takes_no_narrowing_patterns() -> None:
+    assert grant_patterns(Role.ADMIN, ["*"]) == ("*",)
+    assert grant_patterns(Role.READER, "sales_*") == ("sales_*",)
+    with pytest.raises(InvalidInput, match="admin token is granted every dataset"):
+        grant_patterns(Role.ADMIN, "sales_*")

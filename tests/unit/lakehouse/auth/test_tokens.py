@@ -71,6 +71,15 @@ def test_a_token_name_is_checked(store: TokenStore, name: str) -> None:
         store.create(name, Role.READER)
 
 
+@pytest.mark.parametrize("seconds", [0, -1, 36_501 * 86_400, 1e308, float("inf")])
+def test_an_expiry_outside_0_to_100_years_is_refused_before_it_is_stored(
+    store: TokenStore, seconds: float
+) -> None:
+    with pytest.raises(InvalidInput, match="at most 36500 days"):
+        store.create("far", Role.READER, expires_in_seconds=seconds)
+    assert store.list_tokens() == []
+
+
 def test_the_first_admin_token_is_kept_private_and_replaced_once_revoked(
     store: TokenStore, tmp_path: Path
 ) -> None:
