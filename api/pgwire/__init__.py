@@ -6,7 +6,8 @@ guard, grants, limits and query processes as `/v1/sql` (docs/API.md, "Postgres")
     workers   its worker processes on one port, and cancel requests between them
     context   what a worker's sessions share: the engine, query slots, audit, limits
     session   one connection: its token, settings, catalog, statements
-    commands  what a session answers itself: SET lakehouse.as_of, cursors, catalog queries
+    commands  what a session answers itself: SET/RESET, set_config, cursors, catalog queries
+    settings  which settings a client may set, to what, and what Postgres answers otherwise
     copy_out  COPY (query) TO STDOUT
     catalog   the emulated pg_catalog and information_schema (catalog_tables, catalog_rows)
     results   a running query's answer as rows, and its audit record

@@ -3,10 +3,11 @@ sends goes where a `/v1/sql` query goes (`QueryEngine`: the guard, the grants, t
 a query process), answered as Postgres rows.
 
 What a client sends besides queries is answered here or by pg_mimic's middleware, never by
-DuckDB: transactions, `SET`/`SHOW` of session settings, `current_setting()`, the
-`pg_catalog` and `information_schema` queries of psql, JDBC and SQLAlchemy (from the
-granted datasets only, `tables()`), `DECLARE`/`FETCH`/`CLOSE` cursors and `SET
-lakehouse.as_of` (`commands`), `COPY ... TO STDOUT` (`copy_out`).
+DuckDB: transactions, `SET`/`RESET`/`SHOW`, `set_config()` and `current_setting()` of
+session settings (`commands`, checked by `settings`), the `pg_catalog` and
+`information_schema` queries of psql, JDBC and SQLAlchemy (from the granted datasets only,
+`tables()`), `DECLARE`/`FETCH`/`CLOSE` cursors (`commands`), `COPY ... TO STDOUT`
+(`copy_out`).
 """
 
 from __future__ import annotations
