@@ -71,13 +71,15 @@ _AS_TEXT = {
 
 
 def format_for(requested: str | None, accept: str) -> str | None:
-    """The format asked for by `format=` or else the Accept header; None if unknown."""
+    """The format asked for by `format=` or else the Accept header (JSON for any type, or
+    none named); None if neither names one we write."""
     if requested:
         return requested.lower() if requested.lower() in MEDIA_TYPES else None
     for name, media in MEDIA_TYPES.items():
         if media.split(";")[0] in accept:
             return name
-    return "json"
+    ranges = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return "json" if ranges & {"", "*/*", "application/*"} else None
 
 
 def json_value(value: Any) -> Any:

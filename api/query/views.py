@@ -159,6 +159,12 @@ class CatalogViews:
             manifests = dict(manifests) | pinned
             definitions = dict(definitions)
             for manifest in pinned.values():
+                if not manifest.columns:  # else the current version's view would answer
+                    raise InvalidInput(
+                        f"version {manifest.version} of {manifest.name!r} has nothing to read: "
+                        "every ingest up to it failed, so it has no columns yet; "
+                        f"GET /v1/catalog/{manifest.name}/versions lists the versions"
+                    )
                 definitions |= view_statements(manifest, self.bucket_url)
         return manifests, definitions
 

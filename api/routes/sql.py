@@ -81,9 +81,11 @@ async def run_sql(
     Arrow IPC and Parquet answers stream, with the versions in `X-Lakehouse-Datasets`."""
     fmt = format_for(format, accept)
     if fmt is None:
+        asked = f"format {format!r}" if format else f"Accept: {accept[:100]}"
         raise HTTPException(
             status.HTTP_406_NOT_ACCEPTABLE,
-            detail=f"unknown format {format!r}: use one of {', '.join(MEDIA_TYPES)}",
+            detail=f"unknown {asked}: use format= one of {', '.join(MEDIA_TYPES)} (or the "
+            "Accept header of one)",
         )
     max_rows = min(body.max_rows or settings.sql_default_rows, settings.sql_max_rows)
     audit = request.state.audit

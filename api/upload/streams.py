@@ -172,8 +172,15 @@ class MultipartFile:
 
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self._disposition)
-        if self.found or params.get(b"name", b"").decode("latin-1") != self.field:
-            return
+        name = params.get(b"name", b"").decode("latin-1")
+        if self.found or name != self.field:
+            # A second file, or a form field, would be dropped unread: refused instead.
+            which = "a second part" if self.found else "a part"
+            raise BadMultipart(
+                f"the multipart body has {which} named {name!r}: an upload is one part named "
+                f"{self.field!r} (-F {self.field}=@data.csv), its parameters in the URL "
+                "(?name=...&mode=...)"
+            )
         self.found = self._inside = True
         self.filename = params.get(b"filename", b"").decode("utf-8", "replace")
 

@@ -118,6 +118,25 @@ def test_multipart_without_a_file_field_is_400(client: TestClient, store: Object
     assert stored_keys(store) == []
 
 
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [("file", ("a.csv", b"a\n1\n")), ("file", ("b.csv", b"a\n2\n"))],
+        [("mode", (None, b"replace")), ("file", ("a.csv", b"a\n1\n"))],
+        [("file", ("a.csv", b"a\n1\n")), ("delimiter", (None, b";"))],
+    ],
+    ids=["two-files", "a-field-before", "a-field-after"],
+)
+def test_a_multipart_part_besides_the_one_file_is_400_not_dropped(
+    client: TestClient, store: ObjectStore, parts: list
+) -> None:
+    """Attack class: parts silently dropped (the second file, a form field)."""
+    response = client.post("/v1/ingest?name=people", files=parts)
+    assert response.status_code == 400, response.text
+    assert "an upload is one part named 'file'" in response.json()["detail"]
+    assert stored_keys(store) == []
+
+
 def test_wrong_s3_keys_make_ingest_503_not_500(settings: Settings, store: ObjectStore) -> None:
     wrong = settings.model_copy(update={"s3_secret_key": "not-the-secret"})
     app = create_app()

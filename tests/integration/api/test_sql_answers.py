@@ -110,6 +110,27 @@ def test_an_unknown_format_is_406(shifts: TestClient) -> None:
     assert "csv" in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        ("application/xml", 406),
+        ("text/tab-separated-values", 406),
+        ("text/html, application/xhtml+xml;q=0.9, */*;q=0.8", 200),
+        ("application/*", 200),
+        ("text/csv", 200),
+    ],
+    ids=["xml", "tsv", "browser", "any-application", "csv"],
+)
+def test_an_accept_header_no_format_meets_is_406_not_json(
+    shifts: TestClient, accept: str, status: int
+) -> None:
+    """Attack class: a format asked for and another silently given."""
+    response = shifts.post("/v1/sql", json={"sql": "SELECT 1"}, headers={"accept": accept})
+    assert response.status_code == status, response.text
+    if status == 406:
+        assert f"unknown Accept: {accept}" in response.json()["detail"]
+
+
 def test_as_of_reads_an_earlier_version(client: TestClient, settings: Settings) -> None:
     materialize_csv(settings, "people", b"id\n1\n2\n")
     materialize_csv(settings, "people", b"id\n3\n")
@@ -132,6 +153,22 @@ def test_as_of_an_unknown_version_is_400(client: TestClient, settings: Settings)
     assert response.status_code == 400
     assert "no version 7" in response.json()["detail"]
     assert "GET /v1/catalog/people/versions" in response.json()["detail"]
+
+
+def test_as_of_a_version_with_nothing_to_read_is_400_not_the_current_one(
+    client: TestClient, settings: Settings
+) -> None:
+    """Version 1 of a dataset whose first ingest failed has no columns: it used to answer
+    with the current version's rows while saying version 1."""
+    failing = b"n\n" + b"1\n" * 1200 + b"oops,1\n" * 20  # 1.6% of its rows rejected
+    materialize_csv(settings, "counts", failing, raise_on_error=False)
+    materialize_csv(settings, "counts", b"n\n7\n")
+    pinned = {"sql": "SELECT * FROM counts", "as_of": {"counts": 1}}
+    response = client.post("/v1/sql", json=pinned)
+    assert response.status_code == 400, response.text
+    assert "version 1 of 'counts' has nothing to read" in response.json()["detail"]
+    current = client.post("/v1/sql", json={"sql": "SELECT * FROM counts"}).json()
+    assert (current["rows"], current["datasets"]) == ([{"n": 7}], {"counts": 2})
 
 
 def test_two_engines_on_one_catalog_give_the_same_answers(settings: Settings) -> None:
