@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from api.query.engine import QueryTimeout
-from api.upload.streams import SlowUpload, TooLarge
+from api.upload.streams import SlowUpload, TooLarge, UnknownEncoding
 from lakehouse.errors import (
     Conflict,
     Forbidden,
@@ -30,6 +30,7 @@ STATUS: dict[type[LakehouseError], int] = {
     InvalidIngestId: status.HTTP_422_UNPROCESSABLE_CONTENT,
     TooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
     SlowUpload: status.HTTP_408_REQUEST_TIMEOUT,
+    UnknownEncoding: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     Unauthenticated: status.HTTP_401_UNAUTHORIZED,
     Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,

@@ -25,6 +25,7 @@ from pg_mimic.arrays import ARRAY_OID
 
 from api.pgwire import catalog_tables as shape
 from api.pgwire.catalog_rows import INFORMATION, fill
+from api.pgwire.errors import duckdb_state
 from api.pgwire.types import DUCKDB_OIDS, Column
 
 CATALOG = "lh_catalog"  # the schema standing in for pg_catalog (DuckDB reserves the name)
@@ -169,12 +170,7 @@ def _column(name: str, duckdb_type: str) -> pg_mimic.ResultColumn:
 
 
 def _state(exc: duckdb.Error) -> str:
-    text = str(exc)
-    if "unrecognized configuration parameter" in text:
-        return "42704"
-    if "Catalog Error" in text:
-        return "42883" if "Function" in text else "42P01"
-    return "42601" if "Parser Error" in text else "XX000"
+    return duckdb_state(str(exc), "XX000")
 
 
 def _build(

@@ -228,6 +228,9 @@ async def cursors(ctx: MiddlewareContext) -> pg_mimic.Statement | None:
         return _declaration(session, name, held, query, oids)
     if match := _FETCH.match(ctx.sql):
         count = 0 if (match[1] or "1").upper() == "ALL" else int(match[1] or 1)
+        if match[1] and match[1].upper() != "ALL" and count == 0:
+            # Postgres re-fetches the current row; 0 here would mean ALL.
+            raise PgError("0A000", "FETCH 0 (the current row again) is not supported: FETCH n")
         return _Fetch(session, _name(match[2], match[3]), count)
     if match := _CLOSE.match(ctx.sql):
         closing = None if match[1] else _name(match[2], match[3])
@@ -275,7 +278,8 @@ def _declaration(
         answer = await session.start(query, parameters(oids, params))
         answer.held = held
         session.cursors[name] = answer
-        compat.open_portal(session.connection(), name, _CursorPortal(answer), answer.columns, query)
+        portal = _CursorPortal(session, answer)
+        compat.open_portal(session.connection(), name, portal, answer.columns, query)
 
     return _Action(f"DECLARE {name}", declare, oids)
 
@@ -283,12 +287,13 @@ def _declaration(
 class _CursorPortal(pg_mimic.Portal):
     """A cursor executed by its portal name (the extended protocol's Execute)."""
 
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer
+    def __init__(self, session: LakehouseSession, answer: Any) -> None:
+        self.session, self.answer = session, answer
 
     async def execute(self, max_rows: int) -> tuple[list[Any], bool]:
         rows: list[Any]
         rows, more = await self.answer.take(max_rows)
+        self.session.tell(self.answer)  # a cut at a limit, said as FETCH says it
         return rows, more
 
 

@@ -12,7 +12,14 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from api import metrics
-from api.upload.streams import Gunzip, MultipartFile, SizeCap, SlowUpload, TooLarge
+from api.upload.streams import (
+    Gunzip,
+    MultipartFile,
+    SizeCap,
+    SlowUpload,
+    TooLarge,
+    UnknownEncoding,
+)
 from lakehouse.ingest.landing import Landed, Landing
 from lakehouse.settings import Settings
 
@@ -69,7 +76,10 @@ async def body_chunks(
     for `read_timeout` seconds is stopped too (a slow peer would hold an upload slot).
     """
     content_type = request.headers.get("content-type", "")
-    gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise UnknownEncoding(encoding)
+    gzipped = encoding in ("gzip", "x-gzip")
     multipart = (
         MultipartFile(content_type) if content_type.startswith("multipart/form-data") else None
     )
@@ -81,7 +91,8 @@ async def body_chunks(
         if on_filename is not None and multipart is not None:
             on_filename(multipart.filename)  # its part headers came before these bytes
             on_filename = None
-        if gunzip is None and (gzipped or (multipart and multipart.filename.endswith(".gz"))):
+        named_gz = multipart is not None and multipart.filename.lower().endswith(".gz")
+        if gunzip is None and (gzipped or named_gz):
             gunzip = Gunzip()
         for piece in gunzip.feed(chunk) if gunzip else (chunk,):
             yield cap.check(piece)

@@ -34,6 +34,16 @@ class BadGzip(InvalidInput):
     pass
 
 
+class UnknownEncoding(InvalidInput):
+    """A Content-Encoding other than gzip (415): the body would be read as it was sent."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(
+            f"Content-Encoding {encoding[:40]!r} is not read here: send the file as it is, or "
+            "gzip-compressed with Content-Encoding: gzip"
+        )
+
+
 class SlowUpload(InvalidInput):
     """The client sent nothing for `seconds`: the upload ends (408) and frees its slot."""
 

@@ -178,6 +178,12 @@ def test_settings_are_checked_as_postgres_checks_them(stack: Stack) -> None:
         assert conn.execute("SELECT id FROM pinned").fetchall() == [(1,)]
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             conn.execute("SELECT set_config('lakehouse.as_of', 'yesterday', false)")
+        # FETCH 0 re-fetches the current row in Postgres: refused, not read as ALL.
+        conn.execute("RESET lakehouse.as_of")
+        conn.execute("DECLARE pages CURSOR WITH HOLD FOR SELECT id FROM pinned ORDER BY id")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("FETCH 0 FROM pages")
+        assert conn.execute("FETCH 5 FROM pages").fetchall() == [(1,), (2,)]
     assert notices == [
         "statement_timeout is kept for SHOW, but this server does not apply it",
         "timezone = 'Europe/Paris' is kept for SHOW, but not applied: timestamps with a time "

@@ -182,9 +182,37 @@ def test_gzip_by_content_encoding_lands_decompressed(
     assert store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read() == PEOPLE
 
 
-def test_gzip_by_file_name_in_multipart(client: TestClient) -> None:
+@pytest.mark.parametrize("encoding", ["x-gzip", " GZIP "])
+def test_gzip_by_its_other_spellings_lands_decompressed(client: TestClient, encoding: str) -> None:
     response = client.post(
-        "/v1/ingest?name=people", files={"file": ("people.csv.gz", gzip.compress(PEOPLE))}
+        "/v1/ingest?name=people",
+        content=gzip.compress(PEOPLE),
+        headers={"content-encoding": encoding},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["bytes"] == len(PEOPLE)
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "compress", "zstd"])
+def test_a_content_encoding_not_read_here_is_415_and_lands_nothing(
+    client: TestClient, store: ObjectStore, encoding: str
+) -> None:
+    """Attack class: an encoded body read as sent (with encoding=latin-1, compressed bytes
+    could have landed as text)."""
+    response = client.post(
+        "/v1/ingest?name=people&encoding=latin-1",
+        content=b"\x1f\x8b compressed bytes",
+        headers={"content-encoding": encoding},
+    )
+    assert response.status_code == 415, response.text
+    assert "Content-Encoding: gzip" in response.json()["detail"]
+    assert landed(store) == []
+
+
+@pytest.mark.parametrize("filename", ["people.csv.gz", "PEOPLE.CSV.GZ"])
+def test_gzip_by_file_name_in_multipart(client: TestClient, filename: str) -> None:
+    response = client.post(
+        "/v1/ingest?name=people", files={"file": (filename, gzip.compress(PEOPLE))}
     )
     assert response.status_code == 202, response.text
     assert response.json()["bytes"] == len(PEOPLE)
