@@ -1,5 +1,5 @@
 """The statements a Postgres session answers itself, ahead of pg_mimic's middleware:
-`SET lakehouse.as_of` and a few session statements, savepoints, `DECLARE`/`FETCH`/`CLOSE`
+`SET`/`RESET` and a few session statements, savepoints, `DECLARE`/`FETCH`/`CLOSE`
 cursors (how psycopg's server-side cursors, and any client that pages a large answer, read
 one a batch at a time), and catalog queries (`api.pgwire.catalog`).
 
@@ -57,9 +57,11 @@ _FETCH = re.compile(
     re.IGNORECASE,
 )
 _CLOSE = re.compile(rf"^\s*CLOSE\s+(?:(ALL)|{_NAME})\s*;?\s*$", re.IGNORECASE)
-# Savepoints: a read-only session has nothing to roll back to, so they are accepted as is.
+# Savepoints: a read-only session has nothing to roll back to, but their names are kept as
+# Postgres keeps them (25P01 outside a transaction, 3B001 for one there is not).
 _SAVEPOINT = re.compile(
-    r"^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+\S+\s*;?\s*$",
+    rf"^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+{_NAME}"
+    r"\s*;?\s*$",
     re.IGNORECASE,
 )
 _TRANSACTION_END = re.compile(r"^\s*(COMMIT|END|ROLLBACK|ABORT)\b", re.IGNORECASE)
@@ -211,14 +213,9 @@ async def cursors(ctx: MiddlewareContext) -> pg_mimic.Statement | None:
     session = _session(ctx)
     savepoint = _SAVEPOINT.match(ctx.sql)
     if savepoint:
-        tag = savepoint[1].split()[0].upper()
-
-        def resume() -> None:  # ROLLBACK TO ends the failed state, as in Postgres
-            if tag == "ROLLBACK" and ctx.connection.tx_status == b"E":
-                ctx.connection.tx_status = b"T"
-
-        return pg_mimic.StaticStatement(tag, None, [], resume)
+        return _savepoint(ctx, savepoint[1].split()[0].upper(), _name(savepoint[2], savepoint[3]))
     if _TRANSACTION_END.match(ctx.sql):
+        session.savepoints.clear()
         for name in [n for n, a in session.cursors.items() if not a.held]:
             await session.close_cursor(name)
         return None  # the transaction itself: pg_mimic's middleware
@@ -267,6 +264,26 @@ class _ActionPortal(pg_mimic.Portal):
             self.done = True
             await self.run(self.params)
         return [], False
+
+
+def _savepoint(ctx: MiddlewareContext, tag: str, name: str) -> pg_mimic.StaticStatement:
+    """SAVEPOINT, RELEASE or ROLLBACK TO `name`, as Postgres checks them."""
+    connection, kept = ctx.connection, _session(ctx).savepoints
+    if connection.tx_status == b"I":
+        raise PgError("25P01", f"{tag} can only be used in transaction blocks")
+    if tag != "SAVEPOINT" and name not in kept:
+        raise PgError("3B001", f'savepoint "{name}" does not exist')
+
+    def apply() -> None:
+        if tag == "SAVEPOINT":
+            kept.append(name)
+            return
+        last = len(kept) - 1 - kept[::-1].index(name)  # the latest of that name
+        del kept[last + (tag == "ROLLBACK") :]  # ROLLBACK TO keeps it; RELEASE does not
+        if tag == "ROLLBACK" and connection.tx_status == b"E":
+            connection.tx_status = b"T"  # ROLLBACK TO ends the failed state, as in Postgres
+
+    return pg_mimic.StaticStatement(tag, None, [], apply)
 
 
 def _declaration(

@@ -53,6 +53,7 @@ class LakehouseSession(pg_mimic.Session):
         self.principal: Principal | None = None
         self.as_of: dict[str, int] = {}
         self.cursors: dict[str, Answer] = {}
+        self.savepoints: list[str] = []  # the transaction's, oldest first
         # Every answer started, until it ends: a portal or cursor left open when the
         # client goes away gives its query process back then.
         self.answers: weakref.WeakSet[Answer] = weakref.WeakSet()

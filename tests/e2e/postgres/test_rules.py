@@ -192,6 +192,20 @@ def test_settings_are_checked_as_postgres_checks_them(stack: Stack) -> None:
     ]
 
 
+def test_savepoints_are_kept_as_postgres_keeps_them(stack: Stack, reader_token: str) -> None:
+    with connect(stack, reader_token) as conn:
+        with pytest.raises(psycopg.errors.NoActiveSqlTransaction):
+            conn.execute("SAVEPOINT outside")
+        with conn.transaction():  # psycopg's nested blocks are savepoints
+            with conn.transaction():
+                assert conn.execute("SELECT count(*) FROM typed").fetchone() == (3,)
+            conn.execute("SAVEPOINT a")
+            conn.execute("SAVEPOINT b")
+            conn.execute("ROLLBACK TO SAVEPOINT a")
+            with pytest.raises(psycopg.errors.InvalidSavepointSpecification):
+                conn.execute("RELEASE b")  # gone with the rollback to a
+
+
 def test_every_query_is_in_the_audit_trail(stack: Stack, reader_token: str) -> None:
     marker = f"audit-{time.time_ns()}"
     with connect(stack, reader_token) as conn:
