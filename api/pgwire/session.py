@@ -27,7 +27,13 @@ from api.pgwire.context import Context
 from api.pgwire.errors import pg_error
 from api.pgwire.results import Answer, Audited
 from api.pgwire.settings import DEFAULT_SETTINGS
-from api.pgwire.types import Column, columns_of, parameter_types, parameters
+from api.pgwire.types import (
+    Column,
+    columns_of,
+    conversions_notice,
+    parameter_types,
+    parameters,
+)
 from api.query.views import REJECT_COLUMNS, rejects_view
 from lakehouse.auth.grants import Principal
 from lakehouse.errors import LakehouseError
@@ -183,7 +189,8 @@ class LakehouseSession(pg_mimic.Session):
 
     def _announce(self, answer: Answer) -> None:
         """The versions read: `SHOW lakehouse.datasets`, a parameter status the driver
-        keeps, and a notice when `lakehouse.as_of` pinned one."""
+        keeps, and a notice when `lakehouse.as_of` pinned one; a notice naming the columns
+        sent in another type than their own (an INTERVAL as text, a list as json)."""
         versions = json.dumps(answer.running.datasets, separators=(",", ":"))
         if self._connection is None:
             return
@@ -194,6 +201,8 @@ class LakehouseSession(pg_mimic.Session):
         if pinned:
             said = ", ".join(f"{n} at version {v}" for n, v in pinned.items())
             compat.notice(stream, f"read {said} (lakehouse.as_of)")
+        if converted := conversions_notice(answer.columns):
+            compat.notice(stream, converted)
 
     async def close_cursor(self, name: str | None) -> None:
         """CLOSE name (34000 if there is none such), or every cursor (None: CLOSE ALL)."""

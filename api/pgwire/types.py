@@ -139,6 +139,25 @@ class Column(ResultColumn):
             return cls(name, pg.NUMERIC, modifier, duckdb_type)
         return cls(name, DUCKDB_OIDS.get(kind, pg.TEXT), duckdb_type=duckdb_type)
 
+    @property
+    def converted(self) -> str | None:
+        """How a value of a type Postgres has no counterpart of here is sent ("text",
+        "json"); None when it is sent as its own type."""
+        kind = self.duckdb_type.upper()
+        if self.oid == pg.JSON and kind != "JSON":
+            return "json"
+        if self.oid == pg.TEXT and kind not in ("VARCHAR", "TEXT", ""):
+            return "text"
+        return None
+
+
+def conversions_notice(columns: Sequence[Column]) -> str | None:
+    """What the answer sends in another type than its own: said, never silent."""
+    said = [f"{c.name} ({c.duckdb_type}) as {c.converted}" for c in columns if c.converted]
+    if not said:
+        return None
+    return f"sent in another type than their own: {'; '.join(said)}"
+
 
 # The Postgres name of each type a column may have (the catalog's `data_type`).
 _NAMES = {

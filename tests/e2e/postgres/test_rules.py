@@ -192,6 +192,18 @@ def test_settings_are_checked_as_postgres_checks_them(stack: Stack) -> None:
     ]
 
 
+def test_a_column_sent_in_another_type_is_said(stack: Stack, reader_token: str) -> None:
+    notices: list[str] = []
+    with connect(stack, reader_token) as conn:
+        conn.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
+        row = conn.execute("SELECT INTERVAL 1 DAY AS d, [1, 2] AS l, 3 AS n").fetchone()
+        assert row == ("1 day", [1, 2], 3)
+        conn.execute("SELECT 1 AS plain").fetchone()
+    assert notices == [
+        "sent in another type than their own: d (INTERVAL) as text; l (INTEGER[]) as json"
+    ]
+
+
 def test_savepoints_are_kept_as_postgres_keeps_them(stack: Stack, reader_token: str) -> None:
     with connect(stack, reader_token) as conn:
         with pytest.raises(psycopg.errors.NoActiveSqlTransaction):
