@@ -43,7 +43,9 @@ class TlsServer(pg_mimic.PgServer):
     """A PgServer that answers SSLRequest with TLS when it has a certificate, and then
     refuses connections that did not ask for it (a token must not cross in the clear); one
     of several workers (`api.pgwire.workers`): its backend ids start at `first_pid`, and a
-    cancel request for a connection it does not hold goes `elsewhere`."""
+    cancel request for a connection it does not hold goes `elsewhere`. `check_startup`
+    reads the startup packet's settings: its PgError refuses the connection (FATAL), as
+    Postgres refuses a setting it cannot take."""
 
     def __init__(
         self,
@@ -51,11 +53,13 @@ class TlsServer(pg_mimic.PgServer):
         tls: ssl.SSLContext | None = None,
         first_pid: int = 10_000,
         elsewhere: Callable[[int, int], None] = lambda pid, secret: None,
+        check_startup: Callable[[dict[str, str]], object] = lambda params: None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.tls = tls
         self.elsewhere = elsewhere
+        self.check_startup = check_startup
         self._next_pid = first_pid
 
     def cancel(self, pid: int, secret: int) -> None:
@@ -90,6 +94,14 @@ class TlsServer(pg_mimic.PgServer):
             await stream.close()
             return None
         params: dict[str, str] = messages.parse_startup_message(payload)
+        try:
+            self.check_startup(params)
+        except PgError as exc:
+            fields = {"S": "FATAL", "V": "FATAL", "C": exc.sqlstate, "M": exc.message}
+            stream.write(messages.make_error_response(fields))
+            await stream.drain()
+            await stream.close()
+            return None
         return params
 
 

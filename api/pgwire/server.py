@@ -29,6 +29,7 @@ from api.deps import store_of
 from api.pgwire import compat
 from api.pgwire.context import Context, QuerySlots
 from api.pgwire.session import LakehouseSession
+from api.pgwire.settings import startup as startup_settings
 from api.pgwire.workers import Worker, run_workers
 from api.query.engine import QueryEngine
 from api.quotas import quotas
@@ -94,6 +95,7 @@ def build(settings: Settings, worker: Worker) -> tuple[compat.TlsServer, Context
         tls=tls_context(settings),
         first_pid=worker.first_pid,
         elsewhere=worker.forward,
+        check_startup=startup_settings,
     )
     return server, context
 

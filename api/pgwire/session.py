@@ -21,7 +21,7 @@ import pg_mimic
 from pg_mimic import PgError
 from pg_mimic import middleware as pg_middleware
 
-from api.pgwire import commands, compat, copy_out
+from api.pgwire import commands, compat, copy_out, settings
 from api.pgwire.catalog import CatalogDatabase
 from api.pgwire.context import Context
 from api.pgwire.errors import pg_error
@@ -74,10 +74,10 @@ class LakehouseSession(pg_mimic.Session):
         peer = connection.stream.writer.get_extra_info("peername")
         self.client = f"{peer[0]}:{peer[1]}" if peer else ""
         connection.session_vars.update(DEFAULT_SETTINGS)
-        for name in ("application_name", "client_encoding", "datestyle", "search_path"):
-            value = connection.startup_params.get(name)
-            if value:
-                connection.session_vars[name] = value
+        for checked, value in settings.startup(connection.startup_params):
+            connection.session_vars[checked.name] = settings.unquoted(value)
+            if checked.notice:
+                compat.notice(connection.stream, checked.notice)
 
     async def close(self) -> None:
         for answer in list(self.answers):  # those still open: the client went away

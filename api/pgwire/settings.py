@@ -68,7 +68,8 @@ ONE_SNAPSHOT = (
 # Settings Postgres has whose values this server gives as they are (a notice otherwise).
 _HONOURED: dict[str, Callable[[str], bool]] = {
     "application_name": lambda value: True,
-    "client_encoding": lambda value: _word(value) in ("utf8", "utf-8", "unicode"),
+    # SQL_ASCII: the bytes as they are, which UTF-8 text is (libpq's choice in a C locale).
+    "client_encoding": lambda value: _word(value) in ("utf8", "utf-8", "unicode", "sql_ascii"),
     "datestyle": lambda value: _word(value).startswith("iso"),
     "timezone": lambda value: _word(value) in ("utc", "etc/utc", "gmt", "z", "zulu", "0"),
     "extra_float_digits": lambda value: _word(value) in ("1", "2", "3"),
@@ -229,6 +230,22 @@ def unquoted(value: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] == "'":
         return text[1:-1].replace("''", "'")
     return text
+
+
+def startup(params: Mapping[str, str]) -> list[tuple[Checked, str]]:
+    """The settings a client sent at connect (`-c name=value` in `options` too), each
+    checked as a SET is: a PgError refuses the connection, as Postgres refuses it."""
+    given = [(k.lower(), v) for k, v in params.items() if k.lower() not in _NOT_SETTINGS]
+    for option in re.findall(r"(?:-c\s*|--)(\S+)", params.get("options", "")):
+        name, _, value = option.partition("=")
+        given.append((name.lower().replace("-", "_"), value))
+    if re.sub(r"(?:-c\s*|--)\S+", "", params.get("options", "")).strip():
+        raise PgError("0A000", "options at connect are read as -c name=value only")
+    return [(check(name, value), value) for name, value in given if not name.startswith("_pq_.")]
+
+
+# Startup parameters that are not settings.
+_NOT_SETTINGS = frozenset({"user", "database", "options", "replication"})
 
 
 def check_modes(modes: str) -> None:

@@ -155,6 +155,11 @@ def test_settings_are_checked_as_postgres_checks_them(stack: Stack) -> None:
         "SELECT set_config('application_name', 'x', true)": psycopg.errors.FeatureNotSupported,
         "SELECT current_setting('no_such_setting')": psycopg.errors.UndefinedObject,
     }
+    # At connect, as a SET: refused, or kept.
+    with pytest.raises(psycopg.OperationalError, match="this server sends UTF8 only"):
+        connect(stack, stack.admin_token, client_encoding="LATIN1")
+    with connect(stack, stack.admin_token, options="'-c timezone=Europe/Paris'") as conn:
+        assert conn.execute("SHOW timezone").fetchone() == ("Europe/Paris",)
     notices: list[str] = []
     with connect(stack, stack.admin_token) as conn:
         conn.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
