@@ -271,15 +271,30 @@ MACROS = {
     "version()": "'PostgreSQL 16.0 (lakehouse: the Postgres endpoint of a DuckDB lakehouse)'",
     "quote_ident(name)": """CASE WHEN regexp_matches(name, '^[a-z_][a-z0-9_]*$') THEN name
         ELSE '"' || replace(name, '"', '""') || '"' END""",
-    "regclass(name_or_oid)": """(SELECT oid FROM pg_class WHERE relname = CAST(name_or_oid AS VARCHAR)
-        OR CAST(oid AS VARCHAR) = CAST(name_or_oid AS VARCHAR) LIMIT 1)""",
-    "regtype(name_or_oid)": """(SELECT oid FROM pg_type WHERE typname = CAST(name_or_oid AS VARCHAR)
-        OR CAST(oid AS VARCHAR) = CAST(name_or_oid AS VARCHAR) LIMIT 1)""",
+    # A name the catalog does not hold is an error, as Postgres's cast gives (to_regclass
+    # and to_regtype answer NULL instead); a schema-qualified name is read in its schema.
+    "regclass(name_or_oid)": """CASE WHEN name_or_oid IS NULL THEN NULL ELSE COALESCE(
+        to_regclass(CAST(name_or_oid AS VARCHAR)),
+        (SELECT oid FROM pg_class WHERE CAST(oid AS VARCHAR) = CAST(name_or_oid AS VARCHAR)),
+        error('relation "' || CAST(name_or_oid AS VARCHAR) || '" does not exist')) END""",
+    "regtype(name_or_oid)": """CASE WHEN name_or_oid IS NULL THEN NULL ELSE COALESCE(
+        to_regtype(CAST(name_or_oid AS VARCHAR)),
+        (SELECT oid FROM pg_type WHERE CAST(oid AS VARCHAR) = CAST(name_or_oid AS VARCHAR)),
+        error('type "' || CAST(name_or_oid AS VARCHAR) || '" does not exist')) END""",
     "regnamespace(name_or_oid)": """(SELECT oid FROM pg_namespace
         WHERE nspname = CAST(name_or_oid AS VARCHAR)
         OR CAST(oid AS VARCHAR) = CAST(name_or_oid AS VARCHAR) LIMIT 1)""",
-    "to_regtype(name)": """(SELECT oid FROM pg_type WHERE typname = name LIMIT 1)""",
-    "to_regclass(name)": """(SELECT oid FROM pg_class WHERE relname = name LIMIT 1)""",
+    "to_regtype(name)": """(SELECT oid FROM pg_type WHERE typname = COALESCE(
+        MAP {'integer': 'int4', 'int': 'int4', 'bigint': 'int8', 'smallint': 'int2',
+            'boolean': 'bool', 'real': 'float4', 'double precision': 'float8',
+            'character varying': 'varchar', 'decimal': 'numeric',
+            'timestamp without time zone': 'timestamp',
+            'timestamp with time zone': 'timestamptz', 'time without time zone': 'time'}
+            [lower(trim(regexp_replace(name, '^pg_catalog\\.', '')))],
+        lower(trim(regexp_replace(name, '^pg_catalog\\.', '')))) LIMIT 1)""",
+    "to_regclass(name)": """(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname = regexp_replace(name, '^(public|pg_catalog|information_schema)\\.', '')
+        AND (NOT contains(name, '.') OR starts_with(name, n.nspname || '.')) LIMIT 1)""",
     "regproc(name_or_oid)": "CAST(NULL AS BIGINT)",
     "regprocedure(name_or_oid)": "CAST(NULL AS BIGINT)",
     "regrole(name_or_oid)": "10",

@@ -36,6 +36,8 @@ _DUCKDB_STATES = (
     ("Binder Error", "42804"),  # datatype_mismatch (DuckDB's binder errors are mostly types)
     ("out of range for the destination type", "22003"),  # numeric_value_out_of_range
     ("Conversion Error", "22P02"),  # invalid_text_representation
+    ("Invalid Input Error: relation", "42P01"),  # a ::regclass of no table
+    ("Invalid Input Error: type", "42704"),  # a ::regtype of no type
     ("Invalid Input Error", "22P02"),
     ("Out of Range Error", "22003"),  # numeric_value_out_of_range
     ("Division by zero", "22012"),

@@ -78,6 +78,20 @@ def test_postgres_dialect_is_answered(catalog: CatalogDatabase) -> None:
     assert rows(catalog, "SELECT pg_catalog.version()")[0][0].startswith("PostgreSQL 16")
 
 
+def test_a_cast_to_regclass_or_regtype_names_what_is_there_or_fails(
+    catalog: CatalogDatabase,
+) -> None:
+    """Postgres's casts fail for a name it does not have (to_regclass answers NULL):
+    never a NULL that reads as a missing row."""
+    assert rows(catalog, "SELECT 'public.sales'::regclass, 'sales'::regclass") == [(16384, 16384)]
+    assert rows(catalog, "SELECT 'integer'::regtype, 'double precision'::regtype") == [(23, 701)]
+    assert rows(catalog, "SELECT to_regclass('nosuch'), to_regtype('nosuch')") == [(None, None)]
+    for cast, state in (("'nosuch'::regclass", "42P01"), ("'nosuch'::regtype", "42704")):
+        with pytest.raises(PgError) as refused:
+            catalog.query(f"SELECT {cast}")
+        assert refused.value.sqlstate == state, refused.value.message
+
+
 def test_duckdbs_own_catalog_and_settings_stay_hidden(catalog: CatalogDatabase) -> None:
     with pytest.raises(PgError, match="not part of the Postgres catalog"):
         catalog.query("SELECT * FROM duckdb_settings()")
