@@ -9,6 +9,7 @@ one `/docs` shows), once per route: the template there whose end is the route's 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -51,9 +52,13 @@ async def known_parameters(request: Request) -> None:
 
 def _template(app: FastAPI, tail: str, path: str) -> str:
     """The OpenAPI path template of the route whose own path is `tail`, matching `path`."""
-    for template in app.openapi()["paths"]:
-        if template.endswith(tail) and compile_path(template)[0].fullmatch(path):
-            return str(template)
+    templates: list[tuple[str, re.Pattern[str]]] | None = getattr(app.state, "templates", None)
+    if templates is None:
+        paths = app.openapi()["paths"]
+        templates = app.state.templates = [(t, compile_path(t)[0]) for t in paths]
+    for template, pattern in templates:
+        if template.endswith(tail) and pattern.fullmatch(path):
+            return template
     return path  # not described (none of ours): it then takes no parameter
 
 
