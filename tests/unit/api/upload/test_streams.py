@@ -89,7 +89,7 @@ def file_bytes(body: bytes, chunk: int) -> tuple[MultipartFile, list[bytes]]:
 @pytest.mark.parametrize("chunk", [1, 7, 4096, 10**7])
 def test_the_file_field_streams_out_in_any_chunking(chunk: int) -> None:
     csv_bytes = b'id,note\r\n1,"--b0undar\r\ny"\r\n' + os.urandom(5000)
-    body = multipart_body(("comment", None, b"x" * 3000), ("file", "d.csv.gz", csv_bytes))
+    body = multipart_body(("file", "d.csv.gz", csv_bytes))
     reader, pieces = file_bytes(body, chunk)
     assert b"".join(pieces) == csv_bytes
     assert reader.filename == "d.csv.gz"
@@ -97,16 +97,24 @@ def test_the_file_field_streams_out_in_any_chunking(chunk: int) -> None:
     assert max(len(p) for p in pieces) <= chunk + len(BOUNDARY) + 6
 
 
-def test_only_the_first_file_field_counts() -> None:
-    body = multipart_body(("file", "a.csv", b"a\n1\n"), ("file", "b.csv", b"b\n2\n"))
-    assert b"".join(file_bytes(body, 64)[1]) == b"a\n1\n"
+@pytest.mark.parametrize(
+    "parts",
+    [
+        (("file", "a.csv", b"a\n1\n"), ("file", "b.csv", b"b\n2\n")),
+        (("comment", None, b"x" * 3000), ("file", "d.csv", b"a\n1\n")),
+    ],
+    ids=["a-second-file", "a-field-before-it"],
+)
+def test_a_part_besides_the_one_file_is_refused_not_dropped(parts: tuple) -> None:
+    with pytest.raises(BadMultipart, match="an upload is one part named 'file'"):
+        file_bytes(multipart_body(*parts), 64)
 
 
 @pytest.mark.parametrize(
     ("content_type", "body", "message"),
     [
         ("multipart/form-data", b"", "no boundary in its Content-Type"),
-        (CONTENT_TYPE, multipart_body(("data", "x.csv", b"a\n")), "no file field named 'file'"),
+        (CONTENT_TYPE, multipart_body(("data", "x.csv", b"a\n")), "a part named 'data'"),
         (CONTENT_TYPE, multipart_body(("file", "x.csv", b"a\n1\n" * 9), end=False)[:-9], "ended"),
         (CONTENT_TYPE, b"--b0undary\r\n" + b"X" * 10_000 + b"\r\n", "malformed"),
     ],
