@@ -137,7 +137,7 @@ def set_statement(
     checked = [settings.check(n, value) for n in ([name] if name is not None else names)]
     as_of = None
     if name is not None and checked[0].name == AS_OF and value is not None:
-        as_of = parse_as_of(value)
+        as_of = settings.parse_as_of(value)
     session = _session(ctx)
 
     def apply() -> None:
@@ -185,26 +185,6 @@ async def setting_functions(ctx: MiddlewareContext) -> pg_mimic.Statement | None
 
 def _is_default(value: str) -> bool:
     return value.strip().upper() == "DEFAULT"
-
-
-def parse_as_of(text: str) -> dict[str, int]:
-    """`'{"sales": 3}'` (quoted, as SET takes it) -> {"sales": 3}, or 22023 saying what to
-    send."""
-    unquoted = text[1:-1].replace("''", "'") if text[:1] == text[-1:] == "'" else text
-    try:
-        value = json.loads(unquoted)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1
-        for k, v in value.items()
-    ):
-        raise PgError(
-            "22023",
-            f"{AS_OF} takes a JSON object of dataset -> version, e.g. "
-            f"SET {AS_OF} = '{{\"sales\": 3}}', not {text}",
-        )
-    return value
 
 
 async def cursors(ctx: MiddlewareContext) -> pg_mimic.Statement | None:

@@ -12,6 +12,7 @@ them. `lakehouse.as_of` is the one setting of ours a client sets (`commands`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -205,6 +206,25 @@ def check(name: str, value: str | None) -> Checked:
     if key in _NOT_APPLIED:
         return Checked(key, f"{key} is kept for SHOW, but this server does not apply it")
     raise _unknown(name)
+
+
+def parse_as_of(text: str) -> dict[str, int]:
+    """`'{"sales": 3}'` (quoted, as SET takes it) -> {"sales": 3}, or 22023 saying what to
+    send."""
+    try:
+        value = json.loads(unquoted(text))
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        for k, v in value.items()
+    ):
+        raise PgError(
+            "22023",
+            f"{AS_OF} takes a JSON object of dataset -> version, e.g. "
+            f"SET {AS_OF} = '{{\"sales\": 3}}', not {text}",
+        )
+    return value
 
 
 def current(kept: Mapping[str, str], name: str, missing_ok: bool) -> str | None:

@@ -11,8 +11,9 @@ import pytest
 from pg_mimic import PgError
 from pg_mimic import types as pg
 
-from api.pgwire.commands import parameter_count, parse_as_of
+from api.pgwire.commands import parameter_count
 from api.pgwire.copy_out import _options
+from api.pgwire.settings import parse_as_of
 from api.pgwire.types import DUCKDB_OIDS, Column, parameter, parameter_types, parameters
 from api.query.formats import PG_NATIVE
 
