@@ -7,13 +7,14 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, Header, HTTPException, Query, Request, status
+from python_multipart.multipart import parse_options_header
 
 from api.auth import PrincipalDep
 from api.deps import SettingsDep
 from lakehouse.auth.grants import Privilege
 from lakehouse.errors import Forbidden
-from lakehouse.formats.csv.options import CsvOptions, InvalidOption
+from lakehouse.formats.csv.options import ENCODINGS, CsvOptions, InvalidOption, normal_encoding
 from lakehouse.formats.evolution import Evolve
 from lakehouse.formats.structured import Format
 from lakehouse.ingest.records import KEYED_MODES, Dedup, Mode
@@ -53,11 +54,17 @@ def csv_options(
         list[str] | None, Query(description="A value that means NULL (repeat for more).")
     ] = None,
     encoding: Annotated[
-        str | None, Query(description="`utf-8` (default), `latin-1` or `utf-16`.")
+        str | None,
+        Query(
+            description="`utf-8` (default, or the Content-Type's charset), `latin-1` or `utf-16`."
+        ),
     ] = None,
+    content_type: Annotated[str, Header(include_in_schema=False)] = "",
 ) -> CsvOptions:
     """The CSV dialect parameters a client sent (what no sniffer can know); 400 for one
-    that cannot be used."""
+    that cannot be used. A raw body's `charset` is its encoding, unless `encoding=` says
+    another (400: one or the other)."""
+    encoding = _with_charset(encoding, content_type)
     try:
         return CsvOptions.parse(
             delimiter=delimiter,
@@ -71,6 +78,28 @@ def csv_options(
         )
     except InvalidOption as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+
+
+def _with_charset(encoding: str | None, content_type: str) -> str | None:
+    """`encoding=`, or else the Content-Type's charset when it is not UTF-8 (the default);
+    415 for a charset not read here, 400 when the two disagree."""
+    _, params = parse_options_header(content_type)
+    charset = params.get(b"charset", b"").decode("latin-1").strip().lower()
+    if not charset or content_type.lower().startswith("multipart/"):
+        return encoding
+    said = "utf-8" if charset in ("us-ascii", "ascii") else normal_encoding(charset)
+    if said is None:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail=f"charset={charset[:40]}: the text is read as one of {', '.join(ENCODINGS)} "
+            "(say which in the Content-Type, or with encoding=)",
+        )
+    if encoding is not None and normal_encoding(encoding) != said:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"the Content-Type says charset={charset} but encoding={encoding}: send one",
+        )
+    return encoding if encoding is not None or said == "utf-8" else said
 
 
 CsvOptionsDep = Annotated[CsvOptions, Depends(csv_options)]

@@ -114,10 +114,17 @@ def _count(name: str, value: str | int | None) -> int | None:
 def _encoding(value: str | None) -> str | None:
     if value is None:
         return None
-    normal = value.lower().replace("_", "-")
+    normal = normal_encoding(value)
+    if normal is None:
+        raise InvalidOption(f"encoding={value!r}: send one of {', '.join(ENCODINGS)}")
+    return normal
+
+
+def normal_encoding(value: str) -> str | None:
+    """`value` as one of ENCODINGS (`UTF8`, `ISO-8859-1`... spelled as they are spelt), or
+    None if it is none of them."""
+    normal = value.strip().lower().replace("_", "-")
     normal = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1", "utf16": "utf-16"}.get(
         normal, normal
     )
-    if normal not in ENCODINGS:
-        raise InvalidOption(f"encoding={value!r}: send one of {', '.join(ENCODINGS)}")
-    return normal
+    return normal if normal in ENCODINGS else None

@@ -380,6 +380,39 @@ def test_a_file_that_allows_two_readings_is_400_saying_which_parameter_decides(
     assert stored(store) == []
 
 
+def test_a_raw_bodys_charset_is_its_encoding(client: TestClient) -> None:
+    """A latin-1 file said so in its Content-Type is read as latin-1, not as UTF-8."""
+    headers = {"content-type": "text/csv; charset=ISO-8859-1"}
+    response = client.post(
+        "/v1/ingest?name=people", content=b"id,t\n1,\xe9t\xe9\n", headers=headers
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["inferred_schema"]["encoding"] == "latin-1"
+    plain = {"content-type": "text/csv; charset=utf-8"}
+    assert (
+        client.post("/v1/ingest?name=other", content=b"id\n1\n", headers=plain).status_code == 202
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "charset", "status", "says"),
+    [
+        ("", "shift_jis", 415, "charset=shift_jis: the text is read as one of utf-8, latin-1"),
+        ("&encoding=latin-1", "utf-8", 400, "charset=utf-8 but encoding=latin-1: send one"),
+    ],
+    ids=["unread-charset", "charset-against-encoding"],
+)
+def test_a_charset_not_read_here_or_against_encoding_is_refused(
+    client: TestClient, store: ObjectStore, query: str, charset: str, status: int, says: str
+) -> None:
+    """Attack class: two declarations of a file's encoding, one silently preferred."""
+    headers = {"content-type": f"text/csv; charset={charset}"}
+    response = client.post(f"/v1/ingest?name=people{query}", content=b"id\n1\n", headers=headers)
+    assert response.status_code == status, response.text
+    assert says in response.json()["detail"]
+    assert stored(store) == []
+
+
 def test_the_receipt_says_how_the_file_was_read_and_why(client: TestClient) -> None:
     body = b"Export of 2026-12-01\n\nid;name;amount\n1;Ann;10,5\n"
     response = client.post("/v1/ingest?name=people&null=n/a&null=NA", content=body)
