@@ -24,8 +24,9 @@ from pg_mimic import PgError
 from pg_mimic.arrays import ARRAY_OID
 
 from api.pgwire import catalog_tables as shape
-from api.pgwire.catalog_rows import INFORMATION, fill
+from api.pgwire.catalog_rows import INFORMATION, fill, insert, settings_rows
 from api.pgwire.errors import duckdb_state
+from api.pgwire.settings import DEFAULT_SETTINGS
 from api.pgwire.types import DUCKDB_OIDS, Column
 
 CATALOG = "lh_catalog"  # the schema standing in for pg_catalog (DuckDB reserves the name)
@@ -126,16 +127,18 @@ class CatalogDatabase:
         )
         self._lock = threading.Lock()
         _build(self._con, self.tables, user, database)
+        self._settings: Mapping[str, str] = dict(DEFAULT_SETTINGS)  # pg_settings holds
         self._con.execute("SET lock_configuration = true")
 
     def close(self) -> None:
         self._con.close()
 
     def query(
-        self, sql: str, params: Sequence[Any] = ()
+        self, sql: str, params: Sequence[Any] = (), settings: Mapping[str, str] | None = None
     ) -> tuple[list[pg_mimic.ResultColumn], list[tuple[Any, ...]]]:
         """Run a catalog query: its columns and rows, or a PgError that says what is not
-        there."""
+        there. `settings`: the session's, which pg_settings and current_setting() then
+        give (else the defaults a session starts with)."""
         text = rewrite(sql, self.user)
         refused = _REFUSED.search(_strip_literals(text))
         if refused:
@@ -143,6 +146,10 @@ class CatalogDatabase:
                 "42501", f"{refused[1]}() is not part of the Postgres catalog this server offers"
             )
         with self._lock:  # one query at a time: a session sends one at a time anyway
+            if settings is not None and settings != self._settings:
+                self._con.execute("DELETE FROM pg_settings")
+                insert(self._con, "pg_settings", settings_rows(settings))
+                self._settings = dict(settings)
             timer = threading.Timer(TIMEOUT_SECONDS, self._con.interrupt)
             timer.start()
             try:

@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 
+from api.pgwire.settings import DEFAULT_SETTINGS
 from api.pgwire.types import Column, pg_type_name
 
 INFORMATION = "lh_information"
@@ -92,7 +93,7 @@ def fill(
     insert(con, "pg_user", [{"usename": user, "usesysid": OWNER_OID, "usesuper": False}])
     insert(con, "pg_am", [{"oid": 2, "amname": "heap", "amhandler": "heap", "amtype": "t"}])
     insert(con, "pg_tablespace", [{"oid": 1663, "spcname": "pg_default", "spcowner": 10}])
-    insert(con, "pg_settings", [{"name": n, "setting": v} for n, v in SETTINGS.items()])
+    insert(con, "pg_settings", settings_rows(DEFAULT_SETTINGS))
     keywords = con.execute("SELECT * FROM duckdb_keywords()").fetchall()
     insert(
         con,
@@ -111,38 +112,25 @@ def fill(
         _table(con, FIRST_TABLE_OID + index, name, columns, user, database)
 
 
-SETTINGS = {
-    "server_version": "16.0",
-    "server_version_num": "160000",
-    "server_encoding": "UTF8",
-    "client_encoding": "UTF8",
-    "datestyle": "ISO, MDY",
-    "intervalstyle": "postgres",
-    "timezone": "UTC",
-    "search_path": '"$user", public',
-    "standard_conforming_strings": "on",
-    "integer_datetimes": "on",
-    "max_identifier_length": "63",
+# pg_settings beyond a session's own settings (`settings_rows`): what else tools read there.
+SERVER_SETTINGS = {
     "max_index_keys": "32",
     "block_size": "8192",
     "lc_collate": "C.UTF-8",
     "lc_ctype": "C.UTF-8",
-    "default_transaction_read_only": "on",
-    "transaction_read_only": "on",
-    "transaction_isolation": "read committed",
     "default_transaction_isolation": "read committed",
     # What SQLAlchemy's reflection and other tools read through current_setting().
     "default_table_access_method": "heap",
     "default_tablespace": "",
-    "application_name": "",
-    "extra_float_digits": "1",
-    "client_min_messages": "notice",
-    "bytea_output": "hex",
-    "statement_timeout": "0",
-    "lock_timeout": "0",
-    "is_superuser": "off",
     "max_connections": "100",
 }
+
+
+def settings_rows(session: Mapping[str, str]) -> list[dict[str, Any]]:
+    """pg_settings as Postgres shows it to a session: the session's own values (custom
+    `prefix.name` settings among them), and the server's."""
+    merged = {**SERVER_SETTINGS, **session}
+    return [{"name": n, "setting": merged[n]} for n in sorted(merged)]  # as Postgres lists them
 
 
 def _table(

@@ -162,25 +162,32 @@ async def setting_functions(ctx: MiddlewareContext) -> pg_mimic.Statement | None
     """`SELECT current_setting(name [, missing_ok])` and `SELECT set_config(name, value,
     is_local)` alone, answered as Postgres answers them (42704 for a name the session does
     not have, unless missing_ok: NULL); `set_config` checked as `SET` is. Inside a larger
-    table-less SELECT their names are checked the same way, and pg_mimic answers."""
+    table-less SELECT their names are checked the same way, and pg_mimic answers (the
+    catalog, where one is missing_ok's NULL: pg_mimic would answer '')."""
     select = ctx.select_without_tables()
     calls = settings.calls(select) if select is not None else []
     if not calls:
         return None
     kept = ctx.connection.session_vars
     alone = select is not None and len(select.expressions) == 1 and len(calls) == 1
+    missing = False
     for call in calls:
         if call.function == "current_setting":
             value = settings.current(kept, call.name, call.flag)
             if alone:
                 column = pg_mimic.ResultColumn(call.column, pg_mimic.TEXT)
                 return pg_mimic.StaticStatement(ctx.sql, [column], [(value,)])
+            missing = missing or value is None
         elif alone:
             column = pg_mimic.ResultColumn(call.column, pg_mimic.TEXT)
             return set_statement(ctx, call.name, call.value, column)
         elif settings.check(call.name, call.value).name == AS_OF:
             raise PgError("0A000", f"set {AS_OF} with SET, or set_config() alone in a SELECT")
-    return None
+    if not missing:
+        return None
+    if any(call.function == "set_config" for call in calls):
+        raise PgError("0A000", "send set_config() and current_setting(name, true) apart")
+    return _CatalogQuery(_session(ctx), ctx.sql, ctx.param_oids)
 
 
 def _is_default(value: str) -> bool:

@@ -125,7 +125,7 @@ class LakehouseSession(pg_mimic.Session):
         """A catalog query, answered by the emulated catalog, and audited as any query."""
         audited = Audited(self.context, self.reader, sql, self.client)
         try:
-            columns, rows = self.catalog().query(sql, params)
+            columns, rows = self.catalog().query(sql, params, self.connection().session_vars)
         except PgError:
             audited.finish(400)
             raise

@@ -167,10 +167,17 @@ def test_settings_are_checked_as_postgres_checks_them(stack: Stack) -> None:
             with pytest.raises(kind):
                 conn.execute(sql)
         assert conn.execute("SELECT current_setting('no_such', true)").fetchone() == (None,)
+        beside = "SELECT current_setting('no_such', true), current_setting('application_name')"
+        assert conn.execute(beside).fetchone() == (None, "")
         # What is given is kept; what Postgres has but changes nothing here is said.
         conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         conn.execute("SET myapp.team = 'sales'")
         assert conn.execute("SHOW myapp.team").fetchone() == ("sales",)
+        # A catalog query reads the session's values, as Postgres's pg_settings does.
+        catalog = "SELECT current_setting('myapp.team') FROM pg_catalog.pg_class LIMIT 1"
+        assert conn.execute(catalog).fetchone() == ("sales",)
+        listed = "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'myapp.team'"
+        assert conn.execute(listed).fetchone() == ("sales",)
         conn.execute("SET statement_timeout = '5s'")
         conn.execute("SET TIME ZONE 'Europe/Paris'")
         assert conn.execute("SHOW timezone").fetchone() == ("Europe/Paris",)

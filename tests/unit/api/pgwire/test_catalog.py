@@ -9,6 +9,7 @@ import pytest
 from pg_mimic import PgError
 
 from api.pgwire.catalog import CatalogDatabase, reads_catalog, rewrite
+from api.pgwire.settings import DEFAULT_SETTINGS
 from api.pgwire.types import Column
 
 
@@ -105,6 +106,24 @@ def test_duckdbs_own_catalog_and_settings_stay_hidden(catalog: CatalogDatabase) 
     assert rows(catalog, missing_ok) == [(None,)]
     names = rows(catalog, "SELECT nspname FROM pg_catalog.pg_namespace ORDER BY 1")
     assert names == [("information_schema",), ("pg_catalog",), ("public",)]
+
+
+def test_pg_settings_and_current_setting_give_the_sessions_values(
+    catalog: CatalogDatabase,
+) -> None:
+    # Postgres's pg_settings shows the asking session's values, as current_setting() does:
+    # a catalog query must not answer the defaults after the session set something else.
+    session = {**DEFAULT_SETTINGS, "application_name": "report", "myapp.region": "eu"}
+    query = "SELECT current_setting('application_name'), current_setting('myapp.region')"
+    assert catalog.query(f"{query} FROM pg_class LIMIT 1", (), session)[1] == [("report", "eu")]
+    listed = "SELECT name, setting FROM pg_settings WHERE name LIKE 'application%' OR name = ?"
+    assert catalog.query(listed, ("block_size",), session)[1] == [
+        ("application_name", "report"),
+        ("block_size", "8192"),
+    ]
+    one = "SELECT current_setting('application_name') FROM pg_class LIMIT 1"
+    assert rows(catalog, one) == [("report",)]  # kept until the session's settings change
+    assert catalog.query(one, (), DEFAULT_SETTINGS)[1] == [("",)]
 
 
 def test_what_is_not_emulated_is_an_error_that_names_it(catalog: CatalogDatabase) -> None:
