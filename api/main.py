@@ -16,7 +16,7 @@ from api.audit import AuditLog, AuditMiddleware
 from api.auth import authenticate
 from api.deps import app_settings, close_engines, get_engine, store_of
 from api.limits import RequestCaps
-from api.parameters import known_parameters
+from api.parameters import describe_routes, known_parameters
 from api.quotas import admitted, quotas
 from api.routes import catalog, datasets, health, ingest, metrics, sql, tokens
 from api.upload.slots import UploadSlots
@@ -31,6 +31,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.refuse_example_secrets()
     logs.configure()
     quotas(settings)  # made now, so a per-process count (memory://) is said at start-up
+    describe_routes(app)
     memory = settings.query_memory
     log.info(
         "each query process may grow by %d MiB (DuckDB memory_limit %s): %s",
