@@ -127,7 +127,7 @@ class CatalogDatabase:
         )
         self._lock = threading.Lock()
         _build(self._con, self.tables, user, database)
-        self._settings: Mapping[str, str] = dict(DEFAULT_SETTINGS)  # pg_settings holds
+        self._settings: Mapping[str, str] = dict(DEFAULT_SETTINGS)  # what pg_settings lists
         self._con.execute("SET lock_configuration = true")
 
     def close(self) -> None:
