@@ -54,6 +54,14 @@ class QueryTooLarge(QueryError):
     """The statement needed more memory than a query may use."""
 
 
+def _reusable(exc: BaseException) -> bool:
+    """Whether the query process whose query raised `exc` may take the next query: after
+    the query's own error (it reported it and goes on), but not after it ran out of memory:
+    its allocator may keep the address space its cap counts, and the next query there, the
+    size of any other, would fail for it ("needed more memory"), nor after anything else."""
+    return isinstance(exc, QueryError) and not isinstance(exc, QueryTooLarge)
+
+
 @dataclass(frozen=True)
 class QueryResult:
     columns: list[dict[str, str]]
@@ -118,7 +126,7 @@ class Running:
             # The process could not write the notice itself (its writer failed): end here
             # rather than abort the connection.
             log.error("query failed mid-answer without a notice: %s", exc)
-            self._finish(healthy=True)
+            self._finish(healthy=_reusable(exc))
         finally:
             self.close()
 
@@ -207,11 +215,8 @@ class QueryEngine:
             while (message := self._receive(process, job))[0] == "chunk":
                 parts.append(message[1])
             info = message[1]
-        except QueryError:
-            self.pool.release(process)  # it reported the error and goes on (or is gone)
-            raise
-        except BaseException:
-            self.pool.release(process, healthy=False)
+        except BaseException as exc:
+            self.pool.release(process, healthy=_reusable(exc))
             raise
         self.pool.release(process)
         return QueryResult(
@@ -248,7 +253,7 @@ class QueryEngine:
         except BaseException as exc:
             if cancel is not None:
                 cancel.running_on(None)
-            self.pool.release(process, healthy=isinstance(exc, QueryError))
+            self.pool.release(process, healthy=_reusable(exc))
             raise
         running = Running(
             columns=columns,
@@ -278,11 +283,8 @@ class QueryEngine:
         try:
             columns = self._begin(process, job)
             self._receive(process, job)  # its end
-        except QueryError:
-            self.pool.release(process)
-            raise
-        except BaseException:
-            self.pool.release(process, healthy=False)
+        except BaseException as exc:
+            self.pool.release(process, healthy=_reusable(exc))
             raise
         self.pool.release(process)
         return columns, datasets

@@ -6,8 +6,9 @@ can build a value of gigabytes (`repeat('x', 3000000000)`, `range(300000000)`), 
 allocator keeps what it once held. So queries do not run in the API process but here: this
 process caps its own address space (RLIMIT_AS) at its size after start-up plus
 `sql_process_memory_mb`, so such a query fails with DuckDB's "out of memory" error and
-the process goes on; the API recycles a process that stays large, and kills one that stops
-answering. Each API process keeps `sql_max_concurrent` of these (`api.query.processes`).
+the process answers it; the API then replaces it (as one that stays large), and kills one
+that stops answering. Each API process keeps `sql_max_concurrent` of these
+(`api.query.processes`).
 
 Started as `python -m api.query.process <fd>`, it talks over the socket `fd` with
 `multiprocessing.connection` messages (pickled tuples):

@@ -4,8 +4,8 @@ Each API process keeps `sql_max_concurrent` query processes, started with its qu
 engine (when the app starts) and kept warm; a query borrows one for as long as its answer
 streams. That is the admission control of /v1/sql: a query that finds none free within
 `sql_queue_seconds` is refused with 503 (`QueryBusy`). A process is replaced when it
-dies, when it stops answering (killed), or when a query left it much larger than it
-started (an allocator keeps what it once held).
+dies, when it stops answering (killed), when its query ran out of memory, or when a query
+left it much larger than it started (an allocator keeps what it once held).
 
 Memory, per API process: its own size, plus for each query process its size after
 start-up (~160 MiB resident, much of it shared libraries) and at most

@@ -147,7 +147,7 @@ def test_a_slow_reader_gets_the_whole_export(stack: Stack) -> None:
         "POST", f"{stack.api_url}/v1/sql", params={"format": "csv"},
         json={"sql": sql, "max_rows": rows}, timeout=60,
     ) as response:  # fmt: skip
-        assert response.status_code == 200
+        assert response.status_code == 200, response.read()
         chunks = response.iter_bytes()
         body += next(chunks)
         time.sleep(stack.settings.sql_timeout_seconds + 2)
