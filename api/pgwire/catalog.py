@@ -138,7 +138,7 @@ class CatalogDatabase:
     ) -> tuple[list[pg_mimic.ResultColumn], list[tuple[Any, ...]]]:
         """Run a catalog query: its columns and rows, or a PgError that says what is not
         there. `settings`: the session's, which pg_settings and current_setting() then
-        give (else the defaults a session starts with)."""
+        give (None: those given last; at first, the defaults a session starts with)."""
         text = rewrite(sql, self.user)
         refused = _REFUSED.search(_strip_literals(text))
         if refused:

@@ -55,10 +55,10 @@ class QueryTooLarge(QueryError):
 
 
 def _reusable(exc: BaseException) -> bool:
-    """Whether the query process whose query raised `exc` may take the next query: after
-    the query's own error (it reported it and goes on), but not after it ran out of memory:
-    its allocator may keep the address space its cap counts, and the next query there, the
-    size of any other, would fail for it ("needed more memory"), nor after anything else."""
+    """Whether the query process whose query raised `exc` may take the next query. Yes
+    after the query's own error (it reported it and goes on). No after it ran out of memory
+    (its allocator may keep address space that its cap counts, so an ordinary next query
+    there could fail for it), nor after anything else (it died, or stopped answering)."""
     return isinstance(exc, QueryError) and not isinstance(exc, QueryTooLarge)
 
 
