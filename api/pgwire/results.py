@@ -153,6 +153,7 @@ class Answer:
                 reader=audited.principal,
                 params=params,
                 cancel=cancel,
+                session_pins=True,  # SET lakehouse.as_of: each statement reads what it reads
             )
         except BaseException:
             cancel.fire()  # a cancelled wait: stop the query it was waiting for

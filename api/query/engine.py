@@ -28,7 +28,7 @@ from api.query.processes import (
     QueryPool,
     QueryProcess,
 )
-from api.query.views import catalog_views, dataset_of
+from api.query.views import Pins, catalog_views, dataset_of
 from lakehouse.auth.grants import Principal, Privilege
 from lakehouse.errors import InvalidInput
 from lakehouse.settings import Settings
@@ -207,7 +207,7 @@ class QueryEngine:
         """Run `sql` and collect up to `max_rows` rows (and `sql_max_result_bytes`) as JSON,
         over the datasets `reader` is granted."""
         started = time.perf_counter()
-        job, datasets = self._job(sql, as_of, "json", max_rows, max_bytes, reader)
+        job, datasets = self._job(sql, Pins(as_of), "json", max_rows, max_bytes, reader)
         process = self._acquire()
         try:
             columns = self._begin(process, job)
@@ -238,11 +238,14 @@ class QueryEngine:
         reader: Principal,
         params: Sequence[Any] = (),
         cancel: Cancel | None = None,
+        session_pins: bool = False,
     ) -> Running:
         """Check `sql`, run it in a query process and wait for the first chunk of its
-        answer in `fmt`: whatever fails before that is an exception here."""
+        answer in `fmt`: whatever fails before that is an exception here. `as_of` is the
+        query's own unless `session_pins` (see `Pins`)."""
         max_bytes = self.settings.sql_max_export_bytes
-        job, datasets = self._job(sql, as_of, fmt, max_rows, max_bytes, reader)
+        pins = Pins(as_of, session=session_pins)
+        job, datasets = self._job(sql, pins, fmt, max_rows, max_bytes, reader)
         job["params"] = list(params)
         process = self._acquire()
         if cancel is not None:
@@ -276,8 +279,9 @@ class QueryEngine:
         reader: Principal,
     ) -> tuple[list[dict[str, str]], dict[str, int]]:
         """The columns `sql` would answer (its `parameters` bound to NULL), and the version
-        of each dataset it reads: checked as a query is, bound in a query process, not run."""
-        job, datasets = self._job(sql, as_of, "arrow", 0, None, reader)
+        of each dataset it reads: checked as a query is, bound in a query process, not run.
+        Only the Postgres endpoint describes, so `as_of` is its session's pins."""
+        job, datasets = self._job(sql, Pins(as_of, session=True), "arrow", 0, None, reader)
         job["params"], job["describe"] = [None] * parameters, True
         process = self._acquire()
         try:
@@ -292,7 +296,7 @@ class QueryEngine:
     def _job(
         self,
         sql: str,
-        as_of: Mapping[str, int],
+        pins: Pins,
         fmt: str,
         max_rows: int,
         max_bytes: int | None,
@@ -304,9 +308,9 @@ class QueryEngine:
         Datasets outside the reader's grants are not offered to the guard at all, and a
         name outside them is refused (403) before anything is looked up: the answer is the
         same whether such a dataset exists or not."""
-        manifests, definitions = self.views.for_query(reader, as_of)
+        manifests, definitions = self.views.for_query(reader, pins.versions)
         try:
-            views = self._inspect(sql, definitions, remember=not as_of)
+            views = self._inspect(sql, definitions, remember=not pins.versions)
         except UnknownDataset as exc:
             reader.require(Privilege.READ, dataset_of(exc.name))
             raise QueryRefused(str(exc)) from exc
@@ -314,6 +318,7 @@ class QueryEngine:
             raise QueryRefused(str(exc)) from exc
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
+        pins.check_read(views)
         job = Job(
             sql=sql,
             views={name: definitions[name] for name in sorted(views)},

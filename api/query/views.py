@@ -51,6 +51,29 @@ class CatalogSnapshot:
         return {**self.views, AUDIT_VIEW: self.audit_view}
 
 
+@dataclass(frozen=True)
+class Pins:
+    """Earlier versions a query reads (`as_of`: dataset -> version). A query's own pins
+    must each be read by it: a misspelt name would otherwise leave the dataset meant at its
+    current version, unsaid. A Postgres session's pins (`SET lakehouse.as_of`) hold for
+    every statement after, each of which reads what it reads (`session`)."""
+
+    versions: Mapping[str, int]
+    session: bool = False
+
+    def check_read(self, views: frozenset[str]) -> None:
+        """400 if a query's own pin names a dataset none of `views` reads."""
+        if self.session or not self.versions:
+            return
+        read = {dataset_of(view) for view in views}
+        unread = sorted(name for name in self.versions if name.lower() not in read)
+        if unread:
+            raise InvalidInput(
+                f"as_of pins {', '.join(map(repr, unread))}, which the query does not read: "
+                "pin only datasets the query reads (GET /v1/catalog lists them)"
+            )
+
+
 def dataset_of(view: str) -> str:
     """The dataset a view name reads (`sales` for `sales__rejects`), lower-cased as the
     guard compares names."""

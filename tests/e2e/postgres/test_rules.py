@@ -127,6 +127,9 @@ def test_as_of_reads_an_earlier_version_and_says_which(stack: Stack) -> None:
         conn.execute("""SET lakehouse.as_of = '{"history": 1}'""")
         assert conn.execute("SELECT id FROM history").fetchall() == [(1,)]
         assert conn.info.parameter_status("lakehouse.datasets") == '{"history":1}'
+        # The session's pins hold for what each statement reads: one reading none is
+        # answered (a /v1/sql request's own pin must be read).
+        assert conn.execute("SELECT 41 + 1").fetchone() == (42,)
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             conn.execute("SET lakehouse.as_of = 'yesterday'")
         conn.execute("RESET lakehouse.as_of")

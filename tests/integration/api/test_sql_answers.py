@@ -155,6 +155,29 @@ def test_as_of_an_unknown_version_is_400(client: TestClient, settings: Settings)
     assert "GET /v1/catalog/people/versions" in response.json()["detail"]
 
 
+def test_as_of_naming_a_dataset_the_query_does_not_read_is_400(
+    client: TestClient, settings: Settings
+) -> None:
+    """A misspelt pin (`peple`) or one on another dataset used to be ignored: the query read
+    the current version of what it read, unsaid. Each format refuses it before running."""
+    materialize_csv(settings, "people", b"id\n1\n2\n")
+    materialize_csv(settings, "people", b"id\n3\n")
+    materialize_csv(settings, "teams", b"team\nA\n")
+    for fmt in ("json", "csv", "arrow"):
+        response = client.post(
+            f"/v1/sql?format={fmt}",
+            json={"sql": "SELECT count(*) AS n FROM people", "as_of": {"teams": 1}},
+        )
+        assert response.status_code == 400, (fmt, response.text)
+        assert "as_of pins 'teams', which the query does not read" in response.json()["detail"]
+    # A pin on a dataset read through its rejects view alone is read.
+    rejects = {"sql": "SELECT count(*) AS n FROM people__rejects", "as_of": {"people": 1}}
+    answer = client.post("/v1/sql", json=rejects)
+    assert (answer.status_code, answer.json()["rows"]) == (200, [{"n": 0}]), answer.text
+    current = client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM people"}).json()
+    assert (current["rows"], current["datasets"]) == ([{"n": 3}], {"people": 2})
+
+
 def test_as_of_a_version_with_nothing_to_read_is_400_not_the_current_one(
     client: TestClient, settings: Settings
 ) -> None:

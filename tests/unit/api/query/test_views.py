@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from api.query.views import CatalogViews
+from api.query.views import CatalogViews, Pins
 from lakehouse.auth.grants import Principal, Role
+from lakehouse.errors import InvalidInput
 from lakehouse.formats.csv.types import Column
 from lakehouse.runs import DATASETS_PARTITIONS
 from tests.unit.lakehouse.publish.test_catalog_trust import materialized_by_a_run, sales
@@ -43,3 +44,15 @@ def test_a_snapshot_and_its_views_outlast_events_that_publish_nothing(tmp_path) 
         latest = views.refresh()
         assert latest is not first and latest.manifests["sales"].version == 2
         assert views.for_query(READER, {})[1] is not offered[READER]
+
+
+def test_a_querys_own_pins_must_each_be_read_a_sessions_need_not() -> None:
+    Pins({"Sales": 1}).check_read(frozenset({"sales__rejects"}))  # read through its rejects
+    Pins({}).check_read(frozenset())
+    Pins({"teams": 1}, session=True).check_read(frozenset({"sales"}))
+    try:
+        Pins({"teams": 1, "sales": 2}).check_read(frozenset({"sales"}))
+    except InvalidInput as exc:
+        assert "as_of pins 'teams', which the query does not read" in str(exc)
+    else:
+        raise AssertionError("a pin the query does not read was accepted")
