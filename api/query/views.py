@@ -54,9 +54,10 @@ class CatalogSnapshot:
 @dataclass(frozen=True)
 class Pins:
     """Earlier versions a query reads (`as_of`: dataset -> version). A query's own pins
-    must each be read by it: a misspelt name would otherwise leave the dataset meant at its
-    current version, unsaid. A Postgres session's pins (`SET lakehouse.as_of`) hold for
-    every statement after, each of which reads what it reads (`session`)."""
+    must each be read by it: a pin on another dataset (a name mistaken for the one meant)
+    would otherwise be ignored, and the dataset meant read at its current version, unsaid.
+    A Postgres session's pins (`SET lakehouse.as_of`) hold for every statement after, each
+    of which reads what it reads (`session`)."""
 
     versions: Mapping[str, int]
     session: bool = False

@@ -57,6 +57,7 @@ class SqlAnswer(BaseModel):
         200: {"content": {media: {} for media in MEDIA_TYPES.values()}},
         400: {
             "description": "Refused statement, syntax error, unknown dataset or column, "
+            "an as_of version that does not exist or a dataset the query does not read, "
             "or a query that needed more memory than one query may use."
         },
         401: {"description": "No token, or one unknown, expired or revoked."},

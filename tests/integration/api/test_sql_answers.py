@@ -158,8 +158,8 @@ def test_as_of_an_unknown_version_is_400(client: TestClient, settings: Settings)
 def test_as_of_naming_a_dataset_the_query_does_not_read_is_400(
     client: TestClient, settings: Settings
 ) -> None:
-    """A misspelt pin (`peple`) or one on another dataset used to be ignored: the query read
-    the current version of what it read, unsaid. Each format refuses it before running."""
+    """A pin on another dataset than the one read (a name mistaken for the one meant) used
+    to be ignored: the query read the current version, unsaid. Each format refuses it."""
     materialize_csv(settings, "people", b"id\n1\n2\n")
     materialize_csv(settings, "people", b"id\n3\n")
     materialize_csv(settings, "teams", b"team\nA\n")
