@@ -55,6 +55,12 @@ def create_token(stack: Stack, name: str, role: str, **fields: Any) -> str:
     return token
 
 
+# A stack for tests that race nothing between processes: one run worker and one API worker
+# rather than the two of each `lakehouse up` starts, which cost ~6 CPU-s more at each start
+# (the tests of races, restarts and per-process bounds keep two).
+ONE_OF_EACH = {"workers": 1, "api_workers": 1}
+
+
 def e2e_settings(state_dir: Path, **settings: Any) -> Settings:
     """A stack's settings: its own state directory and free ports, then `settings`. No
     Postgres endpoint unless `settings` give it a port (its tests do): each stack would

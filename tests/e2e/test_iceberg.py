@@ -20,7 +20,7 @@ from devstack.stack import Stack
 from lakehouse.duck import attach_s3
 from lakehouse.publish.iceberg import IcebergTables
 from lakehouse.store import ObjectStore
-from tests.e2e.conftest import http, start_stack
+from tests.e2e.conftest import ONE_OF_EACH, http, start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -60,7 +60,7 @@ READER = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("iceberg"))
+    stack = start_stack(tmp_path_factory.mktemp("iceberg"), **ONE_OF_EACH)
     yield stack
     stack.stop()
 

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 MIB = 1024 * 1024
 LIMITS = {
+    "workers": 1,  # one run worker: only the API's bounds are under test
     "api_workers": 2,
     "sql_max_concurrent": 2,
     "sql_process_memory_mb": 768,

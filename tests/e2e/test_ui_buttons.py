@@ -14,7 +14,7 @@ import pytest
 
 from devstack.stack import Stack
 from lakehouse_assets.checks import check_specs
-from tests.e2e.conftest import http, start_stack, wait_for_version
+from tests.e2e.conftest import ONE_OF_EACH, http, start_stack, wait_for_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -43,7 +43,7 @@ DATASET = {"path": ["dataset"]}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("stack"), webserver=True, workers=1)
+    stack = start_stack(tmp_path_factory.mktemp("stack"), webserver=True, **ONE_OF_EACH)
     yield stack
     stack.stop()
 

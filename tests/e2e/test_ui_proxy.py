@@ -21,7 +21,7 @@ from devstack.ports import free_port
 from devstack.stack import Stack
 from lakehouse.publish.catalog import latest_manifest
 from lakehouse.runs import DATASET_ASSET_KEY
-from tests.e2e.conftest import http, start_stack, wait_for_ingest
+from tests.e2e.conftest import ONE_OF_EACH, http, start_stack, wait_for_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -43,7 +43,7 @@ def caddy() -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("ui-proxy"), webserver=True)
+    stack = start_stack(tmp_path_factory.mktemp("ui-proxy"), webserver=True, **ONE_OF_EACH)
     try:
         response = http.post(
             f"{stack.api_url}/v1/ingest", params={"name": "sales"}, content=b"id\n1\n"

@@ -15,7 +15,7 @@ import pytest
 from devstack.instance import PROJECT_ROOT
 from devstack.ports import free_port
 from devstack.stack import Stack
-from tests.e2e.conftest import create_token, http, start_stack, wait_for_ingest
+from tests.e2e.conftest import ONE_OF_EACH, create_token, http, start_stack, wait_for_ingest
 
 # Each type of the README's list, and NULLs (the last row), as the CSV reader infers them.
 TYPED_CSV = (
@@ -57,7 +57,7 @@ def ingest(stack: Stack, name: str, body: bytes) -> dict[str, Any]:
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("postgres"), pg_port=free_port())
+    stack = start_stack(tmp_path_factory.mktemp("postgres"), pg_port=free_port(), **ONE_OF_EACH)
     try:
         receipt = ingest(stack, "typed", TYPED_CSV)
         inferred = {c["name"]: c["type"] for c in receipt["inferred_schema"]["columns"]}
