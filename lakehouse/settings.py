@@ -165,8 +165,11 @@ class _Ingest(BaseModel):
     max_concurrent_uploads: int = Field(
         4,
         ge=1,
-        description="Uploads landing their bytes at once per API process (one waiting for its "
-        "run holds none); more get 503 with Retry-After.",
+        description="Large uploads landing their bytes at once per API process: their buffers "
+        "(ingest_part_bytes x (ingest_parts_in_flight + 2) each) are the process's budget, "
+        "where a plain body with a Content-Length counts for its length (at least 1 MiB), so "
+        "a burst of small files lands at once. One waiting for its run holds none; past the "
+        "budget, 503 with Retry-After.",
     )
     max_reject_share: float = Field(
         0.01, ge=0, le=1, description="Share of unparseable rows above which an ingest fails."

@@ -100,6 +100,20 @@ async def body_chunks(
         gunzip.finish()
 
 
+def plain_length(request: Request) -> int | None:
+    """The CSV's length in bytes, when the request says it exactly: the Content-Length of a
+    body neither gzip-encoded nor a multipart form (whose file may be a `.gz`), nor sent in
+    chunks besides (whatever the HTTP parser would make of both); else None."""
+    headers = request.headers
+    declared = headers.get("content-length", "")
+    encoding = headers.get("content-encoding", "").strip().lower()
+    multipart = headers.get("content-type", "").startswith("multipart/form-data")
+    exact = declared.isdigit() and encoding in ("", "identity") and not multipart
+    if not exact or "transfer-encoding" in headers:
+        return None
+    return int(declared)
+
+
 def _refuse_declared_size(request: Request, max_bytes: int, *, exact: bool) -> None:
     """413 before reading a byte when the declared length is already too much."""
     declared = request.headers.get("content-length", "")

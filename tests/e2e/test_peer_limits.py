@@ -132,12 +132,13 @@ def upload_past_the_rate(stack: Stack, name: str, token: str, body: bytes) -> ht
 
 def test_attack_slow_upload_is_408_and_its_slot_is_free_for_the_next(stack: Stack) -> None:
     """Attack: a client that sends its headers and a few bytes of a declared body, then
-    nothing, to hold an upload slot. After `upload_read_timeout_seconds` it gets 408."""
+    nothing, to hold an upload slot (100 MB declared: a large upload's, the process's
+    whole budget here). After `upload_read_timeout_seconds` it gets 408."""
     store = ObjectStore(stack.settings.s3())
     before = data_keys(store)
     status, body = raw_request(
         stack,
-        "POST /v1/ingest?name=slow HTTP/1.1\r\nContent-Length: 100000",
+        "POST /v1/ingest?name=slow HTTP/1.1\r\nContent-Length: 100000000",
         b"id,label\n",
     )
     assert status == 408

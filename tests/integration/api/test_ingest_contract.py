@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.upload.slots import largest_reservation
 from lakehouse.ingest.landing import Landing
 from lakehouse.ingest.log import read_receipt
 from lakehouse.publish.catalog import latest_manifest
@@ -156,13 +157,37 @@ def test_all_upload_slots_taken_is_503_with_retry_after(
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
     with TestClient(app, headers=admin_headers(settings)) as client:
-        app.state.upload_slots.in_flight = settings.max_concurrent_uploads  # all busy
+        slots = app.state.upload_slots
+        slots.reserved = settings.max_concurrent_uploads * largest_reservation(settings)
         response = client.post("/v1/ingest?name=people", content=PEOPLE)
         assert response.status_code == 503
         assert response.headers["retry-after"] == "2"
         assert "retry" in response.json()["detail"]
-        app.state.upload_slots.in_flight = 0
+        slots.reserved = 0
         assert client.post("/v1/ingest?name=people", content=PEOPLE).status_code == 202
+    assert len(list(store.list_keys(LOG))) == 1
+
+
+def test_small_files_land_beside_large_uploads_that_a_gzip_or_chunked_body_must_wait_for(
+    settings: Settings, store: ObjectStore
+) -> None:
+    """The large uploads landing leave 2 MiB of the budget: a plain 100-row file, which says
+    its length, lands; the same rows gzip-encoded (they may inflate to any size) or sent
+    chunked (no length) count as large, and get 503 with nothing stored."""
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: settings
+    budget = settings.max_concurrent_uploads * largest_reservation(settings)
+    with TestClient(app, headers=admin_headers(settings)) as client:
+        app.state.upload_slots.reserved = budget - 2 * 1024 * 1024
+        assert client.post("/v1/ingest?name=people", content=PEOPLE).status_code == 202
+        gzipped = client.post(
+            "/v1/ingest?name=people",
+            content=gzip.compress(PEOPLE),
+            headers={"content-encoding": "gzip"},
+        )
+        chunked = client.post("/v1/ingest?name=people", content=iter([PEOPLE]))
+        assert [gzipped.status_code, chunked.status_code] == [503, 503]
+        assert app.state.upload_slots.reserved == budget - 2 * 1024 * 1024
     assert len(list(store.list_keys(LOG))) == 1
 
 
