@@ -83,7 +83,7 @@ async def body_chunks(
     multipart = (
         MultipartFile(content_type) if content_type.startswith("multipart/form-data") else None
     )
-    _refuse_declared_size(request, max_bytes, exact=not (gzipped or multipart))
+    _refuse_declared_size(request, max_bytes, exact=plain_length(request) is not None)
     cap = SizeCap(max_bytes)
     gunzip: Gunzip | None = None
     arriving = _arriving(request, read_timeout, arrival or Arrival.of(request))
