@@ -23,6 +23,11 @@ from api.upload.slots import UploadSlots
 
 log = logging.getLogger(__name__)
 
+# Every /v1 route names its caller (401 without a live token), is admitted under the
+# token's limits (429), and takes the query parameters it declares and no others
+# (api/parameters.py); each checks what the caller may do where it knows the dataset.
+V1_DEPENDENCIES = [Depends(authenticate), Depends(admitted), Depends(known_parameters)]
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,13 +65,7 @@ def create_app() -> FastAPI:
         description="Drop CSV files, query them as Parquet datasets with SQL.",
         version="0.1.0",
     )
-    # Every /v1 route names its caller (401 without a live token); each checks what the
-    # caller may do where it knows the dataset.
-    # Each takes the query parameters it declares, and no others (api/parameters.py).
-    v1 = APIRouter(
-        prefix="/v1",
-        dependencies=[Depends(authenticate), Depends(admitted), Depends(known_parameters)],
-    )
+    v1 = APIRouter(prefix="/v1", dependencies=V1_DEPENDENCIES)
     for module in (ingest, sql, catalog, datasets, tokens):
         v1.include_router(module.router)
     app.include_router(v1)

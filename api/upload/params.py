@@ -33,7 +33,7 @@ class UploadParams:
     format: Format | None = None  # None: by the content type or the file name
 
 
-def csv_options(
+async def csv_options(
     delimiter: Annotated[
         str | None, Query(description="One character, or `tab`; default: found in the file.")
     ] = None,
@@ -105,7 +105,7 @@ def _with_charset(encoding: str | None, content_type: str) -> str | None:
 CsvOptionsDep = Annotated[CsvOptions, Depends(csv_options)]
 
 
-def upload_params(
+async def upload_params(
     settings: SettingsDep,
     options: CsvOptionsDep,
     name: Annotated[str, Query(description="Dataset name: ^[a-z][a-z0-9_]{0,62}$")],
@@ -179,7 +179,7 @@ MODE_PRIVILEGES: dict[Mode, Privilege] = {
 BROWSER_CONTENT_TYPES = ("text/csv", "application/gzip", "application/x-gzip", "multipart/")
 
 
-def permitted_upload(
+async def permitted_upload(
     request: Request, params: UploadParamsDep, principal: PrincipalDep
 ) -> UploadParams:
     """The upload's parameters once its token may make it: 403 for a dataset outside its
