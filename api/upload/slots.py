@@ -15,9 +15,9 @@ from api.deps import SettingsDep
 from api.quotas import AdmittedDep, Lease, quotas
 from api.upload.body import plain_length
 from lakehouse.settings import Settings
+from lakehouse.settings_limits import MIB
 
 RETRY_AFTER_SECONDS = 2
-MIB = 1024 * 1024
 # What a small upload counts for at least: a burst of 100-row files is not refused, yet
 # their number stays bounded (each also holds a connection and its request's objects).
 LEAST_RESERVED_BYTES = MIB

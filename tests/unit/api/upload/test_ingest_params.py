@@ -78,6 +78,10 @@ def test_an_upload_counts_for_its_length_only_where_that_bounds_what_it_holds(
     assert reservation(request_with(**headers), SETTINGS) == reserved
 
 
+def no_allowance(size: int) -> None:
+    """A token without an hourly byte allowance."""
+
+
 def test_attack_many_small_uploads_at_once_are_bounded_by_the_budget() -> None:
     """Attack: a flood of small uploads, each counting for little, to hold the process's
     memory: each counts for at least LEAST_RESERVED_BYTES, so the budget still bounds them."""
@@ -86,7 +90,8 @@ def test_attack_many_small_uploads_at_once_are_bounded_by_the_budget() -> None:
     taken = []
     with pytest.raises(HTTPException) as refused:
         while True:
-            taken.append(slots.take(budget, LEAST_RESERVED_BYTES, Lease(lambda: None), len))
+            slot = slots.take(budget, LEAST_RESERVED_BYTES, Lease(lambda: None), no_allowance)
+            taken.append(slot)
     assert len(taken) == budget // LEAST_RESERVED_BYTES == 192
     assert refused.value.status_code == 503
     assert refused.value.headers == {"Retry-After": "2"}
